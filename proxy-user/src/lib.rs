@@ -1,0 +1,1 @@
+//! Weir's userspace: the `weir` binary's library.
