@@ -1,1 +1,38 @@
-fn main() {}
+//! `cargo xtask`: Weir's developer commands. Each subcommand lives in its own
+//! module with its options and one `run` function; this file only dispatches.
+
+mod build;
+mod run;
+mod test;
+mod toolchain;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Weir developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install (as root on Debian) or check the eBPF toolchain.
+    Setup(toolchain::Options),
+    /// Build the eBPF object and the `weir` binary.
+    Build(build::Options),
+    /// Build, then run weir on configs/weir.cfg (or the config you name).
+    Run(run::Options),
+    /// Build, then run the whole test suite (unit, integration, bpf-tests).
+    Test(test::Options),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Setup(opts) => toolchain::run(&opts).map(|_| ()),
+        Command::Build(opts) => build::run(&opts).map(|_| ()),
+        Command::Run(opts) => run::run(&opts),
+        Command::Test(opts) => test::run(&opts),
+    }
+}

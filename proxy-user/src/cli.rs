@@ -1,0 +1,63 @@
+//! The command line of `weir` (clap). `main.rs` parses it and calls
+//! [`crate::runtime`] or the other command functions.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  weir run -f configs/weir.cfg          run on a config (as root for XDP)
+  weir check -f configs/weir.cfg        validate a config, print every error
+  weir origin --listen 127.0.0.1:9001   a demo/test HTTP origin
+  curl http://127.0.0.1:8080/           a request through the default config
+  bpftool map dump pinned /sys/fs/bpf/weir/weir/WEIR_FE_STATS
+";
+
+/// Weir: an XDP L4 and HTTP/1.1 L7 load balancer.
+#[derive(Parser, Debug)]
+#[command(name = "weir", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the load balancer on a config file.
+    #[command(
+        after_help = "Stops cleanly on SIGTERM or SIGINT: XDP detached, this instance's pins removed, exit 0."
+    )]
+    Run(RunArgs),
+    /// Validate a config file: print all errors with file:line, exit 1 if any.
+    Check {
+        /// The config file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Serve HTTP as a demo/test origin (answers with its name, /echo, /size/N).
+    Origin {
+        /// Address to listen on (repeatable).
+        #[arg(long = "listen", required = true)]
+        listen: Vec<SocketAddr>,
+        /// Name in the responses (`hello from NAME`, `X-Origin: NAME`).
+        #[arg(long, default_value = "origin")]
+        name: String,
+    },
+}
+
+/// Options of `weir run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The config file.
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// eBPF object to load instead of the embedded one.
+    #[arg(long)]
+    pub bpf_object: Option<PathBuf>,
+    /// Do not load the XDP program (userspace only).
+    #[arg(long)]
+    pub no_xdp: bool,
+}

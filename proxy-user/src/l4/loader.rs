@@ -1,0 +1,406 @@
+//! Loading and attaching the XDP program, and the lifetime of its pins.
+//!
+//! Maps are pinned by name under `/sys/fs/bpf/weir/<instance>/`, so
+//! `bpftool map dump pinned /sys/fs/bpf/weir/<instance>/WEIR_FE_STATS` works
+//! while weir runs, and a second weir process of the same instance (a reload)
+//! re-opens the same maps instead of creating empty ones. Each process holds
+//! a shared `flock` on `/run/weir/<instance>.lock`; the process that stops
+//! last (it can upgrade to an exclusive lock) removes the pins.
+
+use std::{
+    borrow::Cow,
+    fs::File,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{HashMap, MapError},
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use proxy_common::{map_names, FrontendInfo, FrontendKey};
+
+use super::{bpffs, maps};
+
+include!(concat!(env!("OUT_DIR"), "/ebpf_object.rs"));
+
+/// Name of the XDP entry point in the object.
+pub const PROGRAM_NAME: &str = "weir_xdp";
+/// Pinned maps of one instance live in `PIN_ROOT/<instance>/`.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/weir";
+/// Lock files that count the processes of an instance.
+pub const LOCK_DIR: &str = "/run/weir";
+/// The maps userspace pins (the aya-log ring buffer stays per process).
+const PINNED_MAPS: [&str; 4] = [
+    map_names::FRONTENDS,
+    map_names::FRONTEND_STATS,
+    map_names::VERDICT_STATS,
+    map_names::PACKET_STATS,
+];
+
+/// Errors of the L4 loader.
+#[derive(Debug, thiserror::Error)]
+pub enum L4Error {
+    /// No eBPF object embedded nor found on disk.
+    #[error("no eBPF object: this weir was built without one and none was found at {searched}; build with `cargo xtask build` or pass --bpf-object PATH")]
+    NoObject {
+        /// Places that were searched.
+        searched: String,
+    },
+    /// The object file could not be read.
+    #[error("cannot read eBPF object {path}")]
+    ReadObject {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// bpffs could not be mounted, or the pin directory created.
+    #[error("cannot prepare the BPF pin directory {path} (is this root, with CAP_BPF and CAP_SYS_ADMIN?)")]
+    PinDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// aya failed to load the object or create/open its maps.
+    #[error("cannot load the eBPF object (instance '{instance}')")]
+    Load {
+        /// Instance name.
+        instance: String,
+        /// Cause.
+        #[source]
+        source: EbpfError,
+    },
+    /// The verifier or the kernel refused the program.
+    #[error("cannot load XDP program '{PROGRAM_NAME}'")]
+    Program {
+        /// Cause.
+        #[source]
+        source: ProgramError,
+    },
+    /// Attaching to an interface failed.
+    #[error("cannot attach XDP to interface '{iface}' in {mode:?} mode")]
+    Attach {
+        /// Interface name.
+        iface: String,
+        /// Requested mode.
+        mode: XdpMode,
+        /// Cause.
+        #[source]
+        source: ProgramError,
+    },
+    /// A map is missing from the object.
+    #[error("map {name} is missing from the eBPF object (object and binary out of sync? rebuild with `cargo xtask build`)")]
+    MissingMap {
+        /// Map name.
+        name: &'static str,
+    },
+    /// A map operation failed.
+    #[error("map {name}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// Cause.
+        #[source]
+        source: MapError,
+    },
+    /// More frontends than the map holds.
+    #[error(
+        "{count} L4 frontends configured, the XDP program holds at most {}",
+        proxy_common::MAX_FRONTENDS
+    )]
+    TooManyFrontends {
+        /// Configured count.
+        count: usize,
+    },
+}
+
+/// Finds the eBPF object: the embedded one, then `explicit`, then
+/// `$WEIR_EBPF_OBJECT`, then the workspace build output.
+pub fn find_object(explicit: Option<&Path>) -> Result<Cow<'static, [u8]>, L4Error> {
+    let read = |path: &Path| {
+        std::fs::read(path)
+            .map(Cow::Owned)
+            .map_err(|source| L4Error::ReadObject {
+                path: path.to_owned(),
+                source,
+            })
+    };
+    if let Some(path) = explicit {
+        return read(path);
+    }
+    if let Some(bytes) = EMBEDDED_OBJECT {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("WEIR_EBPF_OBJECT") {
+        candidates.push(p.into());
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/bpf/bpfel-unknown-none/release/weir-xdp"),
+    );
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return read(found);
+    }
+    Err(L4Error::NoObject {
+        searched: candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// What `XdpProgram::load` needs to know.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Instance name: the pin directory is `/sys/fs/bpf/weir/<instance>/`.
+    pub instance: String,
+    /// Level of aya-log records the program emits (checked in the kernel, so
+    /// disabled levels cost a compare).
+    pub log_level: log::LevelFilter,
+    /// Pin the maps (weir does; some tests load private copies).
+    pub pin: bool,
+}
+
+/// The loaded XDP program with its maps, links and pins.
+pub struct XdpProgram {
+    // Field order matters: the program (and its links) detach when `ebpf`
+    // drops, before the lock is released.
+    ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    lock: Option<File>,
+    attached: Vec<String>,
+}
+
+fn aya_log_level(level: log::LevelFilter) -> u8 {
+    // aya_log_common::Level: Error=1 .. Trace=5; 0 disables everything.
+    match level {
+        log::LevelFilter::Off => 0,
+        log::LevelFilter::Error => 1,
+        log::LevelFilter::Warn => 2,
+        log::LevelFilter::Info => 3,
+        log::LevelFilter::Debug => 4,
+        log::LevelFilter::Trace => 5,
+    }
+}
+
+impl XdpProgram {
+    /// Loads the object, opening or creating the pinned maps, and loads the
+    /// XDP program into the kernel (not attached yet).
+    pub fn load(object: &[u8], opts: &LoadOptions) -> Result<Self, L4Error> {
+        let (pin_dir, lock) = if opts.pin {
+            let dir = Path::new(PIN_ROOT).join(&opts.instance);
+            let lock = prepare_pin_dir(&dir, &opts.instance)?;
+            (Some(dir), Some(lock))
+        } else {
+            (None, None)
+        };
+        let level = aya_log_level(opts.log_level);
+        let load = |pin_dir: Option<&Path>| {
+            let mut loader = EbpfLoader::new();
+            loader.override_global(aya_log::LEVEL, &level, false);
+            let paths: Vec<(&str, PathBuf)> = pin_dir
+                .map(|d| PINNED_MAPS.iter().map(|n| (*n, d.join(n))).collect())
+                .unwrap_or_default();
+            for (name, path) in &paths {
+                loader.map_pin_path(name, path.as_path());
+            }
+            loader.load(object)
+        };
+        let ebpf = match load(pin_dir.as_deref()) {
+            Ok(ebpf) => ebpf,
+            // Pins left by an incompatible build: replace them if nobody else uses them.
+            Err(first) => match (&pin_dir, &lock) {
+                (Some(dir), Some(lock)) if try_exclusive(lock) => {
+                    log::warn!(
+                        "pinned maps in {} do not fit this program ({first}); replacing them",
+                        dir.display()
+                    );
+                    remove_pins(dir);
+                    std::fs::create_dir_all(dir).map_err(|source| L4Error::PinDir {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    share(lock);
+                    load(Some(dir)).map_err(|source| L4Error::Load {
+                        instance: opts.instance.clone(),
+                        source,
+                    })?
+                }
+                _ => {
+                    return Err(L4Error::Load {
+                        instance: opts.instance.clone(),
+                        source: first,
+                    })
+                }
+            },
+        };
+        let mut this = Self {
+            ebpf,
+            pin_dir,
+            lock,
+            attached: Vec::new(),
+        };
+        this.program_mut()?
+            .load()
+            .map_err(|source| L4Error::Program { source })?;
+        Ok(this)
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp, L4Error> {
+        let program = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(L4Error::MissingMap { name: PROGRAM_NAME })?;
+        program
+            .try_into()
+            .map_err(|source| L4Error::Program { source })
+    }
+
+    /// The XDP program, for BPF_PROG_TEST_RUN.
+    pub fn xdp(&mut self) -> Result<&mut Xdp, L4Error> {
+        self.program_mut()
+    }
+
+    /// Starts forwarding the program's aya-log records to weir's logger.
+    /// Must be called from inside a tokio runtime. Returns false when the
+    /// object has no log map.
+    pub fn forward_logs(&mut self) -> bool {
+        let Ok(logger) = aya_log::EbpfLogger::init(&mut self.ebpf) else {
+            return false;
+        };
+        // SAFETY: the logger owns its ring buffer fd for its whole life, and
+        // the AsyncFd owns the logger, so the fd stays open and the same.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+        };
+        let Ok(mut fd) = registered else {
+            return false;
+        };
+        tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = fd.readable_mut().await else {
+                    return;
+                };
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+        });
+        true
+    }
+
+    /// Attaches to `iface`.
+    pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), L4Error> {
+        self.program_mut()?
+            .attach(iface, mode)
+            .map_err(|source| L4Error::Attach {
+                iface: iface.to_string(),
+                mode,
+                source,
+            })?;
+        self.attached.push(iface.to_string());
+        Ok(())
+    }
+
+    /// Interfaces the program is attached to.
+    pub fn attached(&self) -> &[String] {
+        &self.attached
+    }
+
+    /// The pin directory, when the maps are pinned.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// Replaces the frontend table.
+    pub fn set_frontends(
+        &mut self,
+        entries: &[(FrontendKey, FrontendInfo)],
+    ) -> Result<(), L4Error> {
+        let name = map_names::FRONTENDS;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(L4Error::MissingMap { name })?;
+        let mut table = HashMap::try_from(map).map_err(|source| L4Error::Map { name, source })?;
+        maps::write_frontends(&mut table, entries)
+    }
+
+    /// Sums every counter; `frontend_ids` are the stats slots in use.
+    pub fn snapshot(&self, frontend_ids: &[u32]) -> Result<maps::CounterSnapshot, L4Error> {
+        maps::snapshot(&self.ebpf, frontend_ids)
+    }
+
+    /// The underlying aya object (tests use it to reach maps directly).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Detaches everything and, if this was the instance's last process,
+    /// removes its pins. Returns whether the pins were removed.
+    pub fn shutdown(self) -> bool {
+        let Self {
+            ebpf,
+            pin_dir,
+            lock,
+            ..
+        } = self;
+        drop(ebpf); // detaches the links and closes our map fds
+        match (pin_dir, lock) {
+            (Some(dir), Some(lock)) if try_exclusive(&lock) => {
+                remove_pins(&dir);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Mounts bpffs if needed, creates the pin directory and takes a shared lock
+/// on the instance's lock file.
+fn prepare_pin_dir(dir: &Path, instance: &str) -> Result<File, L4Error> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| L4Error::PinDir { path, source }
+    };
+    if bpffs::ensure_mounted().map_err(io_err(Path::new(bpffs::BPFFS_ROOT)))? {
+        log::info!("mounted bpffs on {}", bpffs::BPFFS_ROOT);
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    std::fs::create_dir_all(LOCK_DIR).map_err(io_err(Path::new(LOCK_DIR)))?;
+    let lock_path = Path::new(LOCK_DIR).join(format!("{instance}.lock"));
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    share(&lock);
+    Ok(lock)
+}
+
+fn share(lock: &File) {
+    // SAFETY: flock on an fd we own. A shared lock only blocks while another
+    // process holds the exclusive one, which it does just long enough to
+    // remove pins.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_SH) };
+}
+
+/// Converts our lock to exclusive if no other process holds it.
+fn try_exclusive(lock: &File) -> bool {
+    // SAFETY: flock on an fd we own; LOCK_NB makes it non-blocking.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+fn remove_pins(dir: &Path) {
+    for name in PINNED_MAPS {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let _ = std::fs::remove_dir(dir);
+}

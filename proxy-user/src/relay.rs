@@ -1,0 +1,191 @@
+//! The TCP relay: accept, pick a server, connect (trying the next server on
+//! failure), then copy bytes both ways until either side closes.
+//!
+//! It serves `mode tcp` frontends that XDP does not accelerate, and is the
+//! fallback path of the L4 balancer.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    time::timeout,
+};
+
+/// Upper bound of concurrent client connections per relay (backpressure
+/// before accept, as in mini-redis): past it, accept waits.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// One server of a relay.
+#[derive(Debug, Clone)]
+pub struct RelayServer {
+    /// Name from the config.
+    pub name: String,
+    /// Where to connect.
+    pub addr: SocketAddr,
+}
+
+/// Counters of one relay (process-local).
+#[derive(Debug, Default)]
+pub struct RelayCounters {
+    /// Client connections accepted.
+    pub sessions: AtomicU64,
+    /// Bytes from clients to servers.
+    pub bytes_in: AtomicU64,
+    /// Bytes from servers to clients.
+    pub bytes_out: AtomicU64,
+    /// Connect attempts that failed.
+    pub connect_errors: AtomicU64,
+}
+
+/// A configured relay: servers in round-robin order.
+pub struct Relay {
+    /// Frontend name (for logs).
+    pub name: String,
+    servers: Vec<RelayServer>,
+    next: AtomicUsize,
+    connect_timeout: Duration,
+    /// Counters, shared with the stats reporter.
+    pub counters: Arc<RelayCounters>,
+}
+
+impl Relay {
+    /// A relay over `servers` with the given connect timeout.
+    pub fn new(name: String, servers: Vec<RelayServer>, connect_timeout: Duration) -> Self {
+        Self {
+            name,
+            servers,
+            next: AtomicUsize::new(0),
+            connect_timeout,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Connects to the next server, trying each at most once.
+    async fn connect(&self) -> Option<(TcpStream, &RelayServer)> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.servers.len() {
+            let server = &self.servers[(start + i) % self.servers.len()];
+            match timeout(self.connect_timeout, TcpStream::connect(server.addr)).await {
+                Ok(Ok(stream)) => return Some((stream, server)),
+                Ok(Err(e)) => {
+                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "{}: connect to server {} ({}) failed: {e}",
+                        self.name,
+                        server.name,
+                        server.addr
+                    );
+                }
+                Err(_) => {
+                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "{}: connect to server {} ({}) timed out",
+                        self.name,
+                        server.name,
+                        server.addr
+                    );
+                }
+            }
+        }
+        None
+    }
+
+    /// Relays one client connection.
+    pub async fn handle(&self, mut client: TcpStream) {
+        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
+        let Some((mut server, _)) = self.connect().await else {
+            return; // dropping the client closes it: no server could be reached
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        if let Ok((to_server, to_client)) =
+            tokio::io::copy_bidirectional(&mut client, &mut server).await
+        {
+            self.counters
+                .bytes_in
+                .fetch_add(to_server, Ordering::Relaxed);
+            self.counters
+                .bytes_out
+                .fetch_add(to_client, Ordering::Relaxed);
+        }
+    }
+
+    /// Accept loop: runs until the task is dropped.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, max_connections: usize) {
+        let limit = Arc::new(Semaphore::new(max_connections));
+        loop {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let relay = self.clone();
+                    tokio::spawn(async move {
+                        relay.handle(stream).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    log::warn!("{}: accept failed: {e}", self.name);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn relay_carries_bytes_and_skips_a_dead_server() {
+        let origin = crate::origin::serve("o".into(), &["127.0.0.1:0".parse().unwrap()])
+            .await
+            .unwrap()[0];
+        // A port with nothing listening: bind, read the port, close.
+        let dead = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let relay = Arc::new(Relay::new(
+            "fe".into(),
+            vec![
+                RelayServer {
+                    name: "dead".into(),
+                    addr: dead,
+                },
+                RelayServer {
+                    name: "live".into(),
+                    addr: origin,
+                },
+            ],
+            Duration::from_secs(1),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(relay.clone().run(listener, 4));
+        for _ in 0..2 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).await.unwrap();
+            assert!(out.ends_with("hello from o\n"), "{out}");
+        }
+        assert_eq!(relay.counters.sessions.load(Ordering::Relaxed), 2);
+        assert!(relay.counters.connect_errors.load(Ordering::Relaxed) >= 1);
+    }
+}
