@@ -27,7 +27,7 @@ fn load_for(suite: &Suite) -> XdpProgram {
                 l4::frontend_key(f.addr, f.proto),
                 FrontendInfo {
                     id: id as u32,
-                    flags: 0,
+                    ..FrontendInfo::default()
                 },
             )
         })

@@ -1,26 +1,36 @@
-//! Weir's XDP program.
+//! Weir's XDP programs.
 //!
-//! Today it classifies every packet against the configured L4 frontends (VIP
-//! address, protocol, port; IPv4 and IPv6, exact port then port 0) and counts
-//! packets and bytes per frontend, per verdict, and per classification
-//! outcome. Every packet is passed to the kernel stack (`XDP_PASS`): nothing
-//! is rewritten yet. Malformed packets are passed untouched and counted by
-//! reason.
+//! `weir_xdp` (the balancer) classifies every packet against the configured
+//! L4 frontends (VIP address, protocol, port; IPv4 and IPv6, exact port then
+//! port 0) and counts packets and bytes per frontend, per verdict, and per
+//! classification outcome. Frontends flagged for XDP (`xdp` keyword) are
+//! balanced here: conntrack, Maglev, then NAT or DSR forwarding (`lb.rs`);
+//! replies from reals to a NAT address are translated back. Everything else
+//! is passed to the kernel untouched; malformed packets are passed and
+//! counted by reason.
+//!
+//! `weir_decap` runs on a DSR real: it strips the IPIP / IPv6-in-IPv6 header
+//! Weir added and passes the inner packet to the real's kernel (the kernel
+//! here has no ipip module).
 //!
 //! Layout: `maps.rs` (every map, documented), `parse.rs` (headers),
-//! `stats.rs` (counter updates). The entry point is thin and counts the
-//! verdict once, in one place.
+//! `csum.rs` (checksums), `lb.rs` (balancing and forwarding), `stats.rs`
+//! (counter updates). Entry points are thin and count the verdict once.
 #![no_std]
 #![no_main]
 
+mod csum;
+mod lb;
 mod maps;
 mod parse;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_xdp_adjust_head, macros::xdp, programs::XdpContext,
+};
 use aya_log_ebpf::debug;
 use parse::{Malformed, Parsed};
-use proxy_common::FrontendKey;
+use proxy_common::{proto, FrontendInfo, FrontendKey, FRONTEND_FLAG_XDP, POLICY_NAT_ACTIVE};
 
 #[xdp]
 pub fn weir_xdp(ctx: XdpContext) -> u32 {
@@ -30,41 +40,70 @@ pub fn weir_xdp(ctx: XdpContext) -> u32 {
     action
 }
 
-/// Classifies one packet and returns its verdict.
+/// Classifies one packet, balances it if it belongs to an XDP service, and
+/// returns its verdict.
 #[inline(always)]
 fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
-    let parsed = parse::parse(ctx);
+    let Some(scratch) = maps::WEIR_SCRATCH.get_ptr_mut(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    // SAFETY: this CPU's scratch value, used by this packet only.
+    let scratch = unsafe { &mut *scratch };
+    let parsed = parse::parse(ctx, &mut scratch.headers);
     stats::with_packet_counters(|c| {
         c.rx_packets += 1;
         c.rx_bytes += bytes;
     });
     match parsed {
-        Parsed::L4 { key, vlan } => {
-            let hit = lookup_frontend(&key);
+        Parsed::Ip => {
+            let h = &scratch.headers;
+            stats::with_packet_counters(|c| c.vlan_tagged += h.vlan as u64);
+            let key = FrontendKey {
+                addr: h.dst,
+                port: h.dport,
+                proto: h.proto,
+                family: h.family,
+            };
+            let Some(svc) = lookup_frontend(&key) else {
+                stats::with_packet_counters(|c| c.not_matched += 1);
+                if lb::policy() & POLICY_NAT_ACTIVE != 0 {
+                    if let Some(action) = lb::nat_reply(ctx, scratch, bytes) {
+                        return action;
+                    }
+                }
+                return xdp_action::XDP_PASS;
+            };
+            stats::with_packet_counters(|c| c.matched += 1);
+            stats::count_frontend(svc.id, bytes);
+            if svc.flags & FRONTEND_FLAG_XDP == 0 {
+                return xdp_action::XDP_PASS; // counted only; the kernel stack serves it
+            }
+            if h.vlan || h.ip_extras {
+                return lb::unusual_packet(h);
+            }
+            lb::balance(ctx, scratch, &svc, bytes)
+        }
+        Parsed::Fragment { vlan } => {
             stats::with_packet_counters(|c| {
                 c.vlan_tagged += vlan as u64;
-                if hit.is_some() {
-                    c.matched += 1;
-                } else {
-                    c.not_matched += 1;
-                }
+                c.ip_fragments += 1;
             });
-            if let Some(id) = hit {
-                stats::count_frontend(id, bytes);
-            }
+            lb::fragment_policy()
         }
-        Parsed::Fragment { vlan } => stats::with_packet_counters(|c| {
-            c.vlan_tagged += vlan as u64;
-            c.ip_fragments += 1;
-        }),
-        Parsed::OtherIp { vlan } => stats::with_packet_counters(|c| {
-            c.vlan_tagged += vlan as u64;
-            c.not_matched += 1;
-        }),
-        Parsed::NonIp { vlan } => stats::with_packet_counters(|c| {
-            c.vlan_tagged += vlan as u64;
-            c.non_ip += 1;
-        }),
+        Parsed::OtherIp { vlan } => {
+            stats::with_packet_counters(|c| {
+                c.vlan_tagged += vlan as u64;
+                c.not_matched += 1;
+            });
+            xdp_action::XDP_PASS
+        }
+        Parsed::NonIp { vlan } => {
+            stats::with_packet_counters(|c| {
+                c.vlan_tagged += vlan as u64;
+                c.non_ip += 1;
+            });
+            xdp_action::XDP_PASS
+        }
         Parsed::Malformed(reason) => {
             let name = match reason {
                 Malformed::Ethernet => {
@@ -85,21 +124,80 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
                 ctx,
                 "malformed packet ({} header), {} bytes, passed", name, bytes
             );
+            xdp_action::XDP_PASS
         }
+    }
+}
+
+/// Looks the destination up as an exact (addr, proto, port) frontend, then as
+/// an all-ports (port 0) one. ICMP packets look up port 0 of their protocol.
+#[inline(always)]
+fn lookup_frontend(key: &FrontendKey) -> Option<FrontendInfo> {
+    if key.proto == proto::TCP || key.proto == proto::UDP {
+        // SAFETY: the value is copied out immediately; nothing keeps the reference.
+        if let Some(info) = unsafe { maps::WEIR_FRONTENDS.get(key) } {
+            return Some(*info);
+        }
+    }
+    let any_port = FrontendKey { port: 0, ..*key };
+    // SAFETY: as above.
+    unsafe { maps::WEIR_FRONTENDS.get(&any_port) }.copied()
+}
+
+#[xdp]
+pub fn weir_decap(ctx: XdpContext) -> u32 {
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let action = decap(&ctx);
+    if action == xdp_action::XDP_PASS {
+        stats::count_decap(bytes);
     }
     xdp_action::XDP_PASS
 }
 
-/// Looks the destination up as an exact (addr, proto, port) frontend, then as
-/// an all-ports (port 0) one. Returns the frontend's stats slot.
+/// Strips Weir's outer IPIP / IPv6-in-IPv6 header, if there is one.
+/// Returns XDP_PASS when it decapsulated, XDP_ABORTED (never returned to
+/// the kernel: the entry always passes) when the packet was left alone.
 #[inline(always)]
-fn lookup_frontend(key: &FrontendKey) -> Option<u32> {
-    // SAFETY: the value is copied out immediately; nothing keeps the reference.
-    if let Some(info) = unsafe { maps::WEIR_FRONTENDS.get(key) } {
-        return Some(info.id);
+fn decap(ctx: &XdpContext) -> u32 {
+    let Some(eth) = parse::bytes_at::<{ parse::ETH_HDR_LEN }>(ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let ether_type = u16::from_be_bytes([eth[12], eth[13]]);
+    let (outer_len, inner_proto) = match ether_type {
+        parse::ETH_P_IPV4 => {
+            let Some(ip) = parse::bytes_at::<{ parse::IPV4_MIN_HDR_LEN }>(ctx, parse::ETH_HDR_LEN)
+            else {
+                return xdp_action::XDP_ABORTED;
+            };
+            if ip[0] != 0x45 {
+                return xdp_action::XDP_ABORTED;
+            }
+            (parse::IPV4_MIN_HDR_LEN, ip[9])
+        }
+        parse::ETH_P_IPV6 => {
+            let Some(ip) = parse::bytes_at::<{ parse::IPV6_HDR_LEN }>(ctx, parse::ETH_HDR_LEN)
+            else {
+                return xdp_action::XDP_ABORTED;
+            };
+            (parse::IPV6_HDR_LEN, ip[6])
+        }
+        _ => return xdp_action::XDP_ABORTED,
+    };
+    let inner_type = match inner_proto {
+        4 => parse::ETH_P_IPV4,
+        41 => parse::ETH_P_IPV6,
+        _ => return xdp_action::XDP_ABORTED,
+    };
+    // SAFETY: the helper only moves ctx->data; the access after it is re-checked.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, outer_len as i32) } != 0 {
+        return xdp_action::XDP_ABORTED;
     }
-    let any_port = FrontendKey { port: 0, ..*key };
-    unsafe { maps::WEIR_FRONTENDS.get(&any_port) }.map(|info| info.id)
+    let Some(new_eth) = parse::mut_at::<{ parse::ETH_HDR_LEN }>(ctx, 0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    new_eth[..12].copy_from_slice(&eth[..12]);
+    new_eth[12..].copy_from_slice(&inner_type.to_be_bytes());
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -1,20 +1,23 @@
-//! Every map of the XDP program, with its purpose, key/value types and size.
+//! Every map of the XDP programs, with its purpose, key/value types and size.
 //!
 //! All maps are BTF-defined (`#[btf_map]`), so `bpftool map dump pinned
 //! /sys/fs/bpf/weir/<instance>/<NAME>` prints field names. Userspace pins
 //! them by name (see `proxy_common::map_names`), so a restarted weir finds
-//! the same maps and the counters in them.
+//! the same maps, tables and counters. Sizes marked "set at load" are
+//! overridden by userspace from the config before the maps are created.
 
+use crate::parse::Headers;
 use aya_ebpf::{
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
     macros::btf_map,
 };
 use proxy_common::{
-    verdict, FrontendInfo, FrontendKey, PacketCounters, TrafficCounters, MAX_FRONTENDS,
+    verdict, FloodState, FlowCounters, FlowKey, FlowState, FrontendInfo, FrontendKey, GlobalConfig,
+    L4Counters, NatReverse, PacketCounters, RealInfo, TrafficCounters, MAX_FRONTENDS, MAX_REALS,
 };
 
-/// The configured L4 frontends (VIP address, protocol, port), written by
-/// userspace at start. A miss means "not ours": the packet is passed.
+/// The configured L4 frontends / services (VIP address, protocol, port),
+/// written by userspace. A miss means "not ours": the packet is passed.
 #[btf_map]
 pub static WEIR_FRONTENDS: HashMap<FrontendKey, FrontendInfo, { MAX_FRONTENDS as usize }> =
     HashMap::new();
@@ -32,3 +35,73 @@ pub static WEIR_VERDICTS: PerCpuArray<TrafficCounters, { verdict::COUNT as usize
 /// One set of classification counters (see `PacketCounters`).
 #[btf_map]
 pub static WEIR_PKT_STATS: PerCpuArray<PacketCounters, 1> = PerCpuArray::new();
+
+/// The reals, indexed by real id (family 0 = unused slot).
+#[btf_map]
+pub static WEIR_REALS: Array<RealInfo, { MAX_REALS as usize }> = Array::new();
+
+/// Forwarded packets, bytes and new flows per real.
+#[btf_map]
+pub static WEIR_REAL_STATS: PerCpuArray<FlowCounters, { MAX_REALS as usize }> = PerCpuArray::new();
+
+/// Forwarded packets, bytes and new flows per XDP service (indexed like WEIR_FE_STATS).
+#[btf_map]
+pub static WEIR_SVC_STATS: PerCpuArray<FlowCounters, { MAX_FRONTENDS as usize }> =
+    PerCpuArray::new();
+
+/// Maglev tables of every service: real ids. Each service owns two halves
+/// of `ring_size` entries; `FrontendInfo::ring_base` names the active one.
+/// Size set at load (2 x services x largest table); the default fits one
+/// service with the default 65537-entry table.
+#[btf_map]
+pub static WEIR_RINGS: Array<u32, { 2 * 65537 }> = Array::new();
+
+/// Connection tracking: flow -> real. Per-CPU LRU (a flow stays on one CPU
+/// by RSS, and per-CPU maps need no locks). Size set at load (`conntrack-size`).
+#[btf_map]
+pub static WEIR_CT: LruPerCpuHashMap<FlowKey, FlowState, 65536> = LruPerCpuHashMap::new();
+
+/// NAT return path: the real's reply 5-tuple -> client and VIP. Shared by
+/// all CPUs (replies may arrive on any CPU). Size set at load.
+#[btf_map]
+pub static WEIR_NAT_REV: LruHashMap<FlowKey, NatReverse, 65536> = LruHashMap::new();
+
+/// Data-path settings written by userspace (hash seed, flood guard, policy).
+#[btf_map]
+pub static WEIR_CONFIG: Array<GlobalConfig, 1> = Array::new();
+
+/// L4 balancer counters.
+#[btf_map]
+pub static WEIR_L4_STATS: PerCpuArray<L4Counters, 1> = PerCpuArray::new();
+
+/// New-flow rate guard state, per CPU.
+#[btf_map]
+pub static WEIR_FLOOD: PerCpuArray<FloodState, 1> = PerCpuArray::new();
+
+/// Interfaces packets may be redirected to (ifindex -> ifindex).
+#[btf_map]
+pub static WEIR_TX_PORTS: DevMapHash<64> = DevMapHash::new();
+
+/// Packets and bytes `weir_decap` decapsulated.
+#[btf_map]
+pub static WEIR_DECAP_STATS: PerCpuArray<TrafficCounters, 1> = PerCpuArray::new();
+
+/// Per-CPU scratch space for the large per-packet temporaries (parsed
+/// headers, flow keys, the NAT reverse entry). BPF programs get a 512-byte
+/// stack for the whole call chain; keeping these here leaves room. Never
+/// pinned: its contents only live for one packet.
+#[repr(C)]
+pub struct Scratch {
+    /// The parsed headers of the current packet.
+    pub headers: Headers,
+    /// The packet's flow (conntrack key).
+    pub key: FlowKey,
+    /// NAT: the reply 5-tuple being tried.
+    pub rkey: FlowKey,
+    /// NAT: the reverse entry being created.
+    pub reverse: NatReverse,
+}
+
+/// See [`Scratch`].
+#[btf_map]
+pub static WEIR_SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();

@@ -1,25 +1,36 @@
-//! Packet parsing: Ethernet (with up to two VLAN tags), IPv4/IPv6, TCP/UDP.
+//! Packet parsing: Ethernet (with up to two VLAN tags), IPv4/IPv6 (IPv4
+//! options and IPv6 extension headers walked, not rejected), TCP/UDP/ICMP.
 //!
 //! Every read is bounds-checked against `data_end` right before it, the way
-//! the verifier wants. Parsing never modifies the packet.
+//! the verifier wants. Parsing never modifies the packet; it records the
+//! offsets the rewrite code needs.
 
 use aya_ebpf::programs::XdpContext;
-use proxy_common::{family, proto, FrontendKey};
+use proxy_common::{family, proto};
 
-const ETH_HDR_LEN: usize = 14;
+pub const ETH_HDR_LEN: usize = 14;
 const VLAN_HDR_LEN: usize = 4;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
-const IPV4_MIN_HDR_LEN: usize = 20;
-const IPV6_HDR_LEN: usize = 40;
+pub const IPV4_MIN_HDR_LEN: usize = 20;
+pub const IPV6_HDR_LEN: usize = 40;
 const TCP_MIN_HDR_LEN: usize = 20;
 const UDP_HDR_LEN: usize = 8;
+const ICMP_HDR_LEN: usize = 8;
 /// IPv4 flags/fragment-offset field: More Fragments bit plus the 13-bit offset.
 const IPV4_MF_OR_OFFSET: u16 = 0x3FFF;
-/// IPv6 Fragment extension header.
-const IPV6_NEXT_FRAGMENT: u8 = 44;
+/// IP protocol numbers of ICMP and ICMPv6.
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_ICMPV6: u8 = 58;
+/// IPv6 extension headers we walk (hop-by-hop, routing, destination options) and the fragment header.
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_DEST_OPTS: u8 = 60;
+const IPV6_FRAGMENT: u8 = 44;
+/// Most extension headers walked before giving up (bounded loop for the verifier).
+const MAX_IPV6_EXT_HEADERS: usize = 4;
 
 /// Why a packet could not be parsed. Such packets are passed untouched and counted.
 #[derive(Clone, Copy)]
@@ -28,17 +39,41 @@ pub enum Malformed {
     Ethernet,
     /// Truncated IP header, wrong version, IHL below 5, or a length past the packet.
     Ip,
-    /// The TCP or UDP header does not fit, or TCP data offset below 5.
+    /// The TCP/UDP/ICMP header does not fit, or TCP data offset below 5.
     L4,
+}
+
+/// Offsets and fields of a parsed IP packet.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Headers {
+    /// Offset of the TCP/UDP/ICMP header.
+    pub l4: usize,
+    /// `family::V4` or `family::V6`.
+    pub family: u8,
+    /// IP protocol of the L4 header.
+    pub proto: u8,
+    /// Source address (IPv4 in the first 4 bytes).
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port, network byte order (ICMP: type, code).
+    pub sport: u16,
+    /// Destination port, network byte order (ICMP: 0).
+    pub dport: u16,
+    /// One or two VLAN tags were present.
+    pub vlan: bool,
+    /// IPv4 options (IHL > 5) or IPv6 extension headers were present.
+    pub ip_extras: bool,
 }
 
 /// What the parser found.
 pub enum Parsed {
-    /// An IPv4/IPv6 TCP/UDP packet; the key is ready for the frontend lookup.
-    L4 { key: FrontendKey, vlan: bool },
+    /// An IPv4/IPv6 TCP, UDP or ICMP packet; its headers are in the `Headers` passed to `parse`.
+    Ip,
     /// A fragment: no complete L4 header to classify on.
     Fragment { vlan: bool },
-    /// IP, but neither TCP nor UDP (ICMP, ...).
+    /// IP, but neither TCP, UDP nor ICMP.
     OtherIp { vlan: bool },
     /// Not IP (ARP, LLDP, ...).
     NonIp { vlan: bool },
@@ -46,10 +81,26 @@ pub enum Parsed {
     Malformed(Malformed),
 }
 
+/// `ctx->data` and `ctx->data_end`, read with volatile loads.
+///
+/// Why volatile: for a function that is not inlined, LLVM would otherwise
+/// pass the two fields as (zero-extended) scalars instead of the context
+/// pointer, and the verifier refuses arithmetic on a zero-extended
+/// `pkt_end`. Volatile loads are never hoisted into the caller.
 #[inline(always)]
-fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: ctx.ctx is the program's context pointer, valid for the whole run.
+    unsafe {
+        (
+            core::ptr::read_volatile(&(*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&(*ctx.ctx).data_end) as usize,
+        )
+    }
+}
+
+#[inline(always)]
+pub fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> {
+    let (start, end) = bounds(ctx);
     if start + offset + N > end {
         return None;
     }
@@ -57,14 +108,32 @@ fn bytes_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Option<[u8; N]> 
     Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
 }
 
+/// N writable bytes at `offset`, bounds-checked.
+///
+/// The reference points into the packet: callers use it before any
+/// `bpf_xdp_adjust_head` and do not hold two overlapping ones.
+#[inline(always)]
+pub fn mut_at<'a, const N: usize>(ctx: &'a XdpContext, offset: usize) -> Option<&'a mut [u8; N]> {
+    let (start, end) = bounds(ctx);
+    if start + offset + N > end {
+        return None;
+    }
+    // SAFETY: the range is inside the packet (checked above), which is writable in XDP.
+    Some(unsafe { &mut *((start + offset) as *mut [u8; N]) })
+}
+
 #[inline(always)]
 fn u16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
     bytes_at::<2>(ctx, offset).map(u16::from_be_bytes)
 }
 
-/// Parses the packet up to the L4 ports.
-#[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Parsed {
+/// Parses the packet up to the L4 ports, filling `h` for IP packets.
+///
+/// A separate BPF function writing into `h` (a per-CPU scratch map value,
+/// not the stack): the parse temporaries and the balancer's never share a
+/// stack frame, which keeps the call chain under the 512-byte limit.
+#[inline(never)]
+pub fn parse(ctx: &XdpContext, h: &mut Headers) -> Parsed {
     let Some(mut ether_type) = u16_at(ctx, 12) else {
         return Parsed::Malformed(Malformed::Ethernet);
     };
@@ -82,16 +151,23 @@ pub fn parse(ctx: &XdpContext) -> Parsed {
         ether_type = inner;
         l3 += VLAN_HDR_LEN;
     }
-    let packet_len = ctx.data_end() - ctx.data();
+    let (start, end) = bounds(ctx);
+    let packet_len = end - start;
     match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, l3, packet_len, vlan),
-        ETH_P_IPV6 => parse_ipv6(ctx, l3, packet_len, vlan),
+        ETH_P_IPV4 => parse_ipv4(ctx, h, l3, packet_len, vlan),
+        ETH_P_IPV6 => parse_ipv6(ctx, h, l3, packet_len, vlan),
         _ => Parsed::NonIp { vlan },
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, l3: usize, packet_len: usize, vlan: bool) -> Parsed {
+fn parse_ipv4(
+    ctx: &XdpContext,
+    h: &mut Headers,
+    l3: usize,
+    packet_len: usize,
+    vlan: bool,
+) -> Parsed {
     let Some(hdr) = bytes_at::<IPV4_MIN_HDR_LEN>(ctx, l3) else {
         return Parsed::Malformed(Malformed::Ip);
     };
@@ -104,17 +180,26 @@ fn parse_ipv4(ctx: &XdpContext, l3: usize, packet_len: usize, vlan: bool) -> Par
     if u16::from_be_bytes([hdr[6], hdr[7]]) & IPV4_MF_OR_OFFSET != 0 {
         return Parsed::Fragment { vlan };
     }
-    let mut key = FrontendKey {
-        family: family::V4,
-        proto: hdr[9],
-        ..FrontendKey::default()
-    };
-    key.addr[..4].copy_from_slice(&hdr[16..20]);
-    parse_l4(ctx, key, l3 + ihl, vlan)
+    h.l4 = l3 + ihl;
+    h.family = family::V4;
+    h.proto = hdr[9];
+    h.src = [0; 16];
+    h.dst = [0; 16];
+    h.vlan = vlan;
+    h.ip_extras = ihl > IPV4_MIN_HDR_LEN;
+    h.src[..4].copy_from_slice(&hdr[12..16]);
+    h.dst[..4].copy_from_slice(&hdr[16..20]);
+    parse_l4(ctx, h)
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, l3: usize, packet_len: usize, vlan: bool) -> Parsed {
+fn parse_ipv6(
+    ctx: &XdpContext,
+    h: &mut Headers,
+    l3: usize,
+    packet_len: usize,
+    vlan: bool,
+) -> Parsed {
     let Some(hdr) = bytes_at::<IPV6_HDR_LEN>(ctx, l3) else {
         return Parsed::Malformed(Malformed::Ip);
     };
@@ -122,38 +207,62 @@ fn parse_ipv6(ctx: &XdpContext, l3: usize, packet_len: usize, vlan: bool) -> Par
     if hdr[0] >> 4 != 6 || l3 + IPV6_HDR_LEN + payload_len > packet_len {
         return Parsed::Malformed(Malformed::Ip);
     }
-    if hdr[6] == IPV6_NEXT_FRAGMENT {
-        return Parsed::Fragment { vlan };
+    let mut next = hdr[6];
+    let mut l4 = l3 + IPV6_HDR_LEN;
+    let mut extras = false;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            IPV6_FRAGMENT => return Parsed::Fragment { vlan },
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                let Some(ext) = bytes_at::<2>(ctx, l4) else {
+                    return Parsed::Malformed(Malformed::Ip);
+                };
+                extras = true;
+                next = ext[0];
+                l4 += (ext[1] as usize + 1) * 8;
+            }
+            _ => break,
+        }
     }
-    let mut key = FrontendKey {
-        family: family::V6,
-        proto: hdr[6],
-        ..FrontendKey::default()
-    };
-    key.addr.copy_from_slice(&hdr[24..40]);
-    parse_l4(ctx, key, l3 + IPV6_HDR_LEN, vlan)
+    h.l4 = l4;
+    h.family = family::V6;
+    h.proto = next;
+    h.vlan = vlan;
+    h.ip_extras = extras;
+    h.src.copy_from_slice(&hdr[8..24]);
+    h.dst.copy_from_slice(&hdr[24..40]);
+    parse_l4(ctx, h)
 }
 
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, mut key: FrontendKey, l4: usize, vlan: bool) -> Parsed {
-    match key.proto {
+fn parse_l4(ctx: &XdpContext, h: &mut Headers) -> Parsed {
+    match h.proto {
         proto::TCP => {
-            let Some(hdr) = bytes_at::<TCP_MIN_HDR_LEN>(ctx, l4) else {
+            let Some(hdr) = bytes_at::<TCP_MIN_HDR_LEN>(ctx, h.l4) else {
                 return Parsed::Malformed(Malformed::L4);
             };
             if ((hdr[12] >> 4) as usize) * 4 < TCP_MIN_HDR_LEN {
                 return Parsed::Malformed(Malformed::L4);
             }
-            // Kept in network byte order, as userspace stores it.
-            key.port = u16::from_ne_bytes([hdr[2], hdr[3]]);
+            // Kept in network byte order, as userspace stores them.
+            h.sport = u16::from_ne_bytes([hdr[0], hdr[1]]);
+            h.dport = u16::from_ne_bytes([hdr[2], hdr[3]]);
         }
         proto::UDP => {
-            let Some(hdr) = bytes_at::<UDP_HDR_LEN>(ctx, l4) else {
+            let Some(hdr) = bytes_at::<UDP_HDR_LEN>(ctx, h.l4) else {
                 return Parsed::Malformed(Malformed::L4);
             };
-            key.port = u16::from_ne_bytes([hdr[2], hdr[3]]);
+            h.sport = u16::from_ne_bytes([hdr[0], hdr[1]]);
+            h.dport = u16::from_ne_bytes([hdr[2], hdr[3]]);
         }
-        _ => return Parsed::OtherIp { vlan },
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let Some(hdr) = bytes_at::<ICMP_HDR_LEN>(ctx, h.l4) else {
+                return Parsed::Malformed(Malformed::L4);
+            };
+            h.sport = u16::from_ne_bytes([hdr[0], hdr[1]]);
+            h.dport = 0;
+        }
+        _ => return Parsed::OtherIp { vlan: h.vlan },
     }
-    Parsed::L4 { key, vlan }
+    Parsed::Ip
 }

@@ -3,7 +3,7 @@
 
 use proxy_common::{PacketCounters, TrafficCounters};
 
-use crate::maps::{WEIR_FE_STATS, WEIR_PKT_STATS, WEIR_VERDICTS};
+use crate::maps::{WEIR_DECAP_STATS, WEIR_FE_STATS, WEIR_PKT_STATS, WEIR_VERDICTS};
 
 #[inline(always)]
 fn add_traffic(cell: Option<*mut TrafficCounters>, bytes: u64) {
@@ -35,4 +35,10 @@ pub fn with_packet_counters(f: impl FnOnce(&mut PacketCounters)) {
         // SAFETY: as above, a per-CPU value owned by this CPU for the program's run.
         f(unsafe { &mut *cell });
     }
+}
+
+/// Counts one packet decapsulated by `weir_decap`.
+#[inline(always)]
+pub fn count_decap(bytes: u64) {
+    add_traffic(WEIR_DECAP_STATS.get_ptr_mut(0), bytes);
 }

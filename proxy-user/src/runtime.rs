@@ -147,6 +147,7 @@ fn xdp_entries(cfg: &Config) -> (Vec<XdpEntry>, Vec<String>) {
                 info: FrontendInfo {
                     id: entries.len() as u32,
                     flags,
+                    ..FrontendInfo::default()
                 },
                 iface,
             });

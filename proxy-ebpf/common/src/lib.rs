@@ -24,6 +24,29 @@ pub mod map_names {
     pub const VERDICT_STATS: &str = "WEIR_VERDICTS";
     /// Per-CPU array with one [`crate::PacketCounters`].
     pub const PACKET_STATS: &str = "WEIR_PKT_STATS";
+    /// Array of [`crate::RealInfo`], indexed by real id.
+    pub const REALS: &str = "WEIR_REALS";
+    /// Per-CPU array of [`crate::FlowCounters`], indexed by real id.
+    pub const REAL_STATS: &str = "WEIR_REAL_STATS";
+    /// Per-CPU array of [`crate::FlowCounters`], indexed by frontend (service) id.
+    pub const SERVICE_STATS: &str = "WEIR_SVC_STATS";
+    /// Array of u32 real ids: the Maglev lookup tables of every XDP service
+    /// (two halves per service, see [`crate::FrontendInfo::ring_base`]).
+    pub const RINGS: &str = "WEIR_RINGS";
+    /// Per-CPU LRU hash [`crate::FlowKey`] -> [`crate::FlowState`]: connection tracking.
+    pub const CONNTRACK: &str = "WEIR_CT";
+    /// LRU hash [`crate::FlowKey`] (the real's reply) -> [`crate::NatReverse`]: NAT return path.
+    pub const NAT_REVERSE: &str = "WEIR_NAT_REV";
+    /// Array with one [`crate::GlobalConfig`].
+    pub const CONFIG: &str = "WEIR_CONFIG";
+    /// Per-CPU array with one [`crate::L4Counters`].
+    pub const L4_STATS: &str = "WEIR_L4_STATS";
+    /// Per-CPU array with one [`crate::FloodState`]: the new-flow rate guard.
+    pub const FLOOD: &str = "WEIR_FLOOD";
+    /// Device map (ifindex -> ifindex) of the interfaces XDP may redirect to.
+    pub const TX_PORTS: &str = "WEIR_TX_PORTS";
+    /// Per-CPU array with one [`crate::TrafficCounters`]: what `weir_decap` decapsulated.
+    pub const DECAP_STATS: &str = "WEIR_DECAP_STATS";
 }
 
 /// Largest number of L4 frontends one instance can register (entries of FRONTENDS and FRONTEND_STATS).
@@ -81,14 +104,184 @@ pub struct FrontendKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FrontendInfo {
-    /// Index of this frontend's slot in FRONTEND_STATS (0..MAX_FRONTENDS).
+    /// Index of this frontend's slot in FRONTEND_STATS and SERVICE_STATS (0..MAX_FRONTENDS).
     pub id: u32,
     /// `FRONTEND_FLAG_*` bits.
     pub flags: u32,
+    /// Index in RINGS of the first entry of this service's active Maglev
+    /// table. Userspace writes a new table into the inactive half, then
+    /// updates this field (one map update), so a packet sees either the old
+    /// or the new table, never a mix.
+    pub ring_base: u32,
+    /// Entries of the Maglev table (a prime); 0 = no table yet (packets pass).
+    pub ring_size: u32,
 }
 
 /// The frontend asked for XDP acceleration (`xdp` keyword); without it the program only counts.
 pub const FRONTEND_FLAG_XDP: u32 = 1;
+/// Forward by IPIP / IPv6-in-IPv6 encapsulation (direct server return) instead of NAT.
+pub const FRONTEND_FLAG_DSR: u32 = 1 << 1;
+/// Hash without the source port (a client sticks to one real).
+pub const FRONTEND_FLAG_HASH_NO_SRC_PORT: u32 = 1 << 2;
+/// Hash on the destination port only.
+pub const FRONTEND_FLAG_HASH_DST_PORT: u32 = 1 << 3;
+/// Answer ICMP/ICMPv6 echo requests to this VIP from XDP.
+pub const FRONTEND_FLAG_ICMP_ECHO: u32 = 1 << 4;
+
+/// Largest number of reals (entries of REALS and REAL_STATS).
+pub const MAX_REALS: u32 = 4096;
+/// Real id meaning "no real" in a Maglev table entry.
+pub const NO_REAL: u32 = u32::MAX;
+
+/// Value of the REALS array: where a real is and how to reach it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RealInfo {
+    /// The real's address, network byte order (IPv4 in the first 4 bytes).
+    pub addr: [u8; 16],
+    /// Weir's own address toward the real: the NAT source address, and the
+    /// outer source address of DSR encapsulation. Network byte order.
+    pub local_addr: [u8; 16],
+    /// Destination port on the real, network byte order; 0 = the VIP's port.
+    pub port: u16,
+    /// [`family::V4`] or [`family::V6`]; 0 = slot unused.
+    pub family: u8,
+    /// Reserved, zero.
+    pub _pad: u8,
+}
+
+/// Connection-tracking key, and the key of NAT_REVERSE: a directional 5-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Source address, network byte order.
+    pub src: [u8; 16],
+    /// Destination address, network byte order.
+    pub dst: [u8; 16],
+    /// Source port, network byte order.
+    pub sport: u16,
+    /// Destination port, network byte order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Address family.
+    pub family: u8,
+    /// Reserved, zero (keeps the key free of implicit padding).
+    pub _pad: [u8; 2],
+}
+
+/// Connection-tracking value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowState {
+    /// The real the flow is pinned to.
+    pub real: u32,
+    /// NAT only: the source port Weir uses toward the real, network byte order.
+    pub nat_port: u16,
+    /// Reserved, zero.
+    pub _pad: u16,
+}
+
+/// Value of NAT_REVERSE: how to turn a real's reply back into the VIP's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NatReverse {
+    /// The client's address, network byte order.
+    pub client: [u8; 16],
+    /// The VIP, network byte order.
+    pub vip: [u8; 16],
+    /// The client's port, network byte order.
+    pub client_port: u16,
+    /// The VIP's port, network byte order.
+    pub vip_port: u16,
+    /// The frontend (service) stats slot.
+    pub service: u32,
+}
+
+/// Process-wide data-path settings (the single entry of CONFIG).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GlobalConfig {
+    /// Seed of the flow hash (the same in every weir process of an instance,
+    /// so a reload keeps flows where they are).
+    pub hash_seed: u32,
+    /// New flows per second per CPU above which new flows are balanced
+    /// without a conntrack write (flood guard); 0 = no limit.
+    pub max_new_flows_per_sec: u32,
+    /// `POLICY_*` bits.
+    pub policy: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+}
+
+/// Drop IP fragments addressed to an XDP service instead of passing them.
+pub const POLICY_DROP_FRAGMENTS: u32 = 1;
+/// Drop IPv4 packets with options addressed to an XDP service instead of passing them.
+pub const POLICY_DROP_IP_OPTIONS: u32 = 1 << 1;
+/// Drop IPv6 packets with extension headers addressed to an XDP service instead of passing them.
+pub const POLICY_DROP_IPV6_EXT: u32 = 1 << 2;
+/// Some service uses NAT: look non-VIP TCP/UDP packets up in NAT_REVERSE (replies from reals).
+pub const POLICY_NAT_ACTIVE: u32 = 1 << 3;
+
+/// Per-CPU state of the new-flow flood guard.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FloodState {
+    /// Start of the current one-second window, ns of CLOCK_MONOTONIC.
+    pub window_start_ns: u64,
+    /// New flows seen in the window.
+    pub new_flows: u64,
+}
+
+/// Packets, bytes and new flows: per service and per real.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowCounters {
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded (as received, before any encapsulation).
+    pub bytes: u64,
+    /// Flows that were balanced (not found in conntrack).
+    pub new_flows: u64,
+}
+
+/// L4 balancer counters (one per CPU): conntrack, guard, forwarding outcomes and drops by reason.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct L4Counters {
+    /// Conntrack lookups that found the flow.
+    pub lru_hits: u64,
+    /// Conntrack lookups that missed (the flow was balanced with Maglev).
+    pub lru_misses: u64,
+    /// New flows balanced without a conntrack write because of the flood guard.
+    pub flood_guarded: u64,
+    /// Packets NAT-ed toward a real.
+    pub nat_forward: u64,
+    /// Replies from reals translated back to the VIP.
+    pub nat_reverse: u64,
+    /// Packets encapsulated toward a real (DSR).
+    pub dsr_encap: u64,
+    /// ICMP echo requests to a VIP answered.
+    pub icmp_echo_replies: u64,
+    /// ICMP fragmentation-needed / packet-too-big for a tracked flow, forwarded.
+    pub icmp_too_big: u64,
+    /// IPv4 packets with options addressed to an XDP service.
+    pub ip_options: u64,
+    /// IPv6 packets with extension headers addressed to an XDP service.
+    pub ipv6_ext_headers: u64,
+    /// Dropped: the service has no table yet, or every entry is empty (no healthy real).
+    pub drop_no_real: u64,
+    /// Dropped: no route to the real (bpf_fib_lookup failed).
+    pub drop_no_route: u64,
+    /// Dropped: NAT source port space exhausted for this real.
+    pub drop_nat_ports: u64,
+    /// Dropped: the packet could not be grown for encapsulation.
+    pub drop_encap: u64,
+    /// Dropped by policy (fragments, options, extension headers).
+    pub drop_policy: u64,
+    /// Passed to the kernel because the next hop's neighbour is unresolved.
+    pub pass_no_neigh: u64,
+}
 
 /// Packets and bytes, one cell of a per-CPU counter array.
 #[repr(C)]
@@ -132,7 +325,15 @@ pub struct PacketCounters {
 
 // Pin the layouts: both compilers must see the same sizes.
 const _: () = assert!(core::mem::size_of::<FrontendKey>() == 20);
-const _: () = assert!(core::mem::size_of::<FrontendInfo>() == 8);
+const _: () = assert!(core::mem::size_of::<FrontendInfo>() == 16);
+const _: () = assert!(core::mem::size_of::<RealInfo>() == 36);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 8);
+const _: () = assert!(core::mem::size_of::<NatReverse>() == 40);
+const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<FloodState>() == 16);
+const _: () = assert!(core::mem::size_of::<FlowCounters>() == 24);
+const _: () = assert!(core::mem::size_of::<L4Counters>() == 128);
 const _: () = assert!(core::mem::size_of::<TrafficCounters>() == 16);
 const _: () = assert!(core::mem::size_of::<PacketCounters>() == 80);
 
@@ -144,4 +345,12 @@ mod pod {
     unsafe impl aya::Pod for super::FrontendInfo {}
     unsafe impl aya::Pod for super::TrafficCounters {}
     unsafe impl aya::Pod for super::PacketCounters {}
+    unsafe impl aya::Pod for super::RealInfo {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::NatReverse {}
+    unsafe impl aya::Pod for super::GlobalConfig {}
+    unsafe impl aya::Pod for super::FloodState {}
+    unsafe impl aya::Pod for super::FlowCounters {}
+    unsafe impl aya::Pod for super::L4Counters {}
 }

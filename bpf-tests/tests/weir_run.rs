@@ -1,0 +1,179 @@
+//! End to end: the real `weir` binary on a config with an HTTP frontend on
+//! loopback and two demo origins. Requests go through weir, the XDP program
+//! attached to `lo` counts them (read with `bpftool map dump pinned`, as a
+//! user would), and SIGTERM stops weir with exit 0 and its pins removed.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The weir binary `cargo xtask test` built (WEIR_BIN overrides).
+fn weir_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WEIR_BIN") {
+        return p.into();
+    }
+    // target/debug/deps/weir_run-xxxx -> target/debug/weir
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("weir")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child on drop (the test may panic before SIGTERM is sent).
+struct Weir(Child);
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn http_get(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to weir");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: weir.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    out
+}
+
+/// Sums `packets` of one slot over CPUs from `bpftool -j map dump pinned`.
+fn bpftool_frontend_packets(pin: &str, slot: u64) -> u64 {
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned", pin])
+        .output()
+        .expect("run bpftool");
+    assert!(
+        out.status.success(),
+        "bpftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    let entry = dump
+        .as_array()
+        .expect("array of entries")
+        .iter()
+        .find(|e| e["key"].as_u64() == Some(slot) || e["formatted"]["key"].as_u64() == Some(slot))
+        .unwrap_or_else(|| panic!("slot {slot} in {dump}"));
+    // With BTF, bpftool prints named fields under "formatted".
+    let values = entry["formatted"]["values"]
+        .as_array()
+        .expect("BTF-formatted per-CPU values");
+    values
+        .iter()
+        .map(|v| {
+            v["value"]["packets"]
+                .as_u64()
+                .expect("named field `packets`")
+        })
+        .sum()
+}
+
+#[test]
+fn weir_run_proxies_counts_in_xdp_and_stops_cleanly_on_sigterm() {
+    if !bpf_tests::require_bpf("weir_run_proxies_counts_in_xdp_and_stops_cleanly_on_sigterm") {
+        return;
+    }
+    let (fe, o1, o2) = (free_port(), free_port(), free_port());
+    let instance = format!("e2e-{}", std::process::id());
+    let dir = std::env::temp_dir().join(&instance);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("weir.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    instance {instance}\n    demo-origin s1 127.0.0.1:{o1}\n    demo-origin s2 127.0.0.1:{o2}\n\
+             defaults\n    mode http\n    timeout connect 2s\n\
+             frontend web\n    guid web\n    bind 127.0.0.1:{fe}\n    default_backend demo\n\
+             backend demo\n    guid demo\n    server s1 127.0.0.1:{o1} guid demo.s1\n    server s2 127.0.0.1:{o2} guid demo.s2\n"
+        ),
+    )
+    .unwrap();
+    let mut weir = Weir(
+        Command::new(weir_bin())
+            .args(["run", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start weir"),
+    );
+    // Wait (bounded) for the banner's last line.
+    let mut stdout = BufReader::new(weir.0.stdout.take().unwrap());
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !banner.contains("Stop with") {
+        assert!(
+            Instant::now() < deadline,
+            "no banner from weir within 20 s: {banner}"
+        );
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("weir exited early; banner so far: {banner}");
+        }
+        banner.push_str(&line);
+    }
+    assert!(banner.contains("xdp"), "XDP attached: {banner}");
+    let pin = format!("/sys/fs/bpf/weir/{instance}/WEIR_FE_STATS");
+    assert!(
+        banner.contains(&format!(
+            "bpftool map dump pinned /sys/fs/bpf/weir/{instance}/"
+        )),
+        "{banner}"
+    );
+
+    let before = bpftool_frontend_packets(&pin, 0);
+    let mut origins = Vec::new();
+    for _ in 0..10 {
+        let reply = http_get(fe);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        origins.push(reply.lines().last().unwrap_or_default().to_string());
+    }
+    assert!(origins.iter().any(|o| o == "hello from s1"), "{origins:?}");
+    assert!(origins.iter().any(|o| o == "hello from s2"), "{origins:?}");
+    // Each request is at least SYN, request, FIN, ACKs to the frontend port.
+    let after = bpftool_frontend_packets(&pin, 0);
+    assert!(
+        after >= before + 30,
+        "XDP counted {before} -> {after} packets for 10 requests"
+    );
+
+    // SIGTERM: exit 0, pins gone.
+    // SAFETY: kill(2) on the PID of the child we spawned and still own.
+    unsafe { libc::kill(weir.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = weir.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "weir exit status after SIGTERM: {status}");
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/bpf/weir/{instance}")).exists(),
+        "pin directory removed"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

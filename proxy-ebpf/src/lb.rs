@@ -1,0 +1,712 @@
+//! The L4 balancer: conntrack, Maglev selection, NAT and DSR forwarding,
+//! the NAT return path, ICMP echo and too-big handling.
+//!
+//! Forwarding handles untagged frames with plain IPv4 (IHL 5) or IPv6 (no
+//! extension headers) headers, so every header sits at a constant offset:
+//! Ethernet at 0, IP at 14, L4 at 34 (IPv4) or 54 (IPv6). VLAN-tagged
+//! frames, IPv4 options and IPv6 extension headers addressed to a service
+//! are counted and passed or dropped per policy.
+
+use aya_ebpf::{
+    bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_NOEXIST},
+    helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
+use proxy_common::{
+    family, proto, FlowKey, FlowState, FrontendInfo, FrontendKey, GlobalConfig, L4Counters,
+    RealInfo, FRONTEND_FLAG_DSR, FRONTEND_FLAG_HASH_DST_PORT, FRONTEND_FLAG_HASH_NO_SRC_PORT,
+    FRONTEND_FLAG_ICMP_ECHO, NO_REAL, POLICY_DROP_IPV6_EXT, POLICY_DROP_IP_OPTIONS,
+};
+
+use crate::{
+    csum,
+    maps::{
+        Scratch, WEIR_CONFIG, WEIR_CT, WEIR_FLOOD, WEIR_L4_STATS, WEIR_NAT_REV, WEIR_REALS,
+        WEIR_REAL_STATS, WEIR_RINGS, WEIR_SVC_STATS, WEIR_TX_PORTS,
+    },
+    parse::{
+        bytes_at, mut_at, Headers, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6, IPV4_MIN_HDR_LEN,
+        IPV6_HDR_LEN, PROTO_ICMP, PROTO_ICMPV6,
+    },
+};
+
+/// Offsets of the constant layout (untagged, no IP options/extensions).
+const L3: usize = ETH_HDR_LEN;
+const L4_V4: usize = L3 + IPV4_MIN_HDR_LEN;
+const L4_V6: usize = L3 + IPV6_HDR_LEN;
+/// bpf_fib_lookup results we act on (include/uapi/linux/bpf.h).
+const FIB_SUCCESS: i64 = 0;
+const FIB_NO_NEIGH: i64 = 7;
+/// IPIP and IPv6-in-IPv6 protocol numbers.
+const PROTO_IPIP: u8 = 4;
+const PROTO_IPV6_IN_IP: u8 = 41;
+/// NAT source ports tried per new flow (the client's own port first).
+const NAT_PORT_TRIES: u32 = 4;
+/// NAT ports beyond the client's own come from [NAT_PORT_MIN, 65535].
+const NAT_PORT_MIN: u32 = 1024;
+const NS_PER_SEC: u64 = 1_000_000_000;
+/// TTL / hop limit of the headers Weir writes itself.
+const OWN_TTL: u8 = 64;
+
+/// Runs `f` on this CPU's L4 counters.
+#[inline(always)]
+pub fn count(f: impl FnOnce(&mut L4Counters)) {
+    if let Some(c) = WEIR_L4_STATS.get_ptr_mut(0) {
+        // SAFETY: a per-CPU map value, only touched by this CPU while the program runs.
+        f(unsafe { &mut *c });
+    }
+}
+
+#[inline(always)]
+fn config() -> GlobalConfig {
+    WEIR_CONFIG.get(0).copied().unwrap_or_default()
+}
+
+/// The `POLICY_*` bits of the data-path config.
+#[inline(always)]
+pub fn policy() -> u32 {
+    WEIR_CONFIG.get(0).map_or(0, |c| c.policy)
+}
+
+/// Verdict for an IP fragment: passed unless the policy drops fragments.
+#[inline(always)]
+pub fn fragment_policy() -> u32 {
+    if policy() & proxy_common::POLICY_DROP_FRAGMENTS != 0 {
+        count(|c| c.drop_policy += 1);
+        return xdp_action::XDP_DROP;
+    }
+    xdp_action::XDP_PASS
+}
+
+/// Policy for a packet to an XDP service that carries IPv4 options / IPv6
+/// extension headers, or a VLAN tag: the constant-offset forwarding path
+/// does not handle those. Returns the verdict.
+#[inline(always)]
+pub fn unusual_packet(h: &Headers) -> u32 {
+    let cfg = config();
+    let drop_bit = if h.family == family::V4 {
+        count(|c| c.ip_options += h.ip_extras as u64);
+        POLICY_DROP_IP_OPTIONS
+    } else {
+        count(|c| c.ipv6_ext_headers += h.ip_extras as u64);
+        POLICY_DROP_IPV6_EXT
+    };
+    if h.ip_extras && cfg.policy & drop_bit != 0 {
+        count(|c| c.drop_policy += 1);
+        return xdp_action::XDP_DROP;
+    }
+    xdp_action::XDP_PASS
+}
+
+/// 32-bit mix of one word into a running hash (murmur3's round).
+#[inline(always)]
+fn mix(h: u32, k: u32) -> u32 {
+    let k = k
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+#[inline(always)]
+fn word(b: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// The flow hash Maglev indexes with, honouring the service's hash option.
+#[inline(always)]
+pub fn flow_hash(key: &FlowKey, flags: u32, seed: u32) -> u32 {
+    let mut h = seed;
+    if flags & FRONTEND_FLAG_HASH_DST_PORT != 0 {
+        h = mix(h, key.dport as u32);
+    } else {
+        for i in 0..4 {
+            h = mix(h, word(&key.src, i * 4));
+            h = mix(h, word(&key.dst, i * 4));
+        }
+        let sport = if flags & FRONTEND_FLAG_HASH_NO_SRC_PORT != 0 {
+            0
+        } else {
+            key.sport
+        };
+        h = mix(h, ((sport as u32) << 16) | key.dport as u32);
+        h = mix(h, key.proto as u32);
+    }
+    // murmur3 finaliser: spreads the last bits over the whole word.
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Picks the real of a flow: conntrack first, then the service's Maglev table.
+/// Returns (real id, conntrack state if any, whether the flow is new).
+#[inline(always)]
+fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)> {
+    // SAFETY: the value is copied out at once; nothing keeps the reference.
+    if let Some(state) = unsafe { WEIR_CT.get(key) }.copied() {
+        // A real removed from the config (family 0) no longer holds flows.
+        if WEIR_REALS.get(state.real).is_some_and(|r| r.family != 0) {
+            count(|c| c.lru_hits += 1);
+            return Some((state.real, state, false));
+        }
+    }
+    count(|c| c.lru_misses += 1);
+    if svc.ring_size == 0 {
+        return None;
+    }
+    let hash = flow_hash(key, svc.flags, config().hash_seed);
+    let slot = svc.ring_base + hash % svc.ring_size;
+    let real = *WEIR_RINGS.get(slot)?;
+    if real == NO_REAL {
+        return None;
+    }
+    Some((
+        real,
+        FlowState {
+            real,
+            nat_port: 0,
+            _pad: 0,
+        },
+        true,
+    ))
+}
+
+/// Flood guard: true when this CPU's new-flow rate is past the limit, so
+/// the flow must be balanced without a conntrack write.
+#[inline(always)]
+fn flood_guarded() -> bool {
+    let limit = config().max_new_flows_per_sec as u64;
+    let Some(state) = WEIR_FLOOD.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU value owned by this CPU for the program's run.
+    let state = unsafe { &mut *state };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now.wrapping_sub(state.window_start_ns) >= NS_PER_SEC {
+        state.window_start_ns = now;
+        state.new_flows = 0;
+    }
+    state.new_flows += 1;
+    limit != 0 && state.new_flows > limit
+}
+
+#[inline(always)]
+fn count_flow(svc: u32, real: u32, bytes: u64, new: bool) {
+    if let Some(c) = WEIR_SVC_STATS.get_ptr_mut(svc) {
+        // SAFETY: per-CPU value, this CPU only.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+            (*c).new_flows += new as u64;
+        }
+    }
+    if let Some(c) = WEIR_REAL_STATS.get_ptr_mut(real) {
+        // SAFETY: as above.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+            (*c).new_flows += new as u64;
+        }
+    }
+}
+
+/// Fills `key` with the packet's 5-tuple.
+#[inline(always)]
+fn fill_flow_key(key: &mut FlowKey, h: &Headers) {
+    key.src = h.src;
+    key.dst = h.dst;
+    key.sport = h.sport;
+    key.dport = h.dport;
+    key.proto = h.proto;
+    key.family = h.family;
+    key._pad = [0; 2];
+}
+
+/// Balances one packet to an XDP service (not VLAN-tagged, no IP extras).
+#[inline(never)]
+pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64) -> u32 {
+    if s.headers.proto == PROTO_ICMP || s.headers.proto == PROTO_ICMPV6 {
+        return icmp(ctx, s, svc);
+    }
+    fill_flow_key(&mut s.key, &s.headers);
+    let h = &s.headers;
+    let Some((real_id, mut state, new)) = pick_real(&s.key, svc) else {
+        count(|c| c.drop_no_real += 1);
+        return xdp_action::XDP_DROP;
+    };
+    let Some(real) = WEIR_REALS.get(real_id) else {
+        count(|c| c.drop_no_real += 1);
+        return xdp_action::XDP_DROP;
+    };
+    if real.family != h.family {
+        count(|c| c.drop_no_real += 1);
+        return xdp_action::XDP_DROP;
+    }
+    let dsr = svc.flags & FRONTEND_FLAG_DSR != 0;
+    let (family, l4_proto, dport) = (h.family, h.proto, h.dport);
+    if !dsr && state.nat_port == 0 {
+        match nat_port(s, real, svc.id) {
+            Some(p) => state.nat_port = p,
+            None => {
+                count(|c| c.drop_nat_ports += 1);
+                return xdp_action::XDP_DROP;
+            }
+        }
+    }
+    if new {
+        if flood_guarded() {
+            count(|c| c.flood_guarded += 1);
+        } else {
+            let _ = WEIR_CT.insert(&s.key, &state, 0);
+        }
+    }
+    count_flow(svc.id, real_id, bytes, new);
+    if dsr {
+        count(|c| c.dsr_encap += 1);
+        encap_and_send(ctx, family, real)
+    } else {
+        count(|c| c.nat_forward += 1);
+        let r = Rewrite {
+            src: real.local_addr,
+            dst: real.addr,
+            sport: state.nat_port,
+            dport: if real.port == 0 { dport } else { real.port },
+            family,
+            proto: l4_proto,
+        };
+        rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| forward(ctx, family, l4_proto))
+    }
+}
+
+/// Finds the NAT source port of a new flow: the client's own port if the
+/// reply 5-tuple is free (or already ours), else a few hashed ports. The
+/// reverse entry is created here, with BPF_NOEXIST so two CPUs racing for
+/// the same port cannot both win.
+#[inline(never)]
+fn nat_port(s: &mut Scratch, real: &RealInfo, service: u32) -> Option<u16> {
+    let key = &s.key;
+    let real_port = if real.port == 0 { key.dport } else { real.port };
+    s.reverse.client = key.src;
+    s.reverse.vip = key.dst;
+    s.reverse.client_port = key.sport;
+    s.reverse.vip_port = key.dport;
+    s.reverse.service = service;
+    s.rkey.src = real.addr;
+    s.rkey.dst = real.local_addr;
+    s.rkey.sport = real_port;
+    s.rkey.dport = key.sport;
+    s.rkey.proto = key.proto;
+    s.rkey.family = key.family;
+    s.rkey._pad = [0; 2];
+    let mut hash = flow_hash(&s.key, 0, 0x5eed);
+    for i in 0..NAT_PORT_TRIES {
+        if i > 0 {
+            let port = NAT_PORT_MIN + hash % (65536 - NAT_PORT_MIN);
+            s.rkey.dport = (port as u16).to_be();
+            hash = mix(hash, i);
+        }
+        // SAFETY: compared in place at once; nothing keeps the reference.
+        match unsafe { WEIR_NAT_REV.get(&s.rkey) } {
+            Some(existing) if *existing == s.reverse => return Some(s.rkey.dport),
+            Some(_) => continue,
+            None => {
+                if WEIR_NAT_REV
+                    .insert(&s.rkey, &s.reverse, BPF_NOEXIST as u64)
+                    .is_ok()
+                {
+                    return Some(s.rkey.dport);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The NAT return path: a reply from a real to Weir's NAT address is
+/// translated back to VIP -> client. Returns None when the packet is not a
+/// NAT reply.
+#[inline(never)]
+pub fn nat_reply(ctx: &XdpContext, s: &mut Scratch, bytes: u64) -> Option<u32> {
+    if s.headers.proto != proto::TCP && s.headers.proto != proto::UDP {
+        return None;
+    }
+    fill_flow_key(&mut s.key, &s.headers);
+    let h = &s.headers;
+    // SAFETY: the entry is read in place right away (it is a map value that stays valid).
+    let rev = unsafe { WEIR_NAT_REV.get(&s.key) }?;
+    if h.vlan || h.ip_extras {
+        return Some(unusual_packet(h));
+    }
+    count(|c| c.nat_reverse += 1);
+    if let Some(c) = WEIR_SVC_STATS.get_ptr_mut(rev.service) {
+        // SAFETY: per-CPU value, this CPU only.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes;
+        }
+    }
+    let r = Rewrite {
+        src: rev.vip,
+        dst: rev.client,
+        sport: rev.vip_port,
+        dport: rev.client_port,
+        family: h.family,
+        proto: h.proto,
+    };
+    Some(rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| forward(ctx, h.family, h.proto)))
+}
+
+/// A NAT rewrite: the new source and destination of a packet.
+pub struct Rewrite {
+    /// New source address.
+    pub src: [u8; 16],
+    /// New destination address.
+    pub dst: [u8; 16],
+    /// New source port, network byte order.
+    pub sport: u16,
+    /// New destination port, network byte order.
+    pub dport: u16,
+    /// Address family of the packet.
+    pub family: u8,
+    /// TCP or UDP.
+    pub proto: u8,
+}
+
+/// Rewrites source and destination address and port, fixing the IPv4
+/// header checksum and the TCP/UDP checksum incrementally, and decrements
+/// the TTL / hop limit (Weir forwards like a router).
+///
+/// The checksum differences come from the `bpf_csum_diff` helper, which
+/// sums 16-bit words in host byte order; a one's-complement sum is
+/// byte-order independent (RFC 1071 §2(B)), so the stored checksums are
+/// read, updated and written back in host order too. A separate BPF
+/// function so its temporaries get their own stack frame.
+#[inline(never)]
+fn rewrite(ctx: &XdpContext, r: &Rewrite) -> Option<()> {
+    let v4 = r.family == family::V4;
+    let l4 = if v4 { L4_V4 } else { L4_V6 };
+    let csum_off = if r.proto == proto::TCP { 16 } else { 6 };
+    let mut new_ports = [0u8; 4];
+    new_ports[..2].copy_from_slice(&r.sport.to_ne_bytes());
+    new_ports[2..].copy_from_slice(&r.dport.to_ne_bytes());
+    let ports = mut_at::<4>(ctx, l4)?;
+    let mut l4_diff = csum::diff(ports, &mut new_ports);
+    *ports = new_ports;
+    if v4 {
+        let ip = mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3)?;
+        let ttl = ip[8];
+        if ttl <= 1 {
+            return None; // the kernel would answer time-exceeded; we drop
+        }
+        let mut addrs = [0u8; 8];
+        addrs[..4].copy_from_slice(&r.src[..4]);
+        addrs[4..].copy_from_slice(&r.dst[..4]);
+        let old = mut_at::<8>(ctx, L3 + 12)?;
+        let addr_diff = csum::diff(old, &mut addrs);
+        *old = addrs;
+        l4_diff += addr_diff;
+        let ip = mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3)?;
+        ip[8] = ttl - 1;
+        // TTL is the low byte of its host-order word: -1 is + !1 in one's complement.
+        let c = csum::apply_ne([ip[10], ip[11]], addr_diff + (!1u16) as u64);
+        ip[10..12].copy_from_slice(&c);
+    } else {
+        let mut addrs = [0u8; 32];
+        addrs[..16].copy_from_slice(&r.src);
+        addrs[16..].copy_from_slice(&r.dst);
+        let old = mut_at::<32>(ctx, L3 + 8)?;
+        l4_diff += csum::diff(old, &mut addrs);
+        *old = addrs;
+        let ip = mut_at::<IPV6_HDR_LEN>(ctx, L3)?;
+        if ip[7] <= 1 {
+            return None;
+        }
+        ip[7] -= 1;
+    }
+    let l4_csum = mut_at::<2>(ctx, l4 + csum_off)?;
+    // IPv4 UDP checksum 0 means "none" and stays so.
+    if !(r.proto == proto::UDP && v4 && *l4_csum == [0, 0]) {
+        let mut c = csum::apply_ne(*l4_csum, l4_diff);
+        if r.proto == proto::UDP && c == [0, 0] {
+            c = [0xFF, 0xFF]; // RFC 768: a computed 0 is sent as all ones
+        }
+        *l4_csum = c;
+    }
+    Some(())
+}
+
+/// Encapsulates the packet for direct server return (IPIP for IPv4,
+/// IPv6-in-IPv6 for IPv6), Katran style, and sends it toward the real.
+#[inline(never)]
+fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo) -> u32 {
+    let (outer_len, inner_len) = if fam == family::V4 {
+        let Some(ip) = bytes_at::<4>(ctx, L3) else {
+            return xdp_action::XDP_DROP;
+        };
+        (
+            IPV4_MIN_HDR_LEN,
+            u16::from_be_bytes([ip[2], ip[3]]) as usize,
+        )
+    } else {
+        let Some(ip) = bytes_at::<6>(ctx, L3) else {
+            return xdp_action::XDP_DROP;
+        };
+        (
+            IPV6_HDR_LEN,
+            IPV6_HDR_LEN + u16::from_be_bytes([ip[4], ip[5]]) as usize,
+        )
+    };
+    // SAFETY: the helper only moves ctx->data; every access after it is re-checked.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(outer_len as i32)) } != 0 {
+        count(|c| c.drop_encap += 1);
+        return xdp_action::XDP_DROP;
+    }
+    let Some(eth) = mut_at::<ETH_HDR_LEN>(ctx, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    let ok = if fam == family::V4 {
+        mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3).map(|outer| {
+            let mut o = [0u8; IPV4_MIN_HDR_LEN];
+            o[0] = 0x45;
+            o[2..4].copy_from_slice(&((IPV4_MIN_HDR_LEN + inner_len) as u16).to_be_bytes());
+            o[8] = OWN_TTL;
+            o[9] = PROTO_IPIP;
+            o[12..16].copy_from_slice(&real.local_addr[..4]);
+            o[16..20].copy_from_slice(&real.addr[..4]);
+            let c = csum::compute(&o);
+            o[10..12].copy_from_slice(&c);
+            eth[..12].fill(0);
+            eth[12..14].copy_from_slice(&ETH_P_IPV4.to_be_bytes());
+            *outer = o;
+        })
+    } else {
+        mut_at::<IPV6_HDR_LEN>(ctx, L3).map(|outer| {
+            let mut o = [0u8; IPV6_HDR_LEN];
+            o[0] = 0x60;
+            o[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
+            o[6] = PROTO_IPV6_IN_IP;
+            o[7] = OWN_TTL;
+            o[8..24].copy_from_slice(&real.local_addr);
+            o[24..40].copy_from_slice(&real.addr);
+            eth[..12].fill(0);
+            eth[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+            *outer = o;
+        })
+    };
+    if ok.is_none() {
+        return xdp_action::XDP_DROP;
+    }
+    let outer_proto = if fam == family::V4 {
+        PROTO_IPIP
+    } else {
+        PROTO_IPV6_IN_IP
+    };
+    forward(ctx, fam, outer_proto)
+}
+
+/// Routes the (rewritten) packet with bpf_fib_lookup: fills in the MACs and
+/// sends it out with XDP_TX (same interface) or XDP_REDIRECT (another one).
+#[inline(never)]
+fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8) -> u32 {
+    // SAFETY: an all-zero bpf_fib_lookup is a valid starting point.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.l4_protocol = l4_proto;
+    p.ifindex = ctx.ingress_ifindex() as u32;
+    let ok = if fam == family::V4 {
+        bytes_at::<IPV4_MIN_HDR_LEN>(ctx, L3).map(|ip| {
+            p.family = 2; // AF_INET
+            p.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[2], ip[3]]);
+            p.__bindgen_anon_2.tos = ip[1];
+            p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+            p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        })
+    } else {
+        bytes_at::<IPV6_HDR_LEN>(ctx, L3).map(|ip| {
+            p.family = 10; // AF_INET6
+            p.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[4], ip[5]]) + IPV6_HDR_LEN as u16;
+            let mut s = [0u32; 4];
+            let mut d = [0u32; 4];
+            for i in 0..4 {
+                s[i] = u32::from_ne_bytes([
+                    ip[8 + i * 4],
+                    ip[9 + i * 4],
+                    ip[10 + i * 4],
+                    ip[11 + i * 4],
+                ]);
+                d[i] = u32::from_ne_bytes([
+                    ip[24 + i * 4],
+                    ip[25 + i * 4],
+                    ip[26 + i * 4],
+                    ip[27 + i * 4],
+                ]);
+            }
+            p.__bindgen_anon_3.ipv6_src = s;
+            p.__bindgen_anon_4.ipv6_dst = d;
+        })
+    };
+    if ok.is_none() {
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: p is a properly sized bpf_fib_lookup on our stack.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    match rc {
+        FIB_SUCCESS => {}
+        FIB_NO_NEIGH => {
+            // The kernel resolves the neighbour and forwards the packet itself.
+            count(|c| c.pass_no_neigh += 1);
+            return xdp_action::XDP_PASS;
+        }
+        _ => {
+            count(|c| c.drop_no_route += 1);
+            return xdp_action::XDP_DROP;
+        }
+    }
+    let Some(eth) = mut_at::<12>(ctx, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    eth[..6].copy_from_slice(&p.dmac);
+    eth[6..].copy_from_slice(&p.smac);
+    if p.ifindex == ctx.ingress_ifindex() as u32 {
+        return xdp_action::XDP_TX;
+    }
+    match WEIR_TX_PORTS.redirect(p.ifindex, 0) {
+        Ok(action) => action,
+        // Not in the devmap: the slower per-packet redirect still works.
+        Err(_) => unsafe { bpf_redirect(p.ifindex, 0) as u32 },
+    }
+}
+
+/// ICMP to a VIP: echo requests answered (when the service allows), and
+/// fragmentation-needed / packet-too-big for a tracked flow sent to its real.
+#[inline(never)]
+fn icmp(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo) -> u32 {
+    let [icmp_type, _code] = s.headers.sport.to_ne_bytes();
+    let v4 = s.headers.family == family::V4;
+    let echo_request = if v4 { icmp_type == 8 } else { icmp_type == 128 };
+    if echo_request {
+        if svc.flags & FRONTEND_FLAG_ICMP_ECHO == 0 {
+            return xdp_action::XDP_PASS;
+        }
+        return echo_reply(ctx, v4);
+    }
+    let too_big = if v4 {
+        icmp_type == 3 && _code == 4
+    } else {
+        icmp_type == 2
+    };
+    if !too_big {
+        return xdp_action::XDP_PASS;
+    }
+    too_big_to_real(ctx, s)
+}
+
+/// Turns an echo request into its reply in place and bounces it (XDP_TX).
+#[inline(never)]
+fn echo_reply(ctx: &XdpContext, v4: bool) -> u32 {
+    let l4 = if v4 { L4_V4 } else { L4_V6 };
+    let (Some(eth), Some(icmp)) = (mut_at::<12>(ctx, 0), mut_at::<4>(ctx, l4)) else {
+        return xdp_action::XDP_PASS;
+    };
+    let old_word = [icmp[0], icmp[1]];
+    icmp[0] = if v4 { 0 } else { 129 };
+    let diff = csum::add_words(csum::sub_words(0, &old_word), &[icmp[0], icmp[1]]);
+    let c = csum::apply([icmp[2], icmp[3]], diff);
+    icmp[2..4].copy_from_slice(&c);
+    // Swapping source and destination leaves every checksum unchanged.
+    if v4 {
+        let Some(ip) = mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3) else {
+            return xdp_action::XDP_PASS;
+        };
+        let src: [u8; 4] = ip[12..16].try_into().unwrap_or_default();
+        let dst: [u8; 4] = ip[16..20].try_into().unwrap_or_default();
+        ip[12..16].copy_from_slice(&dst);
+        ip[16..20].copy_from_slice(&src);
+    } else {
+        let Some(ip) = mut_at::<IPV6_HDR_LEN>(ctx, L3) else {
+            return xdp_action::XDP_PASS;
+        };
+        let src: [u8; 16] = ip[8..24].try_into().unwrap_or_default();
+        let dst: [u8; 16] = ip[24..40].try_into().unwrap_or_default();
+        ip[8..24].copy_from_slice(&dst);
+        ip[24..40].copy_from_slice(&src);
+    }
+    let macs = *eth;
+    eth[..6].copy_from_slice(&macs[6..]);
+    eth[6..].copy_from_slice(&macs[..6]);
+    count(|c| c.icmp_echo_replies += 1);
+    xdp_action::XDP_TX
+}
+
+/// A too-big error for a flow of a DSR service: its quoted header is the
+/// real's packet VIP -> client, so the flow is (client -> VIP) reversed;
+/// the whole ICMP packet is encapsulated to that real, which lowers its path
+/// MTU. For NAT services the error is passed to the kernel (counted).
+#[inline(never)]
+fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
+    let fam = s.headers.family;
+    let v4 = fam == family::V4;
+    let inner = if v4 { L4_V4 + 8 } else { L4_V6 + 8 };
+    let key = &mut s.key;
+    *key = FlowKey {
+        family: fam,
+        ..FlowKey::default()
+    };
+    let inner_l4 = if v4 {
+        let Some(ip) = bytes_at::<IPV4_MIN_HDR_LEN>(ctx, inner) else {
+            return xdp_action::XDP_PASS;
+        };
+        if ip[0] != 0x45 {
+            return xdp_action::XDP_PASS;
+        }
+        key.proto = ip[9];
+        key.dst[..4].copy_from_slice(&ip[12..16]); // inner source = VIP
+        key.src[..4].copy_from_slice(&ip[16..20]); // inner destination = client
+        inner + IPV4_MIN_HDR_LEN
+    } else {
+        let Some(ip) = bytes_at::<IPV6_HDR_LEN>(ctx, inner) else {
+            return xdp_action::XDP_PASS;
+        };
+        key.proto = ip[6];
+        key.dst.copy_from_slice(&ip[8..24]);
+        key.src.copy_from_slice(&ip[24..40]);
+        inner + IPV6_HDR_LEN
+    };
+    let Some(ports) = bytes_at::<4>(ctx, inner_l4) else {
+        return xdp_action::XDP_PASS;
+    };
+    key.dport = u16::from_ne_bytes([ports[0], ports[1]]);
+    key.sport = u16::from_ne_bytes([ports[2], ports[3]]);
+    let fkey = FrontendKey {
+        addr: key.dst,
+        port: key.dport,
+        proto: key.proto,
+        family: key.family,
+    };
+    // SAFETY: copied out at once.
+    let Some(svc) = (unsafe { crate::maps::WEIR_FRONTENDS.get(&fkey) }).copied() else {
+        return xdp_action::XDP_PASS;
+    };
+    if svc.flags & FRONTEND_FLAG_DSR == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let Some((real_id, _, _)) = pick_real(key, &svc) else {
+        return xdp_action::XDP_PASS;
+    };
+    let Some(real) = WEIR_REALS.get(real_id) else {
+        return xdp_action::XDP_PASS;
+    };
+    count(|c| c.icmp_too_big += 1);
+    encap_and_send(ctx, fam, real)
+}
