@@ -136,6 +136,12 @@ pub enum BalanceError {
     /// The least-connection algorithms need a counter per server.
     #[error("server index {idx} has no connection counter (tracker has {len})")]
     NoConnCounter { idx: ServerIdx, len: usize },
+    /// `balance` keyword (or its options) not supported.
+    #[error("unsupported balance algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    /// `hash-type` value not supported.
+    #[error("unsupported hash-type {0:?} (expected map-based or consistent)")]
+    UnknownHashType(String),
 }
 
 /// A load-balancing algorithm over one tier of servers.
@@ -247,6 +253,35 @@ pub enum Algorithm {
     Random,
     /// `balance source|uri|hdr(name)` with `hash-type`.
     Hash { on: HashOn, hash_type: HashType },
+}
+
+impl Algorithm {
+    /// From config: the words after `balance` (`["roundrobin"]`,
+    /// `["uri", "whole"]`, `["hdr(X-User)"]`, …) and the words after
+    /// `hash-type`, if that line is present (default `map-based`).
+    pub fn from_config(balance: &[&str], hash_type: &[&str]) -> Result<Self, BalanceError> {
+        let unknown = || BalanceError::UnknownAlgorithm(balance.join(" "));
+        let hash_type = match hash_type {
+            [] | ["map-based"] => HashType::MapBased,
+            ["consistent"] => HashType::Consistent,
+            other => return Err(BalanceError::UnknownHashType(other.join(" "))),
+        };
+        let hash = |on| Ok(Algorithm::Hash { on, hash_type });
+        match balance {
+            ["roundrobin"] => Ok(Algorithm::RoundRobin),
+            ["static-rr"] => Ok(Algorithm::StaticRr),
+            ["leastconn"] => Ok(Algorithm::LeastConn),
+            ["random"] => Ok(Algorithm::Random),
+            ["source"] => hash(HashOn::Source),
+            ["uri"] => hash(HashOn::Uri { whole: false }),
+            ["uri", "whole"] => hash(HashOn::Uri { whole: true }),
+            [word] => match word.strip_prefix("hdr(").and_then(|w| w.strip_suffix(')')) {
+                Some(name) if !name.is_empty() => hash(HashOn::Header(name.to_owned())),
+                _ => Err(unknown()),
+            },
+            _ => Err(unknown()),
+        }
+    }
 }
 
 /// Any of the algorithms, chosen at runtime from config.
@@ -519,6 +554,46 @@ mod tests {
 
     fn rr() -> Algorithm {
         Algorithm::RoundRobin
+    }
+
+    #[test]
+    fn algorithm_from_config() {
+        let ok = |b: &[&str], h: &[&str]| Algorithm::from_config(b, h).unwrap();
+        assert_eq!(ok(&["roundrobin"], &[]), Algorithm::RoundRobin);
+        assert_eq!(ok(&["static-rr"], &[]), Algorithm::StaticRr);
+        assert_eq!(ok(&["leastconn"], &[]), Algorithm::LeastConn);
+        assert_eq!(ok(&["random"], &[]), Algorithm::Random);
+        assert_eq!(
+            ok(&["source"], &["consistent"]),
+            Algorithm::Hash {
+                on: HashOn::Source,
+                hash_type: HashType::Consistent
+            }
+        );
+        assert_eq!(
+            ok(&["uri", "whole"], &["map-based"]),
+            Algorithm::Hash {
+                on: HashOn::Uri { whole: true },
+                hash_type: HashType::MapBased
+            }
+        );
+        assert_eq!(
+            ok(&["hdr(X-User)"], &[]),
+            Algorithm::Hash {
+                on: HashOn::Header("X-User".into()),
+                hash_type: HashType::MapBased
+            }
+        );
+        for bad in [&["hdr()"][..], &["first"], &["uri", "len", "10"], &[]] {
+            assert!(matches!(
+                Algorithm::from_config(bad, &[]),
+                Err(BalanceError::UnknownAlgorithm(_))
+            ));
+        }
+        assert_eq!(
+            Algorithm::from_config(&["source"], &["consistent", "sdbm"]),
+            Err(BalanceError::UnknownHashType("consistent sdbm".into()))
+        );
     }
 
     #[test]
