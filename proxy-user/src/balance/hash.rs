@@ -284,6 +284,19 @@ mod tests {
     }
 
     #[test]
+    fn map_based_veto_walks_to_the_next_slot() {
+        // slots [s0, s1, s2]: hash 0 -> slot 0 (s0); s0 vetoed -> slot 1
+        // (s1); s0 and s1 vetoed -> slot 2 (s2); hash 2 + s2 vetoed wraps
+        // to slot 0.
+        let sel = HashSelection::new(HashType::MapBased, &servers(&[1, 1, 1]));
+        assert_eq!(sel.slots, vec![0, 1, 2]);
+        assert_eq!(sel.select(SelectKey::Hash(0), |i| i != 0), Some(1));
+        assert_eq!(sel.select(SelectKey::Hash(0), |i| i == 2), Some(2));
+        assert_eq!(sel.select(SelectKey::Hash(2), |i| i != 2), Some(0));
+        assert_eq!(sel.select(SelectKey::Hash(2), |_| false), None);
+    }
+
+    #[test]
     fn distribution_follows_weights() {
         for kind in [HashType::MapBased, HashType::Consistent] {
             let sel = HashSelection::new(kind, &servers(&[1, 1, 2, 4]));

@@ -289,6 +289,9 @@ mod tests {
             }
         }
         assert_eq!(t.entries(), &expect);
+        // And pin the bytes: the XDP plane and every control-plane process
+        // must agree, so a change of seeds or hash shows up here.
+        assert_eq!(t.entries(), &[0, 2, 1, 0, 2, 1, 0]);
     }
 
     #[test]

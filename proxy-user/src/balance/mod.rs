@@ -33,6 +33,32 @@
 //! | `source`, `uri`, `hdr(name)` | [`hash::HashSelection`] (`hash-type map-based` or `consistent`) |
 //!
 //! [`maglev`] is the table builder shared with the XDP L4 balancer.
+//!
+//! # Use from the proxy
+//!
+//! ```
+//! use proxy_user::balance::{Algorithm, BuildContext, ConnTracker, SelectKey, Server, SharedBalancer};
+//!
+//! // Once per backend, from config (`balance leastconn`, three servers, one backup).
+//! let algo = Algorithm::from_config(&["leastconn"], &[]).unwrap();
+//! let servers = vec![
+//!     Server::new(0, "s1", 1, false),
+//!     Server::new(1, "s2", 2, false),
+//!     Server::new(2, "b1", 1, true),
+//! ];
+//! let ctx = BuildContext { conns: ConnTracker::new(servers.len()), random_seed: 42 };
+//! let lb = SharedBalancer::new(&algo, &servers, ctx).unwrap();
+//!
+//! // Per request: key (only hash algorithms use it), veto, count the connection.
+//! let maxconn = 100;
+//! let idx = lb
+//!     .select(SelectKey::None, |i| lb.conns().active(i) < maxconn)
+//!     .expect("a server");
+//! let _conn = lb.conns().acquire(idx); // dropped when the connection ends
+//!
+//! // On a health/weight change: rebuild (in-flight picks finish on the old one).
+//! lb.rebuild(&servers[1..]).unwrap();
+//! ```
 
 pub mod hash;
 pub mod leastconn;

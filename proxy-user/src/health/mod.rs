@@ -14,7 +14,7 @@
 //! `mpsc` sender; a task reading the receiver logs each
 //! [`checker::StateChange`] (its `Display` is HAProxy's log line), rebuilds
 //! the backend's balancer or Maglev table from
-//! [`checker::HealthChecker::up_servers`], and bumps stats counters from
+//! [`checker::HealthHandle::up_servers`], and bumps stats counters from
 //! `Checked` events. Request handlers feed passive results through a cloned
 //! [`checker::HealthHandle`].
 
