@@ -180,7 +180,9 @@ pub trait BackendSelection: Sized + Send + Sync {
     fn build(servers: &[Server], ctx: &BuildContext) -> Self;
 
     /// Pick a server. `accept` is asked about each candidate (at most
-    /// [`MAX_SELECT_ATTEMPTS`] distinct ones); the first accepted is returned.
+    /// [`MAX_SELECT_ATTEMPTS`] distinct ones, never one twice); the first
+    /// accepted is returned. `accept` must be cheap and must not call back
+    /// into the same selection (round robin asks it under its lock).
     fn select(&self, key: SelectKey<'_>, accept: impl Fn(ServerIdx) -> bool) -> Option<ServerIdx>;
 }
 

@@ -251,6 +251,8 @@ impl HealthHandle {
     }
 
     /// Is `server` UP? Lock-free; cheap enough for a balancer `accept`.
+    /// Like every per-server method here, panics if `server` is not an
+    /// index of the `targets` given to `spawn`.
     pub fn is_up(&self, server: usize) -> bool {
         self.shared.slots[server].up.load(Ordering::Acquire)
     }
