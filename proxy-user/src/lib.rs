@@ -7,7 +7,9 @@
 //! - [`relay`]: the TCP relay a frontend runs until the L7 proxy serves it.
 //! - [`origin`]: the built-in demo/test origin server (`weir origin`).
 
+pub mod balance;
 pub mod cli;
+pub mod health;
 pub mod l4;
 pub mod origin;
 pub mod relay;

@@ -1,0 +1,412 @@
+//! The check runner: one tokio task per server, each checking every `inter`
+//! (`fastinter` while a streak towards the other state is in progress,
+//! `downinter` while DOWN), until shutdown.
+//!
+//! Everything observable goes out on one unbounded channel of
+//! [`HealthEvent`]s: a `Checked` per completed check (stats: check count,
+//! failures, durations) and a `StateChanged` per UP/DOWN flip (log it,
+//! rebuild the balancer / Maglev table, bump the down-transition counter).
+//! The channel is unbounded on purpose: event volume is bounded by servers
+//! ÷ `inter`, and a slow consumer must never delay checks or the request
+//! path (passive reports send from request handlers).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::state::{Cause, Health, ServerHealth, Thresholds, Transition};
+use super::{CheckOutcome, HealthCheck};
+
+/// Check scheduling and thresholds for one backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckerConfig {
+    /// Time between the end of one check and the start of the next.
+    pub inter: Duration,
+    /// Used instead of `inter` while UP-going-down or DOWN-going-up.
+    pub fastinter: Option<Duration>,
+    /// Used instead of `inter` while fully DOWN.
+    pub downinter: Option<Duration>,
+    /// rise / fall / error-limit / initial state.
+    pub thresholds: Thresholds,
+}
+
+impl Default for CheckerConfig {
+    fn default() -> Self {
+        Self {
+            inter: Duration::from_secs(2),
+            fastinter: None,
+            downinter: None,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+impl CheckerConfig {
+    fn delay_after(&self, h: &ServerHealth) -> Duration {
+        if h.transitioning() {
+            self.fastinter.unwrap_or(self.inter)
+        } else if h.state() == Health::Down {
+            self.downinter.unwrap_or(self.inter)
+        } else {
+            self.inter
+        }
+    }
+}
+
+/// A server to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Server name from config (`server s1 …`).
+    pub name: String,
+    /// Address checked (`addr`/`port` overrides already applied).
+    pub addr: SocketAddr,
+    /// `backup` server (only affects counts in log lines).
+    pub backup: bool,
+}
+
+/// Something the checker observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// An active check completed (whether or not the state changed).
+    Checked {
+        /// Index of the server in the `targets` given to `spawn`.
+        server: usize,
+        outcome: CheckOutcome,
+        duration: Duration,
+    },
+    /// A server went UP or DOWN.
+    StateChanged(StateChange),
+}
+
+/// A server's UP/DOWN flip, with what HAProxy's log line needs.
+/// `Display` renders that line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    /// Backend name.
+    pub backend: Arc<str>,
+    /// Index of the server in the `targets` given to `spawn`.
+    pub server: usize,
+    /// Server name.
+    pub name: String,
+    /// Whether it is a backup server.
+    pub backup: bool,
+    /// New state.
+    pub to: Health,
+    /// What caused it.
+    pub cause: Cause,
+    /// Duration of the check that caused it (`None` for passive causes).
+    pub check_duration: Option<Duration>,
+    /// Non-backup servers UP after this change.
+    pub active_up: usize,
+    /// Backup servers UP after this change.
+    pub backup_up: usize,
+}
+
+impl fmt::Display for StateChange {
+    /// `Server be/s1 is DOWN, reason: Layer4 connection problem, info:
+    /// "Connection refused", check duration: 0ms. 1 active and 0 backup
+    /// servers left.`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.backup {
+            "Backup Server"
+        } else {
+            "Server"
+        };
+        write!(
+            f,
+            "{kind} {}/{} is {}, {}",
+            self.backend,
+            self.name,
+            self.to,
+            self.cause.describe()
+        )?;
+        if let Some(d) = self.check_duration {
+            write!(f, ", check duration: {}ms", d.as_millis())?;
+        }
+        let verb = match self.to {
+            Health::Up => "online",
+            Health::Down => "left",
+        };
+        write!(
+            f,
+            ". {} active and {} backup servers {verb}.",
+            self.active_up, self.backup_up
+        )
+    }
+}
+
+/// Per-server state shared by its check task and the passive reporters.
+struct Slot {
+    name: String,
+    addr: SocketAddr,
+    backup: bool,
+    /// Mirror of `health.state() == Up`, readable without the lock (the
+    /// balancer's `accept` callback reads it per request).
+    up: AtomicBool,
+    /// Set while a passive error streak is open, so the per-request success
+    /// report can skip the lock in the common case.
+    passive_streak: AtomicBool,
+    health: Mutex<ServerHealth>,
+}
+
+struct Shared {
+    backend: Arc<str>,
+    slots: Vec<Slot>,
+    events: mpsc::UnboundedSender<HealthEvent>,
+}
+
+impl Shared {
+    fn lock(&self, server: usize) -> MutexGuard<'_, ServerHealth> {
+        // The state machine has no invariant a panic could break halfway.
+        self.slots[server]
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publish a transition. Called with the server's lock held, so one
+    /// server's changes are sent in the order they happened.
+    fn publish(&self, server: usize, t: Transition, check_duration: Option<Duration>) {
+        let slot = &self.slots[server];
+        slot.up.store(t.to == Health::Up, Ordering::Release);
+        let up = |backup: bool| {
+            self.slots
+                .iter()
+                .filter(|s| s.backup == backup && s.up.load(Ordering::Acquire))
+                .count()
+        };
+        let change = StateChange {
+            backend: self.backend.clone(),
+            server,
+            name: slot.name.clone(),
+            backup: slot.backup,
+            to: t.to,
+            cause: t.cause,
+            check_duration,
+            active_up: up(false),
+            backup_up: up(true),
+        };
+        // A dropped receiver only means nobody listens any more.
+        let _ = self.events.send(HealthEvent::StateChanged(change));
+    }
+
+    /// Record an active check; returns the delay before the next one.
+    fn on_check(
+        &self,
+        server: usize,
+        outcome: CheckOutcome,
+        duration: Duration,
+        cfg: &CheckerConfig,
+    ) -> Duration {
+        let mut h = self.lock(server);
+        let t = h.record_check(&outcome);
+        let _ = self.events.send(HealthEvent::Checked {
+            server,
+            outcome,
+            duration,
+        });
+        if let Some(t) = t {
+            self.publish(server, t, Some(duration));
+        }
+        cfg.delay_after(&h)
+    }
+}
+
+/// Cheap, cloneable access to a running checker's state, for request
+/// handlers (health in `accept`, passive reports) and the control plane.
+#[derive(Clone)]
+pub struct HealthHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for HealthHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthHandle")
+            .field("backend", &self.shared.backend)
+            .field("up", &self.up_servers())
+            .finish()
+    }
+}
+
+impl HealthHandle {
+    /// Backend name.
+    pub fn backend(&self) -> &str {
+        &self.shared.backend
+    }
+
+    /// Number of servers.
+    pub fn len(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// True when the backend has no servers.
+    pub fn is_empty(&self) -> bool {
+        self.shared.slots.is_empty()
+    }
+
+    /// Is `server` UP? Lock-free; cheap enough for a balancer `accept`.
+    /// Like every per-server method here, panics if `server` is not an
+    /// index of the `targets` given to `spawn`.
+    pub fn is_up(&self, server: usize) -> bool {
+        self.shared.slots[server].up.load(Ordering::Acquire)
+    }
+
+    /// UP flag of every server, by index (to rebuild a balancer / table).
+    pub fn up_servers(&self) -> Vec<bool> {
+        (0..self.len()).map(|i| self.is_up(i)).collect()
+    }
+
+    /// Name and address of `server`.
+    pub fn target(&self, server: usize) -> (&str, SocketAddr) {
+        let s = &self.shared.slots[server];
+        (&s.name, s.addr)
+    }
+
+    /// HAProxy stats status (`UP`, `UP 1/3`, `DOWN`, `DOWN 1/2`).
+    pub fn status(&self, server: usize) -> String {
+        self.shared.lock(server).status()
+    }
+
+    /// An error on live traffic to `server` (connect refused, reset,
+    /// timeout). `error-limit` consecutive ones mark it DOWN.
+    pub fn report_passive_error(&self, server: usize, info: &str) {
+        let mut h = self.shared.lock(server);
+        self.shared.slots[server]
+            .passive_streak
+            .store(true, Ordering::Relaxed);
+        if let Some(t) = h.record_passive_error(info) {
+            self.shared.slots[server]
+                .passive_streak
+                .store(false, Ordering::Relaxed);
+            self.shared.publish(server, t, None);
+        }
+    }
+
+    /// A successful live exchange with `server`; ends a passive streak.
+    /// Lock-free unless a streak is open.
+    pub fn report_passive_success(&self, server: usize) {
+        let slot = &self.shared.slots[server];
+        if slot.passive_streak.load(Ordering::Relaxed) {
+            let mut h = self.shared.lock(server);
+            h.record_passive_success();
+            slot.passive_streak.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A running checker for one backend. Dropping it stops the checks too
+/// (the tasks see the shutdown channel close); [`shutdown`](Self::shutdown)
+/// additionally waits for them.
+pub struct HealthChecker {
+    handle: HealthHandle,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for HealthChecker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthChecker")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthChecker {
+    /// Start checking `targets` with `check`. Must be called inside a tokio
+    /// runtime. First checks are spread over one `inter` (server *i* of *n*
+    /// starts after `inter·i/n`) so a big backend is not probed in a burst.
+    pub fn spawn<C: HealthCheck>(
+        backend: impl Into<Arc<str>>,
+        targets: Vec<Target>,
+        check: C,
+        cfg: CheckerConfig,
+        events: mpsc::UnboundedSender<HealthEvent>,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            backend: backend.into(),
+            slots: targets
+                .into_iter()
+                .map(|t| Slot {
+                    name: t.name,
+                    addr: t.addr,
+                    backup: t.backup,
+                    up: AtomicBool::new(cfg.thresholds.initial == Health::Up),
+                    passive_streak: AtomicBool::new(false),
+                    health: Mutex::new(ServerHealth::new(cfg.thresholds)),
+                })
+                .collect(),
+            events,
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let check = Arc::new(check);
+        let n = shared.slots.len() as u32;
+        let tasks = (0..shared.slots.len())
+            .map(|i| {
+                let first = cfg.inter * i as u32 / n.max(1);
+                tokio::spawn(run(
+                    shared.clone(),
+                    i,
+                    check.clone(),
+                    cfg,
+                    first,
+                    rx.clone(),
+                ))
+            })
+            .collect();
+        Self {
+            handle: HealthHandle { shared },
+            shutdown,
+            tasks,
+        }
+    }
+
+    /// A handle for request handlers and the control plane.
+    pub fn handle(&self) -> HealthHandle {
+        self.handle.clone()
+    }
+
+    /// Stop all checks (an in-flight check is abandoned) and wait for the
+    /// tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            // A task can only fail by panicking inside a check; nothing to
+            // clean up either way.
+            let _ = t.await;
+        }
+    }
+}
+
+/// One server's check loop.
+async fn run<C: HealthCheck>(
+    shared: Arc<Shared>,
+    server: usize,
+    check: Arc<C>,
+    cfg: CheckerConfig,
+    first_delay: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let addr = shared.slots[server].addr;
+    let mut delay = first_delay;
+    loop {
+        // `changed()` errors when the checker was dropped: stop as well.
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            o = check.check(addr) => o,
+        };
+        delay = shared.on_check(server, outcome, started.elapsed(), &cfg);
+    }
+}
