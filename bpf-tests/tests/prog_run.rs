@@ -39,6 +39,10 @@ fn load_for(suite: &Suite) -> XdpProgram {
 }
 
 /// Runs one frame through the program; returns (verdict, output frame).
+#[expect(
+    clippy::field_reassign_with_default,
+    reason = "TestRunOptions is non-exhaustive: no struct literal"
+)]
 fn run_once(program: &mut XdpProgram, input: &[u8]) -> std::io::Result<(u32, Vec<u8>)> {
     let mut out = vec![0u8; input.len() + 256];
     let mut opts = TestRunOptions::default();
@@ -158,6 +162,10 @@ fn zero_length_and_sub_ethernet_frames_are_refused_by_the_kernel_test_harness() 
 }
 
 #[test]
+#[expect(
+    clippy::field_reassign_with_default,
+    reason = "TestRunOptions is non-exhaustive: no struct literal"
+)]
 fn repeat_runs_the_program_n_times_and_counts_each() {
     if !bpf_tests::require_bpf("repeat_runs_the_program_n_times_and_counts_each") {
         return;

@@ -71,16 +71,16 @@ pub enum L4Error {
     Load {
         /// Instance name.
         instance: String,
-        /// Cause.
+        /// Cause (boxed: aya's error is large and this path is cold).
         #[source]
-        source: EbpfError,
+        source: Box<EbpfError>,
     },
     /// The verifier or the kernel refused the program.
     #[error("cannot load XDP program '{PROGRAM_NAME}'")]
     Program {
-        /// Cause.
+        /// Cause (boxed: it carries the verifier log).
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// Attaching to an interface failed.
     #[error("cannot attach XDP to interface '{iface}' in {mode:?} mode")]
@@ -91,7 +91,7 @@ pub enum L4Error {
         mode: XdpMode,
         /// Cause.
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// A map is missing from the object.
     #[error("map {name} is missing from the eBPF object (object and binary out of sync? rebuild with `cargo xtask build`)")]
@@ -106,7 +106,7 @@ pub enum L4Error {
         name: &'static str,
         /// Cause.
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     /// More frontends than the map holds.
     #[error(
@@ -230,13 +230,13 @@ impl XdpProgram {
                     share(lock);
                     load(Some(dir)).map_err(|source| L4Error::Load {
                         instance: opts.instance.clone(),
-                        source,
+                        source: Box::new(source),
                     })?
                 }
                 _ => {
                     return Err(L4Error::Load {
                         instance: opts.instance.clone(),
-                        source: first,
+                        source: Box::new(first),
                     })
                 }
             },
@@ -249,7 +249,9 @@ impl XdpProgram {
         };
         this.program_mut()?
             .load()
-            .map_err(|source| L4Error::Program { source })?;
+            .map_err(|source| L4Error::Program {
+                source: Box::new(source),
+            })?;
         Ok(this)
     }
 
@@ -258,9 +260,9 @@ impl XdpProgram {
             .ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(L4Error::MissingMap { name: PROGRAM_NAME })?;
-        program
-            .try_into()
-            .map_err(|source| L4Error::Program { source })
+        program.try_into().map_err(|source| L4Error::Program {
+            source: Box::new(source),
+        })
     }
 
     /// The XDP program, for BPF_PROG_TEST_RUN.
@@ -302,7 +304,7 @@ impl XdpProgram {
             .map_err(|source| L4Error::Attach {
                 iface: iface.to_string(),
                 mode,
-                source,
+                source: Box::new(source),
             })?;
         self.attached.push(iface.to_string());
         Ok(())
@@ -328,7 +330,10 @@ impl XdpProgram {
             .ebpf
             .map_mut(name)
             .ok_or(L4Error::MissingMap { name })?;
-        let mut table = HashMap::try_from(map).map_err(|source| L4Error::Map { name, source })?;
+        let mut table = HashMap::try_from(map).map_err(|source| L4Error::Map {
+            name,
+            source: Box::new(source),
+        })?;
         maps::write_frontends(&mut table, entries)
     }
 

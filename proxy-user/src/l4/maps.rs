@@ -43,7 +43,10 @@ pub struct CounterSnapshot {
 }
 
 fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> L4Error {
-    move |source| L4Error::Map { name, source }
+    move |source| L4Error::Map {
+        name,
+        source: Box::new(source),
+    }
 }
 
 /// Replaces the frontend table with `entries`: stale keys are removed, the
