@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     family, proto, FlowKey, FlowState, FrontendInfo, FrontendKey, GlobalConfig, L4Counters,
-    RealInfo, FRONTEND_FLAG_DSR, FRONTEND_FLAG_HASH_DST_PORT, FRONTEND_FLAG_HASH_NO_SRC_PORT,
-    FRONTEND_FLAG_ICMP_ECHO, NO_REAL, POLICY_DROP_IPV6_EXT, POLICY_DROP_IP_OPTIONS,
+    RealInfo, FRONTEND_FLAG_DSR, FRONTEND_FLAG_ICMP_ECHO, NO_REAL, POLICY_DROP_IPV6_EXT,
+    POLICY_DROP_IP_OPTIONS,
 };
 
 use crate::{
@@ -44,6 +44,8 @@ const PROTO_IPV6_IN_IP: u8 = 41;
 const NAT_PORT_TRIES: u32 = 4;
 /// NAT ports beyond the client's own come from [NAT_PORT_MIN, 65535].
 const NAT_PORT_MIN: u32 = 1024;
+/// Seed of the hash that spreads alternative NAT ports.
+const NAT_PORT_SEED: u32 = 0x5eed;
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// TTL / hop limit of the headers Weir writes itself.
 const OWN_TTL: u8 = 64;
@@ -98,51 +100,6 @@ pub fn unusual_packet(h: &Headers) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// 32-bit mix of one word into a running hash (murmur3's round).
-#[inline(always)]
-fn mix(h: u32, k: u32) -> u32 {
-    let k = k
-        .wrapping_mul(0xcc9e_2d51)
-        .rotate_left(15)
-        .wrapping_mul(0x1b87_3593);
-    (h ^ k)
-        .rotate_left(13)
-        .wrapping_mul(5)
-        .wrapping_add(0xe654_6b64)
-}
-
-#[inline(always)]
-fn word(b: &[u8; 16], i: usize) -> u32 {
-    u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
-}
-
-/// The flow hash Maglev indexes with, honouring the service's hash option.
-#[inline(always)]
-pub fn flow_hash(key: &FlowKey, flags: u32, seed: u32) -> u32 {
-    let mut h = seed;
-    if flags & FRONTEND_FLAG_HASH_DST_PORT != 0 {
-        h = mix(h, key.dport as u32);
-    } else {
-        for i in 0..4 {
-            h = mix(h, word(&key.src, i * 4));
-            h = mix(h, word(&key.dst, i * 4));
-        }
-        let sport = if flags & FRONTEND_FLAG_HASH_NO_SRC_PORT != 0 {
-            0
-        } else {
-            key.sport
-        };
-        h = mix(h, ((sport as u32) << 16) | key.dport as u32);
-        h = mix(h, key.proto as u32);
-    }
-    // murmur3 finaliser: spreads the last bits over the whole word.
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
 /// Picks the real of a flow: conntrack first, then the service's Maglev table.
 /// Returns (real id, conntrack state if any, whether the flow is new).
 #[inline(always)]
@@ -159,7 +116,7 @@ fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)
     if svc.ring_size == 0 {
         return None;
     }
-    let hash = flow_hash(key, svc.flags, config().hash_seed);
+    let hash = proxy_common::flow_hash(key, svc.flags, config().hash_seed);
     let slot = svc.ring_base + hash % svc.ring_size;
     let real = *WEIR_RINGS.get(slot)?;
     if real == NO_REAL {
@@ -303,12 +260,12 @@ fn nat_port(s: &mut Scratch, real: &RealInfo, service: u32) -> Option<u16> {
     s.rkey.proto = key.proto;
     s.rkey.family = key.family;
     s.rkey._pad = [0; 2];
-    let mut hash = flow_hash(&s.key, 0, 0x5eed);
+    let mut hash = proxy_common::flow_hash(&s.key, 0, NAT_PORT_SEED);
     for i in 0..NAT_PORT_TRIES {
         if i > 0 {
             let port = NAT_PORT_MIN + hash % (65536 - NAT_PORT_MIN);
             s.rkey.dport = (port as u16).to_be();
-            hash = mix(hash, i);
+            hash = proxy_common::hash_mix(hash, i);
         }
         // SAFETY: compared in place at once; nothing keeps the reference.
         match unsafe { WEIR_NAT_REV.get(&s.rkey) } {

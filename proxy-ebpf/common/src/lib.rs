@@ -323,6 +323,53 @@ pub struct PacketCounters {
     pub malformed_l4: u64,
 }
 
+/// One murmur3 round: mixes word `k` into the running hash `h`.
+#[inline(always)]
+pub fn hash_mix(h: u32, k: u32) -> u32 {
+    let k = k
+        .wrapping_mul(0xcc9e_2d51)
+        .rotate_left(15)
+        .wrapping_mul(0x1b87_3593);
+    (h ^ k)
+        .rotate_left(13)
+        .wrapping_mul(5)
+        .wrapping_add(0xe654_6b64)
+}
+
+#[inline(always)]
+fn addr_word(b: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// The flow hash the Maglev table is indexed with (`hash % ring_size`),
+/// honouring a service's `FRONTEND_FLAG_HASH_*` option. Shared by the XDP
+/// program and `weir l4 which`, so the simulator picks what the kernel picks.
+#[inline(always)]
+pub fn flow_hash(key: &FlowKey, flags: u32, seed: u32) -> u32 {
+    let mut h = seed;
+    if flags & FRONTEND_FLAG_HASH_DST_PORT != 0 {
+        h = hash_mix(h, key.dport as u32);
+    } else {
+        for i in 0..4 {
+            h = hash_mix(h, addr_word(&key.src, i * 4));
+            h = hash_mix(h, addr_word(&key.dst, i * 4));
+        }
+        let sport = if flags & FRONTEND_FLAG_HASH_NO_SRC_PORT != 0 {
+            0
+        } else {
+            key.sport
+        };
+        h = hash_mix(h, ((sport as u32) << 16) | key.dport as u32);
+        h = hash_mix(h, key.proto as u32);
+    }
+    // murmur3 finaliser: spreads the last bits over the whole word.
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
 // Pin the layouts: both compilers must see the same sizes.
 const _: () = assert!(core::mem::size_of::<FrontendKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrontendInfo>() == 16);

@@ -43,6 +43,17 @@ pub fn interface_of(ip: IpAddr) -> Option<String> {
     found
 }
 
+/// The ifindex of every interface in this network namespace.
+pub fn all_ifindexes() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path().join("ifindex")).ok())
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

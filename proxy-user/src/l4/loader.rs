@@ -15,11 +15,11 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, MapError},
+    maps::{Array, HashMap, MapError},
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfError, EbpfLoader,
 };
-use proxy_common::{map_names, FrontendInfo, FrontendKey};
+use proxy_common::{map_names, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
 
 use super::{bpffs, maps};
 
@@ -27,16 +27,30 @@ include!(concat!(env!("OUT_DIR"), "/ebpf_object.rs"));
 
 /// Name of the XDP entry point in the object.
 pub const PROGRAM_NAME: &str = "weir_xdp";
+/// Name of the DSR decapsulation program (runs on reals).
+pub const DECAP_PROGRAM_NAME: &str = "weir_decap";
 /// Pinned maps of one instance live in `PIN_ROOT/<instance>/`.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/weir";
 /// Lock files that count the processes of an instance.
 pub const LOCK_DIR: &str = "/run/weir";
-/// The maps userspace pins (the aya-log ring buffer stays per process).
-const PINNED_MAPS: [&str; 4] = [
+/// The maps userspace pins: tables and counters survive a reload. The
+/// aya-log ring buffer and the per-packet scratch map stay per process.
+pub const PINNED_MAPS: [&str; 15] = [
     map_names::FRONTENDS,
     map_names::FRONTEND_STATS,
     map_names::VERDICT_STATS,
     map_names::PACKET_STATS,
+    map_names::REALS,
+    map_names::REAL_STATS,
+    map_names::SERVICE_STATS,
+    map_names::RINGS,
+    map_names::CONNTRACK,
+    map_names::NAT_REVERSE,
+    map_names::CONFIG,
+    map_names::L4_STATS,
+    map_names::FLOOD,
+    map_names::TX_PORTS,
+    map_names::DECAP_STATS,
 ];
 
 /// Errors of the L4 loader.
@@ -166,6 +180,8 @@ pub struct LoadOptions {
     pub log_level: log::LevelFilter,
     /// Pin the maps (weir does; some tests load private copies).
     pub pin: bool,
+    /// Map sizes decided by the config (RINGS, CONNTRACK, NAT_REVERSE), by map name.
+    pub max_entries: Vec<(&'static str, u32)>,
 }
 
 /// The loaded XDP program with its maps, links and pins.
@@ -205,6 +221,9 @@ impl XdpProgram {
         let load = |pin_dir: Option<&Path>| {
             let mut loader = EbpfLoader::new();
             loader.override_global(aya_log::LEVEL, &level, false);
+            for (name, size) in &opts.max_entries {
+                loader.set_max_entries(name, *size);
+            }
             let paths: Vec<(&str, PathBuf)> = pin_dir
                 .map(|d| PINNED_MAPS.iter().map(|n| (*n, d.join(n))).collect())
                 .unwrap_or_default();
@@ -335,6 +354,97 @@ impl XdpProgram {
             source: Box::new(source),
         })?;
         maps::write_frontends(&mut table, entries)
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, L4Error> {
+        self.ebpf.map_mut(name).ok_or(L4Error::MissingMap { name })
+    }
+
+    /// The FRONTENDS entry of `key`, if present (a reload reads the active ring half).
+    pub fn frontend_info(&mut self, key: &FrontendKey) -> Result<Option<FrontendInfo>, L4Error> {
+        let name = map_names::FRONTENDS;
+        let table: HashMap<_, FrontendKey, FrontendInfo> =
+            HashMap::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        match table.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(maps::map_error(name)(e)),
+        }
+    }
+
+    /// Writes the reals (and clears slots no longer used, up to `clear_to`).
+    pub fn set_reals(&mut self, reals: &[(u32, RealInfo)], clear_to: u32) -> Result<(), L4Error> {
+        let name = map_names::REALS;
+        let mut array: Array<_, RealInfo> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        for id in 0..clear_to {
+            if !reals.iter().any(|(r, _)| *r == id) {
+                array.set(id, RealInfo::default(), 0).map_err(maps::map_error(name))?;
+            }
+        }
+        for (id, info) in reals {
+            array.set(*id, info, 0).map_err(maps::map_error(name))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a Maglev table at `base` in RINGS.
+    pub fn write_ring(&mut self, base: u32, table: &[u32]) -> Result<(), L4Error> {
+        let name = map_names::RINGS;
+        let mut array: Array<_, u32> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        for (i, real) in table.iter().enumerate() {
+            array.set(base + i as u32, real, 0).map_err(maps::map_error(name))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the data-path settings.
+    pub fn set_config(&mut self, config: &GlobalConfig) -> Result<(), L4Error> {
+        let name = map_names::CONFIG;
+        let mut array: Array<_, GlobalConfig> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        array.set(0, config, 0).map_err(maps::map_error(name))
+    }
+
+    /// Lets the program redirect to every interface of this network namespace.
+    pub fn allow_redirect_to_all_interfaces(&mut self) -> Result<usize, L4Error> {
+        let name = map_names::TX_PORTS;
+        let mut devmap =
+            aya::maps::DevMapHash::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        let mut n = 0;
+        for ifindex in super::iface::all_ifindexes() {
+            if devmap.insert(ifindex, ifindex, None, 0).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Attaches the decapsulation program (for a DSR real) to `iface`.
+    pub fn attach_decap(&mut self, iface: &str, mode: XdpMode) -> Result<(), L4Error> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(DECAP_PROGRAM_NAME)
+            .ok_or(L4Error::MissingMap {
+                name: DECAP_PROGRAM_NAME,
+            })?
+            .try_into()
+            .map_err(|source| L4Error::Program {
+                source: Box::new(source),
+            })?;
+        if program.fd().is_err() {
+            program.load().map_err(|source| L4Error::Program {
+                source: Box::new(source),
+            })?;
+        }
+        program.attach(iface, mode).map_err(|source| L4Error::Attach {
+            iface: iface.to_string(),
+            mode,
+            source: Box::new(source),
+        })?;
+        self.attached.push(format!("{iface} (decap)"));
+        Ok(())
     }
 
     /// Sums every counter; `frontend_ids` are the stats slots in use.

@@ -42,7 +42,8 @@ pub struct CounterSnapshot {
     pub frontends: Vec<(u32, TrafficCounters)>,
 }
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> L4Error {
+/// Wraps a map error with the map's name.
+pub fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> L4Error {
     move |source| L4Error::Map {
         name,
         source: Box::new(source),
@@ -55,7 +56,7 @@ pub fn write_frontends(
     map: &mut HashMap<&mut MapData, FrontendKey, FrontendInfo>,
     entries: &[(FrontendKey, FrontendInfo)],
 ) -> Result<(), L4Error> {
-    let err = map_err(map_names::FRONTENDS);
+    let err = map_error(map_names::FRONTENDS);
     if entries.len() > MAX_FRONTENDS as usize {
         return Err(L4Error::TooManyFrontends {
             count: entries.len(),
@@ -117,24 +118,24 @@ pub fn read_packet_counters(
 pub fn snapshot(ebpf: &aya::Ebpf, frontend_ids: &[u32]) -> Result<CounterSnapshot, L4Error> {
     let get = |name: &'static str| ebpf.map(name).ok_or(L4Error::MissingMap { name });
     let pkt: PerCpuArray<_, PacketCounters> = PerCpuArray::try_from(get(map_names::PACKET_STATS)?)
-        .map_err(map_err(map_names::PACKET_STATS))?;
+        .map_err(map_error(map_names::PACKET_STATS))?;
     let verdicts_map: PerCpuArray<_, TrafficCounters> =
         PerCpuArray::try_from(get(map_names::VERDICT_STATS)?)
-            .map_err(map_err(map_names::VERDICT_STATS))?;
+            .map_err(map_error(map_names::VERDICT_STATS))?;
     let fe_map: PerCpuArray<_, TrafficCounters> =
         PerCpuArray::try_from(get(map_names::FRONTEND_STATS)?)
-            .map_err(map_err(map_names::FRONTEND_STATS))?;
+            .map_err(map_error(map_names::FRONTEND_STATS))?;
     let mut snap = CounterSnapshot {
-        packets: read_packet_counters(&pkt).map_err(map_err(map_names::PACKET_STATS))?,
+        packets: read_packet_counters(&pkt).map_err(map_error(map_names::PACKET_STATS))?,
         ..CounterSnapshot::default()
     };
     for (i, slot) in snap.verdicts.iter_mut().enumerate() {
-        *slot = read_traffic(&verdicts_map, i as u32).map_err(map_err(map_names::VERDICT_STATS))?;
+        *slot = read_traffic(&verdicts_map, i as u32).map_err(map_error(map_names::VERDICT_STATS))?;
     }
     for &id in frontend_ids {
         snap.frontends.push((
             id,
-            read_traffic(&fe_map, id).map_err(map_err(map_names::FRONTEND_STATS))?,
+            read_traffic(&fe_map, id).map_err(map_error(map_names::FRONTEND_STATS))?,
         ));
     }
     Ok(snap)

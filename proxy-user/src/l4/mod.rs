@@ -16,6 +16,7 @@ pub mod bpffs;
 pub mod iface;
 pub mod loader;
 pub mod maps;
+pub mod service;
 
 pub use loader::{find_object, LoadOptions, XdpProgram};
 pub use maps::{frontend_key, CounterSnapshot};
