@@ -1,0 +1,3 @@
+//! Behaviour tests of the whole pipeline (text -> model or errors).
+
+use super::*;
