@@ -110,7 +110,7 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
 const SECTION_WORDS: &[&str] = &["global", "defaults", "frontend", "backend", "listen"];
 
 /// `option` names and where they are allowed.
-const OPTIONS: &[(&str, u8)] = &[
+pub(crate) const OPTIONS: &[(&str, u8)] = &[
     ("forwardfor", PROXY),
     ("httpchk", D | B | L),
     ("redispatch", D | B | L),
@@ -119,7 +119,7 @@ const OPTIONS: &[(&str, u8)] = &[
     ("logasap", D | F | L),
 ];
 
-const TIMEOUTS: &[&str] = &[
+pub(crate) const TIMEOUTS: &[&str] = &[
     "connect",
     "client",
     "server",
@@ -133,7 +133,7 @@ const TIMEOUTS: &[&str] = &[
 ];
 
 /// Options accepted on `server` and `default-server` lines.
-const SERVER_OPTIONS: &[&str] = &[
+pub(crate) const SERVER_OPTIONS: &[&str] = &[
     "weight",
     "check",
     "no-check",
@@ -151,7 +151,7 @@ const SERVER_OPTIONS: &[&str] = &[
     "sni",
 ];
 
-const BIND_OPTIONS: &[&str] = &[
+pub(crate) const BIND_OPTIONS: &[&str] = &[
     "interface",
     "ssl",
     "crt",
@@ -1051,6 +1051,8 @@ impl Parser<'_> {
                 );
             }
         }
+        // An xdp line rejected above must not cause follow-up errors.
+        let xdp_active = sec.xdp.is_some() && mode != Mode::Http;
         for b in &sec.binds {
             if b.addr.port() == 0 && sec.xdp.is_none() {
                 self.error(
@@ -1060,7 +1062,7 @@ impl Parser<'_> {
                     ),
                 );
             }
-            if b.tls.is_some() && (sec.xdp.is_some() || mode == Mode::Udp) {
+            if b.tls.is_some() && (xdp_active || mode == Mode::Udp) {
                 self.error(
                     b.line,
                     Problem::new(0, format!("ssl cannot be terminated in {what}")).hint(
@@ -1068,7 +1070,7 @@ impl Parser<'_> {
                     ),
                 );
             }
-            if sec.xdp.is_some() && b.interface.is_none() {
+            if xdp_active && b.interface.is_none() {
                 self.error(
                     b.line,
                     Problem::new(0, format!("bind {} in xdp {what} has no interface", b.addr))
