@@ -219,9 +219,16 @@ pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1);
+    // Long words are not typos of keywords; this also bounds the O(n*m) cost.
+    const MAX_LEN: usize = 64;
+    let len = word.chars().count();
+    if len > MAX_LEN {
+        return None;
+    }
+    let limit = (len / 3).max(1);
     candidates
         .into_iter()
+        .filter(|c| c.len() <= MAX_LEN)
         .map(|c| {
             (
                 edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),

@@ -5,7 +5,8 @@
 //! frontend's `default_backend` is the listen's own backend. Both halves
 //! carry the listen's `guid` (stats objects are keyed by guid *and* type,
 //! like HAProxy's shm-stats-file), and the duplicate-guid check counts the
-//! pair once.
+//! pair once. A listen's `http-request` rules are kept on its frontend
+//! half (they run once per request).
 
 use std::fmt;
 use std::net::SocketAddr;
