@@ -185,7 +185,10 @@ frontend h
             "frontend name 'web' is already used by the frontend at line 12",
         ),
         (22, "unknown backend 'missing'"),
-        (24, "duplicate guid 'web' on backend 'app'"),
+        (
+            25,
+            "duplicate guid 'web' on backend 'app': already used by frontend 'web' at line 13",
+        ),
         (26, "unknown server option 'wieght'"),
         (27, "invalid guid"),
         (28, "invalid value 'roundrobbin' for balance"),

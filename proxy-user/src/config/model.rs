@@ -4,8 +4,10 @@
 //! [`Backend`] with the same name, both with `from_listen = true`; the
 //! frontend's `default_backend` is the listen's own backend. Both halves
 //! carry the listen's `guid` (stats objects are keyed by guid *and* type,
-//! like HAProxy's shm-stats-file), and the duplicate-guid check counts the
-//! pair once. A listen's `http-request` rules are kept on its frontend
+//! like HAProxy's shm-stats-file); the guid is declared once, so it is not
+//! a duplicate. HTTP-only settings inherited by tcp/udp proxies are
+//! normalized away (no forwardfor, httplog -> tcplog, uri/hdr -> roundrobin).
+//! A listen's `http-request` rules are kept on its frontend
 //! half (they run once per request).
 
 use std::fmt;

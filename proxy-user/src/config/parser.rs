@@ -1,6 +1,7 @@
 //! Turns lines of words into the typed model: one pass over the sections,
 //! one handler per keyword. Cross-section checks (backend references,
-//! duplicate names/guids, ...) live in `validate.rs`.
+//! duplicate names, ...) live in `validate.rs`; duplicate guids are caught
+//! here, as they are declared.
 //!
 //! Error policy: a bad line produces one error and is skipped; parsing goes
 //! on so every problem in the file is reported in one run. A section whose
@@ -285,6 +286,9 @@ struct Parser<'a> {
     backends: Vec<Backend>,
     /// Line of each frontend's `default_backend` (parallel to `frontends`).
     default_backend_lines: Vec<usize>,
+    /// Every guid seen so far: who has it and where. Checked while parsing
+    /// so the error points at the second `guid` itself.
+    guids: HashMap<Guid, (String, usize)>,
 }
 
 /// What [`parse`] found.
@@ -309,6 +313,7 @@ pub(crate) fn parse(text: &str, file: &Path) -> Parsed {
         frontends: Vec::new(),
         backends: Vec::new(),
         default_backend_lines: Vec::new(),
+        guids: HashMap::new(),
     };
     let (lines, lex_errors) = tokenize(text);
     for e in lex_errors {
@@ -396,6 +401,26 @@ impl Parser<'_> {
             message: message.into(),
             hint: hint.map(str::to_string),
         });
+    }
+
+    /// Registers `guid` for `what`; a guid already used by any entity
+    /// (frontend, backend, listen or server) is an error.
+    fn claim_guid(
+        &mut self,
+        guid: &Guid,
+        what: String,
+        line: usize,
+        col: usize,
+    ) -> Result<(), Problem> {
+        if let Some((other, other_line)) = self.guids.get(guid) {
+            return Err(Problem::new(
+                col,
+                format!("duplicate guid '{guid}' on {what}: already used by {other} at line {other_line}"),
+            )
+            .hint("every frontend, backend, listen and server needs its own guid"));
+        }
+        self.guids.insert(guid.clone(), (what, line));
+        Ok(())
     }
 
     fn open_section(&mut self, line: &Line) -> Current {
@@ -664,6 +689,11 @@ impl Parser<'_> {
                 let (opts, guid) = parse_server_opts(&a[2..], true)?;
                 let mut merged = sec.s.default_server.clone();
                 merged.overlay(&opts);
+                if let Some((g, col)) = &guid {
+                    let what = format!("server '{}/{}'", sec.name, a[0].text);
+                    self.claim_guid(g, what, n, *col)?;
+                }
+                let guid = guid.map(|g| g.0);
                 let server = resolve_server(a[0].text.clone(), addr, n, guid, merged)
                     .map_err(|p| Problem { col: a[0].col, ..p })?;
                 sec.servers.push(server);
@@ -791,6 +821,7 @@ impl Parser<'_> {
                         format!("guid set twice in {}", sec.describe()),
                     ));
                 }
+                self.claim_guid(&g, sec.describe(), n, a[0].col)?;
                 sec.guid = Some(g);
             }
             "xdp" => {
@@ -934,6 +965,17 @@ impl Parser<'_> {
             return;
         }
 
+        if sec.s.mode != Mode::Http {
+            // Like HAProxy, HTTP-only settings fall back to their L4 meaning
+            // (or none), so consumers never see them on a tcp/udp proxy.
+            sec.s.forwardfor = false;
+            if sec.s.log_format == Some(LogFormat::Http) {
+                sec.s.log_format = Some(LogFormat::Tcp);
+            }
+            if matches!(sec.s.balance, Balance::Uri | Balance::Hdr(_)) {
+                sec.s.balance = Balance::RoundRobin;
+            }
+        }
         let s = &sec.s;
         let xdp = sec.xdp.map(|x| Xdp {
             strict: x.strict,
@@ -1592,7 +1634,7 @@ fn parse_bind(line: &Line) -> Result<Bind, Problem> {
 fn parse_server_opts(
     words: &[Word],
     allow_guid: bool,
-) -> Result<(ServerOpts, Option<Guid>), Problem> {
+) -> Result<(ServerOpts, Option<(Guid, usize)>), Problem> {
     let mut o = ServerOpts::default();
     let mut guid = None;
     let mut i = 0;
@@ -1641,10 +1683,11 @@ fn parse_server_opts(
                     return Err(Problem::new(w.col, "guid cannot be set on default-server")
                         .hint("guids are unique: set one on each server line"));
                 }
-                guid = Some(Guid::parse(&v.text).map_err(|m| {
+                let g = Guid::parse(&v.text).map_err(|m| {
                     Problem::new(v.col, format!("invalid guid: {m}"))
                         .hint("use 1-127 characters of [A-Za-z0-9.:_-]")
-                })?);
+                })?;
+                guid = Some((g, v.col));
             }
             flag => {
                 takes_value = false;

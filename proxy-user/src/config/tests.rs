@@ -370,7 +370,7 @@ fn duplicate_guids_across_entity_types_are_errors() {
     let e = one_err(
         &text,
         15,
-        "duplicate guid 'fe-web' on server 'app/s2': already used by frontend 'web' at line 7",
+        "duplicate guid 'fe-web' on server 'app/s2': already used by frontend 'web' at line 8",
     );
     assert!(e.hint.is_some());
 }
@@ -848,4 +848,14 @@ fn example_config_uses_every_keyword_and_option() {
             "criterion '{c}' missing"
         );
     }
+}
+
+#[test]
+fn http_only_settings_inherited_by_a_tcp_proxy_fall_back_silently() {
+    let (cfg, w) = ok("defaults\n    mode http\n    option forwardfor\n    option httplog\n    balance uri\n    timeout client 1s\n    timeout connect 1s\n    timeout server 1s\nlisten db\n    guid db\n    mode tcp\n    bind :5432\n    server s 10.0.0.1:5432 guid db-s\n");
+    assert!(w.is_empty(), "{w:?}");
+    let (fe, be) = (cfg.frontend("db").unwrap(), cfg.backend("db").unwrap());
+    assert!(!fe.forwardfor && !be.forwardfor);
+    assert_eq!(fe.log_format, Some(LogFormat::Tcp));
+    assert_eq!(be.balance, Balance::RoundRobin);
 }

@@ -1,4 +1,4 @@
-//! Cross-reference checks that need the whole file: unique names and guids,
+//! Cross-reference checks that need the whole file: unique names,
 //! backend references, frontend/backend mode agreement, XDP constraints,
 //! conflicting binds, plus advisory warnings.
 
@@ -59,7 +59,6 @@ pub(crate) fn validate(
         warnings,
     };
     unique_names(config, &mut d);
-    unique_guids(config, &mut d);
     backend_references(config, default_backend_lines, &mut d);
     xdp_constraints(config, &mut d);
     bind_conflicts(config, &mut d);
@@ -106,48 +105,6 @@ fn unique_names(config: &Config, d: &mut Diags<'_>) {
                     Some("server names must be unique within a backend".into()),
                 );
             }
-        }
-    }
-}
-
-fn unique_guids(config: &Config, d: &mut Diags<'_>) {
-    // (guid text) -> (description, line). A listen's backend half shares the
-    // frontend half's guid by design, so it is skipped.
-    let mut seen: HashMap<&str, (String, usize)> = HashMap::new();
-    let mut entities: Vec<(&str, String, usize)> = Vec::new();
-    for f in &config.frontends {
-        if let Some(g) = &f.guid {
-            entities.push((
-                g.as_str(),
-                format!("{} '{}'", frontend_kind(f), f.name),
-                f.line,
-            ));
-        }
-    }
-    for b in &config.backends {
-        if let (Some(g), false) = (&b.guid, b.from_listen) {
-            entities.push((g.as_str(), format!("backend '{}'", b.name), b.line));
-        }
-        for s in &b.servers {
-            if let Some(g) = &s.guid {
-                entities.push((
-                    g.as_str(),
-                    format!("server '{}/{}'", b.name, s.name),
-                    s.line,
-                ));
-            }
-        }
-    }
-    entities.sort_by_key(|e| e.2);
-    for (guid, what, line) in entities {
-        if let Some((other, other_line)) = seen.get(guid) {
-            d.error(
-                line,
-                format!("duplicate guid '{guid}' on {what}: already used by {other} at line {other_line}"),
-                Some("every frontend, backend, listen and server needs its own guid".into()),
-            );
-        } else {
-            seen.insert(guid, (what, line));
         }
     }
 }
