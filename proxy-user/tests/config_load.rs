@@ -192,7 +192,10 @@ frontend h
         (26, "unknown server option 'wieght'"),
         (27, "invalid guid"),
         (28, "invalid value 'roundrobbin' for balance"),
-        (32, "bind 0.0.0.0:0 in xdp listen 'l4' has no interface"),
+        (
+            32,
+            "bind 0.0.0.0:0 in xdp listen 'l4' has no specific address",
+        ),
         (34, "maglev-table-size 65536 is not a prime"),
         (38, "xdp cannot be used in frontend 'h', which is mode http"),
     ];

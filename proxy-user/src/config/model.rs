@@ -87,6 +87,20 @@ pub struct Global {
     pub xdp_mode: XdpMode,
     /// `maxconn N`: process-wide connection limit; `None` = unlimited.
     pub maxconn: Option<u32>,
+    /// `demo-origin NAME ADDR:PORT...`: built-in HTTP test origins to start
+    /// (`weir origin` inside the process), in file order.
+    pub demo_origins: Vec<DemoOrigin>,
+}
+
+/// A built-in demo/test HTTP origin declared in `global`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoOrigin {
+    /// Name it answers with (`hello from NAME`, `X-Origin: NAME`).
+    pub name: String,
+    /// Addresses to listen on; port 0 picks a free port.
+    pub addrs: Vec<SocketAddr>,
+    /// Line of the statement.
+    pub line: usize,
 }
 
 /// Default for [`Global::stats_sync_interval`].
@@ -104,6 +118,7 @@ impl Global {
             stats_sync_interval: DEFAULT_STATS_SYNC_INTERVAL,
             xdp_mode: XdpMode::Auto,
             maxconn: None,
+            demo_origins: Vec::new(),
         }
     }
 }

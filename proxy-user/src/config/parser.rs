@@ -86,6 +86,7 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("stats-sync-interval", G, "stats-sync-interval DURATION"),
     kw("xdp-mode", G, "xdp-mode auto|native|generic"),
     kw("maxconn", G | D | F | L, "maxconn N"),
+    kw("demo-origin", G, "demo-origin NAME ADDR:PORT [ADDR:PORT...]"),
     kw("mode", PROXY, "mode tcp|http|udp"),
     kw("bind", F | L, "bind ADDR:PORT [interface IF] [ssl crt PATH [crt PATH...]] [strict-sni] [alpn LIST] [ssl-min-ver V] [ssl-max-ver V]"),
     kw("default_backend", F, "default_backend NAME"),
@@ -553,6 +554,9 @@ impl Parser<'_> {
 
     fn global_keyword(&mut self, line: &Line) -> Result<(), Problem> {
         let key = line.words[0].text.as_str();
+        if key == "demo-origin" {
+            return self.demo_origin(line);
+        }
         let a = args(line, 1, 1)?;
         let v = &a[0];
         match key {
@@ -625,6 +629,36 @@ impl Parser<'_> {
             "maxconn" => self.global.maxconn = Some(number(v, key, 1, u32::MAX.into())? as u32),
             _ => unreachable!("check_keyword lets only global keywords through"),
         }
+        Ok(())
+    }
+
+    /// `demo-origin NAME ADDR:PORT...`: a built-in test origin to start.
+    fn demo_origin(&mut self, line: &Line) -> Result<(), Problem> {
+        let a = args(line, 2, usize::MAX)?;
+        check_name(&a[0])?;
+        if let Some(other) = self
+            .global
+            .demo_origins
+            .iter()
+            .find(|d| d.name == a[0].text)
+        {
+            return Err(Problem::new(
+                a[0].col,
+                format!(
+                    "demo-origin '{}' already defined at line {}",
+                    a[0].text, other.line
+                ),
+            ));
+        }
+        let addrs = a[1..]
+            .iter()
+            .map(|w| parse_addr(w, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.global.demo_origins.push(DemoOrigin {
+            name: a[0].text.clone(),
+            addrs,
+            line: line.number,
+        });
         Ok(())
     }
 
@@ -1112,13 +1146,13 @@ impl Parser<'_> {
                     ),
                 );
             }
-            if xdp_active && b.interface.is_none() {
+            // XDP finds a service by destination address; the interface to
+            // attach to is `interface IF` or the one holding the address.
+            if xdp_active && b.addr.ip().is_unspecified() {
                 self.error(
                     b.line,
-                    Problem::new(0, format!("bind {} in xdp {what} has no interface", b.addr))
-                        .hint(
-                            "XDP attaches to a network interface: add 'interface eth0' (your NIC)",
-                        ),
+                    Problem::new(0, format!("bind {} in xdp {what} has no specific address", b.addr))
+                        .hint("XDP services match packets by destination: bind the service address (VIP), e.g. 192.0.2.10:443"),
                 );
             }
         }

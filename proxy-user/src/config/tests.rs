@@ -500,7 +500,7 @@ backend dns
 
 #[test]
 fn xdp_defaults_are_nat_5tuple_and_65537() {
-    let (cfg, _) = ok("frontend l4\n    mode tcp\n    bind :443 interface eth0\n    xdp\n    default_backend b\nbackend b\n    server s 10.0.0.1:443\n");
+    let (cfg, _) = ok("frontend l4\n    mode tcp\n    bind 192.0.2.1:443\n    xdp\n    default_backend b\nbackend b\n    server s 10.0.0.1:443\n");
     let x = cfg.frontend("l4").unwrap().xdp.unwrap();
     assert_eq!(
         x,
@@ -527,7 +527,7 @@ fn xdp_on_an_http_frontend_is_an_error_with_a_hint() {
 #[test]
 fn xdp_settings_are_checked() {
     let base = "frontend l4\n    mode tcp\n    bind :443 interface eth0\n    default_backend b\nbackend b\n    mode tcp\n    server s 10.0.0.1:443\n";
-    let e = one_err(&format!("{base}frontend x\n    mode tcp\n    bind :1 interface eth0\n    xdp\n    maglev-table-size 1000\n"), 12, "not a prime");
+    let e = one_err(&format!("{base}frontend x\n    mode tcp\n    bind 192.0.2.1:1\n    xdp\n    maglev-table-size 1000\n"), 12, "not a prime");
     assert!(e.hint.unwrap().contains("1009"));
     one_err(
         &format!("{base}frontend x\n    mode tcp\n    bind :1\n    maglev-table-size 251\n"),
@@ -537,7 +537,7 @@ fn xdp_settings_are_checked() {
     one_err(
         &format!("{base}frontend x\n    mode tcp\n    bind :2\n    xdp\n"),
         10,
-        "has no interface",
+        "has no specific address",
     );
     one_err(
         &format!(
@@ -555,7 +555,7 @@ fn xdp_settings_are_checked() {
 
 #[test]
 fn dsr_servers_must_keep_the_bind_port() {
-    let text = "frontend l4\n    mode tcp\n    bind :443 interface eth0\n    xdp forward dsr\n    default_backend b\nbackend b\n    server s 10.0.0.1:8443\n";
+    let text = "frontend l4\n    mode tcp\n    bind 192.0.2.1:443 interface eth0\n    xdp forward dsr\n    default_backend b\nbackend b\n    server s 10.0.0.1:8443\n";
     one_err(text, 7, "uses forward dsr");
 }
 
@@ -858,4 +858,36 @@ fn http_only_settings_inherited_by_a_tcp_proxy_fall_back_silently() {
     assert!(!fe.forwardfor && !be.forwardfor);
     assert_eq!(fe.log_format, Some(LogFormat::Tcp));
     assert_eq!(be.balance, Balance::RoundRobin);
+}
+
+#[test]
+fn demo_origins_are_declared_in_global() {
+    let (cfg, _) = ok("global\n    demo-origin blue 127.0.0.1:9001 [::1]:9001\n    demo-origin green 127.0.0.1:0\n");
+    let d = &cfg.global.demo_origins;
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0].name, "blue");
+    assert_eq!(
+        d[0].addrs,
+        [
+            "127.0.0.1:9001".parse().unwrap(),
+            "[::1]:9001".parse().unwrap()
+        ]
+    );
+    assert_eq!(d[1].addrs[0].port(), 0);
+    one_err(
+        "global\n    demo-origin blue\n",
+        2,
+        "expects at least 2 arguments",
+    );
+    one_err(
+        "global\n    demo-origin a 127.0.0.1:1\n    demo-origin a 127.0.0.1:2\n",
+        3,
+        "already defined at line 2",
+    );
+    let text = format!("global\n    demo-origin o 0.0.0.0:80\n{}", web("", ""));
+    one_err(
+        &text,
+        11,
+        "overlaps bind 0.0.0.0:80 of demo-origin 'o' at line 2",
+    );
 }

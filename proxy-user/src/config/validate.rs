@@ -196,7 +196,18 @@ fn xdp_constraints(config: &Config, d: &mut Diags<'_>) {
 /// port and their addresses overlap (equal, or one is the wildcard of the
 /// same family). XDP binds are not sockets and are skipped.
 fn bind_conflicts(config: &Config, d: &mut Diags<'_>) {
-    let mut seen: Vec<(SocketAddr, bool, &str, usize)> = Vec::new();
+    // (address, udp?, owner description, line)
+    let mut seen: Vec<(SocketAddr, bool, String, usize)> = config
+        .global
+        .demo_origins
+        .iter()
+        .flat_map(|o| {
+            o.addrs
+                .iter()
+                .map(move |a| (*a, false, format!("demo-origin '{}'", o.name), o.line))
+        })
+        .filter(|(a, ..)| a.port() != 0)
+        .collect();
     for f in config.frontends.iter().filter(|f| f.xdp.is_none()) {
         let udp = f.mode == Mode::Udp;
         for b in &f.binds {
@@ -210,18 +221,18 @@ fn bind_conflicts(config: &Config, d: &mut Diags<'_>) {
                     && o.is_ipv4() == a.is_ipv4()
                     && (o.ip() == a.ip() || o.ip().is_unspecified() || a.ip().is_unspecified())
             });
-            if let Some((o, _, name, line)) = clash {
+            if let Some((o, _, owner, line)) = clash {
                 d.error(
                     b.line,
                     format!(
-                        "bind {a} in {} '{}' overlaps bind {o} of '{name}' at line {line}",
+                        "bind {a} in {} '{}' overlaps bind {o} of {owner} at line {line}",
                         frontend_kind(f),
                         f.name
                     ),
                     Some("each address:port can be bound once".into()),
                 );
             } else {
-                seen.push((a, udp, &f.name, b.line));
+                seen.push((a, udp, format!("{} '{}'", frontend_kind(f), f.name), b.line));
             }
         }
     }
