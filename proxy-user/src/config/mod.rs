@@ -21,7 +21,7 @@
 //! listing *every* error found (never just the first). Parsing never panics.
 //!
 //! Layout: [`lexer`] splits lines into words (quotes, escapes, comments),
-//! `parser` maps keywords onto the [`model`], [`condition`] holds the ACL
+//! `parser` (with submodules) maps keywords onto the [`model`], [`condition`] holds the ACL
 //! AST and its evaluator, `validate` does whole-file checks (references,
 //! duplicates), [`error`] the diagnostics. The grammar is documented in
 //! `docs/config.md`.
