@@ -208,7 +208,7 @@ fn str_match(kind: StrMatch, ignore_case: bool, sample: &str, value: &str) -> bo
     }
 }
 
-/// Criterion names accepted by [`parse_test`], for suggestions and docs.
+/// Criterion names accepted in ACLs and `{ }` blocks, for suggestions and docs.
 pub const CRITERIA: &[&str] = &[
     "method",
     "path",
