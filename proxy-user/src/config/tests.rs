@@ -891,3 +891,16 @@ fn demo_origins_are_declared_in_global() {
         "overlaps bind 0.0.0.0:80 of demo-origin 'o' at line 2",
     );
 }
+
+#[test]
+fn http_check_expect_without_httpchk_is_warned_once_where_written() {
+    let text = "defaults\n    http-check expect status 200\nbackend a\n    server s 10.0.0.1:80\nbackend b\n    http-check expect status 204\n    server s 10.0.0.1:80\n";
+    let (cfg, w) = ok(text);
+    let lines: Vec<_> = w
+        .iter()
+        .filter(|w| w.message.contains("http-check expect"))
+        .map(|w| w.line)
+        .collect();
+    assert_eq!(lines, [Some(6)]);
+    assert_eq!(cfg.backend("b").unwrap().http_check, None);
+}

@@ -81,11 +81,8 @@ impl Parser<'_> {
                     sec.default_backend.as_ref().map(|d| d.0.clone())
                 },
                 use_backends,
-                http_request: if from_listen {
-                    std::mem::take(&mut http_request)
-                } else {
-                    http_request.clone()
-                },
+                // A listen's rules run once, on its frontend half.
+                http_request: std::mem::take(&mut http_request),
                 timeouts: s.timeouts,
                 maxconn: s.maxconn,
                 forwardfor: s.forwardfor,
@@ -95,8 +92,9 @@ impl Parser<'_> {
             });
         }
         if matches!(sec.kind, Kind::Backend | Kind::Listen) {
-            if s.expect_status.is_some() && s.httpchk.is_none() {
-                let line = s.expect_status.map_or(sec.line, |e| e.1);
+            // Only when written in this section, not inherited from defaults.
+            let local_expect = s.expect_status.filter(|e| e.1 > sec.line);
+            if let (Some((_, line)), None) = (local_expect, &s.httpchk) {
                 self.warn(
                     line,
                     format!(
