@@ -453,8 +453,12 @@ pub enum Balance {
     LeastConn,
     /// Hash of the client address.
     Source,
-    /// Hash of the request URI (http only).
-    Uri,
+    /// Hash of the request URI (http only); `whole` (`balance uri whole`)
+    /// includes the query string.
+    Uri {
+        /// Hash the whole URI, query string included.
+        whole: bool,
+    },
     /// Hash of a request header (http only); holds the header name.
     Hdr(String),
     /// Random choice (weighted).

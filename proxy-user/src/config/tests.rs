@@ -600,6 +600,34 @@ fn health_check_settings_are_parsed() {
         (hc.method.as_str(), hc.uri.as_str(), hc.expect_status),
         ("OPTIONS", "/", None)
     );
+    let (cfg, _) = ok(&web("", "    option httpchk HEAD /ready HTTP/1.1"));
+    let hc = cfg.backend("app").unwrap().http_check.clone().unwrap();
+    assert_eq!((hc.method.as_str(), hc.uri.as_str()), ("HEAD", "/ready"));
+    let (cfg, _) = ok(&web("", "    option httpchk /ping"));
+    assert_eq!(
+        cfg.backend("app").unwrap().http_check.as_ref().unwrap().uri,
+        "/ping"
+    );
+    one_err(
+        &web("", "    option httpchk GET / HTTP/2"),
+        15,
+        "unsupported check HTTP version",
+    );
+    one_err(
+        &web("", "    option httpchk GET / HTTP/1.1 x"),
+        15,
+        "expects 1 to 4 arguments, got 5",
+    );
+    one_err(
+        &web("", "    option httpchk \"GE T\" /"),
+        15,
+        "invalid HTTP method",
+    );
+    one_err(
+        &web("", "    option httpchk GET \"/a b\""),
+        15,
+        "invalid check URI",
+    );
 }
 
 #[test]
@@ -629,7 +657,8 @@ fn balance_variants_parse() {
         ("roundrobin", Balance::RoundRobin),
         ("leastconn", Balance::LeastConn),
         ("source", Balance::Source),
-        ("uri", Balance::Uri),
+        ("uri", Balance::Uri { whole: false }),
+        ("uri whole", Balance::Uri { whole: true }),
         ("hdr(X-User)", Balance::Hdr("x-user".into())),
         ("random", Balance::Random),
         ("static-rr", Balance::StaticRr),

@@ -52,7 +52,7 @@ impl Parser<'_> {
             if sec.s.log_format == Some(LogFormat::Http) {
                 sec.s.log_format = Some(LogFormat::Tcp);
             }
-            if matches!(sec.s.balance, Balance::Uri | Balance::Hdr(_)) {
+            if matches!(sec.s.balance, Balance::Uri { .. } | Balance::Hdr(_)) {
                 sec.s.balance = Balance::RoundRobin;
             }
         }

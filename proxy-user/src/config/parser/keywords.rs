@@ -189,8 +189,18 @@ impl Parser<'_> {
                 sec.s.default_server.overlay(&opts);
             }
             "balance" => {
-                let a = args(line, 1, 1)?;
+                let a = args(line, 1, 2)?;
                 let v = &a[0];
+                // Only `balance uri whole` takes a second word.
+                if let Some(extra) = a.get(1) {
+                    if !(v.text == "uri" && extra.text == "whole") {
+                        return Err(Problem::new(
+                            extra.col,
+                            format!("unexpected '{}' after 'balance {}'", extra.text, v.text),
+                        )
+                        .hint("only 'balance uri whole' takes an option"));
+                    }
+                }
                 sec.s.balance = if let Some(h) = v
                     .text
                     .strip_prefix("hdr(")
@@ -209,14 +219,14 @@ impl Parser<'_> {
                             ("roundrobin", Balance::RoundRobin),
                             ("leastconn", Balance::LeastConn),
                             ("source", Balance::Source),
-                            ("uri", Balance::Uri),
+                            ("uri", Balance::Uri { whole: a.len() == 2 }),
                             ("random", Balance::Random),
                             ("static-rr", Balance::StaticRr),
                         ],
                     )
                     .map_err(|p| p.hint("use roundrobin, leastconn, source, uri, hdr(NAME), random or static-rr"))?
                 };
-                if matches!(sec.s.balance, Balance::Uri | Balance::Hdr(_))
+                if matches!(sec.s.balance, Balance::Uri { .. } | Balance::Hdr(_))
                     && sec.kind != Kind::Defaults
                 {
                     sec.http_only.push((format!("balance {}", v.text), n));
@@ -351,7 +361,7 @@ impl Parser<'_> {
         enable: bool,
     ) -> Result<(), Problem> {
         let a = if enable {
-            args(line, 1, 3)?
+            args(line, 1, 4)?
         } else {
             &line.words[2..]
         };
@@ -400,12 +410,25 @@ impl Parser<'_> {
                 s.httpchk = if !enable {
                     None
                 } else {
-                    // HAProxy: one argument is the URI, two are METHOD URI.
+                    // HAProxy: one argument is the URI, two are METHOD URI,
+                    // a third is the HTTP version (checks always go out as
+                    // HTTP/1.1, so only 1.x is accepted and it is not kept).
                     match &a[1..] {
                         [] => Some(("OPTIONS".into(), "/".into())),
                         [uri] => Some(("OPTIONS".into(), check_uri(uri)?)),
-                        [method, uri] => Some((check_method(method)?, check_uri(uri)?)),
-                        _ => unreachable!("args() capped the count"),
+                        [method, uri, rest @ ..] => {
+                            if let Some(v) = rest.first().filter(|v| !v.text.starts_with("HTTP/1."))
+                            {
+                                return Err(Problem::new(
+                                    v.col,
+                                    format!("unsupported check HTTP version '{}'", v.text),
+                                )
+                                .hint(
+                                    "checks are sent as HTTP/1.1; write HTTP/1.1 or leave it out",
+                                ));
+                            }
+                            Some((check_method(method)?, check_uri(uri)?))
+                        }
                     }
                 };
             }

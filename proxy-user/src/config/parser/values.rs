@@ -63,8 +63,13 @@ pub(super) fn check_header_name(w: &Word) -> Result<(), Problem> {
     }
 }
 
+/// An HTTP method: an RFC 9110 token.
 pub(super) fn check_method(w: &Word) -> Result<String, Problem> {
-    if !w.text.is_empty() && w.text.chars().all(|c| c.is_ascii_uppercase()) {
+    if !w.text.is_empty()
+        && w.text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+    {
         Ok(w.text.clone())
     } else {
         Err(
@@ -74,13 +79,15 @@ pub(super) fn check_method(w: &Word) -> Result<String, Problem> {
     }
 }
 
+/// A health-check request target: no spaces or control characters, which
+/// would break the request line (or smuggle headers).
 pub(super) fn check_uri(w: &Word) -> Result<String, Problem> {
-    if w.text.starts_with('/') && !w.text.contains(char::is_whitespace) {
+    if !w.text.is_empty() && !w.text.chars().any(|c| c <= ' ' || c == '\u{7f}') {
         Ok(w.text.clone())
     } else {
         Err(
             Problem::new(w.col, format!("invalid check URI '{}'", w.text))
-                .hint("the URI must start with '/', e.g. /health"),
+                .hint("a request target without spaces, e.g. /health"),
         )
     }
 }
