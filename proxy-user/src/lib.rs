@@ -9,6 +9,7 @@
 
 pub mod balance;
 pub mod cli;
+pub mod config;
 pub mod health;
 pub mod l4;
 pub mod origin;
