@@ -1,7 +1,9 @@
 //! Weir's userspace: the `weir` binary's library.
 //!
 //! # Layout
-//! - [`l4`]: the XDP program (load, pins, attach, frontend table, counters).
+//! - [`config`]: the HAProxy-style configuration language (parser, model, validation).
+//! - [`balance`], [`health`]: load-balancing algorithms (incl. Maglev) and health checks.
+//! - [`l4`]: the XDP program (load, pins, attach, tables, counters) and L4 services.
 //! - [`cli`]: command-line interface (clap).
 //! - [`runtime`]: startup, the listeners, signals and clean shutdown.
 //! - [`relay`]: the TCP relay a frontend runs until the L7 proxy serves it.
@@ -14,3 +16,4 @@ pub mod health;
 pub mod l4;
 pub mod origin;
 pub mod relay;
+pub mod runtime;

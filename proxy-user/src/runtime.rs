@@ -16,13 +16,14 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use proxy_common::{proto, FrontendInfo, FrontendKey, FRONTEND_FLAG_XDP};
+use proxy_common::{proto, FrontendInfo, FrontendKey};
 use tokio::{net::TcpListener, signal::unix::SignalKind};
 
 use crate::{
     cli::{Command, RunArgs},
     config::{self, Config, Mode},
-    l4::{self, XdpProgram},
+    health,
+    l4::{self, control::L4Control, service::L4Service, XdpProgram},
     origin,
     relay::{Relay, RelayServer, DEFAULT_MAX_CONNECTIONS},
 };
@@ -114,23 +115,24 @@ async fn wait_for_stop_signal() -> Result<()> {
     Ok(())
 }
 
-/// One L4 frontend entry of the XDP program.
+/// One frontend address the XDP program knows (counted, or balanced when
+/// it belongs to an XDP service).
 struct XdpEntry {
     frontend: String,
     addr: SocketAddr,
     key: FrontendKey,
     info: FrontendInfo,
     iface: Option<String>,
+    service: bool,
 }
 
-/// What the config asks of the XDP program: one entry per bind with a
-/// concrete address (wildcard binds cannot be matched by destination).
+/// One entry per bind with a concrete address (wildcard binds cannot be
+/// matched by destination); the index is the FRONTEND_STATS slot.
 fn xdp_entries(cfg: &Config) -> (Vec<XdpEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     for fe in &cfg.frontends {
         let proto = if fe.mode == Mode::Udp { proto::UDP } else { proto::TCP };
-        let flags = if fe.xdp.is_some() { FRONTEND_FLAG_XDP } else { 0 };
         for bind in &fe.binds {
             if bind.addr.ip().is_unspecified() {
                 skipped.push(format!("{} ({})", fe.name, bind.addr));
@@ -146,10 +148,10 @@ fn xdp_entries(cfg: &Config) -> (Vec<XdpEntry>, Vec<String>) {
                 key: l4::frontend_key(bind.addr, proto),
                 info: FrontendInfo {
                     id: entries.len() as u32,
-                    flags,
                     ..FrontendInfo::default()
                 },
                 iface,
+                service: fe.xdp.is_some(),
             });
         }
     }
@@ -164,27 +166,133 @@ fn aya_mode(mode: config::model::XdpMode) -> aya::programs::XdpMode {
     }
 }
 
-/// Loads, fills and attaches the XDP program.
-fn start_xdp(cfg: &Config, args: &RunArgs, entries: &[XdpEntry]) -> Result<XdpProgram> {
+/// Loads the program, programs every table and attaches it.
+fn start_xdp(
+    cfg: &Config,
+    args: &RunArgs,
+    entries: &[XdpEntry],
+    services: Vec<L4Service>,
+) -> Result<L4Control> {
     let object = l4::find_object(args.bpf_object.as_deref())?;
+    let conntrack = cfg
+        .frontends
+        .iter()
+        .filter_map(|f| f.xdp.map(|x| x.conntrack_size))
+        .max()
+        .unwrap_or(0);
     let mut program = XdpProgram::load(
         &object,
         &l4::LoadOptions {
             instance: cfg.global.instance.clone(),
             log_level: cfg.global.log_level,
             pin: true,
+            max_entries: l4::control::map_sizes(&services, conntrack),
         },
     )?;
     program.forward_logs();
-    let table: Vec<_> = entries.iter().map(|e| (e.key, e.info)).collect();
-    program.set_frontends(&table)?;
-    let mut ifaces: Vec<&str> = entries.iter().filter_map(|e| e.iface.as_deref()).collect();
+    let counted: Vec<_> = entries
+        .iter()
+        .filter(|e| !e.service)
+        .map(|e| (e.key, e.info))
+        .collect();
+    let data_path = l4::service::global_config(&cfg.global.instance, &services, 0);
+    let mut control = L4Control::install(program, services, counted, data_path)?;
+    let mut ifaces: Vec<String> = entries.iter().filter_map(|e| e.iface.clone()).collect();
+    for svc in control.services() {
+        ifaces.extend(svc.interfaces.iter().cloned());
+    }
     ifaces.sort_unstable();
     ifaces.dedup();
     for iface in ifaces {
-        program.attach(iface, aya_mode(cfg.global.xdp_mode))?;
+        control
+            .program_mut()
+            .attach(&iface, aya_mode(cfg.global.xdp_mode))?;
     }
-    Ok(program)
+    Ok(control)
+}
+
+/// Health checks of the XDP services' reals (servers with `check`): a
+/// state change logs HAProxy's line and republishes the Maglev table.
+fn spawn_l4_health(
+    cfg: &Config,
+    control: Arc<std::sync::Mutex<L4Control>>,
+) -> Vec<health::checker::HealthChecker> {
+    let mut checkers = Vec::new();
+    let services: Vec<(usize, String, Vec<(usize, health::checker::Target)>, std::time::Duration, u32, u32)> = {
+        let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .services()
+            .iter()
+            .enumerate()
+            .filter_map(|(si, svc)| {
+                let fe = cfg.frontend(&svc.name)?;
+                let be = cfg.backend(fe.default_backend.as_deref()?)?;
+                let targets: Vec<(usize, health::checker::Target)> = svc
+                    .reals
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| be.servers.iter().any(|s| s.name == r.name && s.check))
+                    .map(|(ri, r)| {
+                        (
+                            ri,
+                            health::checker::Target {
+                                name: r.name.clone(),
+                                addr: r.addr,
+                                backup: false,
+                            },
+                        )
+                    })
+                    .collect();
+                let first = be.servers.iter().find(|s| s.check)?;
+                Some((si, be.name.clone(), targets, first.inter, first.rise, first.fall))
+            })
+            .filter(|(_, _, t, ..)| !t.is_empty())
+            .collect()
+    };
+    for (si, backend, targets, inter, rise, fall) in services {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let index: Vec<usize> = targets.iter().map(|(ri, _)| *ri).collect();
+        let checker = health::checker::HealthChecker::spawn(
+            backend,
+            targets.into_iter().map(|(_, t)| t).collect(),
+            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(inter.min(DEFAULT_CONNECT_TIMEOUT))),
+            health::checker::CheckerConfig {
+                inter,
+                fastinter: None,
+                downinter: None,
+                thresholds: health::state::Thresholds {
+                    rise,
+                    fall,
+                    ..health::state::Thresholds::default()
+                },
+            },
+            tx,
+        );
+        let control = control.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let health::checker::HealthEvent::StateChanged(change) = event {
+                    log::warn!("{change}");
+                    let up = change.to == health::state::Health::Up;
+                    let real = index[change.server];
+                    let control = control.clone();
+                    // Thousands of map writes: off the async workers.
+                    let result = tokio::task::spawn_blocking(move || {
+                        control
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .set_real_up(si, real, up)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = result {
+                        log::error!("cannot republish the Maglev table: {e}");
+                    }
+                }
+            }
+        });
+        checkers.push(checker);
+    }
+    checkers
 }
 
 async fn run(cfg: Config, args: RunArgs) -> Result<()> {
@@ -204,11 +312,56 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         }
     }
 
+    // The XDP program: counts every frontend address, balances XDP services.
+    let (entries, skipped) = xdp_entries(&cfg);
+    if !skipped.is_empty() {
+        log::info!(
+            "XDP does not count wildcard binds (no destination address to match): {}",
+            skipped.join(", ")
+        );
+    }
+    let services = l4::service::services_from_config(&cfg, |fe, addr| {
+        entries
+            .iter()
+            .find(|e| e.frontend == fe && e.addr == addr)
+            .map(|e| e.info.id)
+    })
+    .map_err(|errors| {
+        anyhow::anyhow!(
+            "{}",
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    let strict = cfg.frontends.iter().any(|f| f.xdp.is_some_and(|x| x.strict));
+    if strict && args.no_xdp {
+        bail!("--no-xdp given, but a frontend demands `xdp strict`");
+    }
+    let has_services = !services.is_empty();
+    let control = if args.no_xdp || entries.is_empty() {
+        None
+    } else {
+        match start_xdp(&cfg, &args, &entries, services) {
+            Ok(c) => Some(Arc::new(std::sync::Mutex::new(c))),
+            Err(e) if strict => {
+                return Err(e.context("a frontend demands `xdp strict`, so weir cannot start without XDP"))
+            }
+            Err(e) => {
+                if has_services {
+                    log::warn!("XDP not available, XDP services fall back to the userspace relay: {e:#}");
+                } else {
+                    log::warn!("XDP not available, continuing in userspace only: {e:#}");
+                }
+                None
+            }
+        }
+    };
+
     // Listeners. Until the L7 proxy serves `mode http`, every tcp/http
-    // frontend relays bytes to its default backend's servers.
+    // frontend relays bytes to its default backend's servers. XDP services
+    // are served by the relay only when XDP is not running (fallback).
     for fe in &cfg.frontends {
-        if fe.mode == Mode::Udp {
-            continue; // UDP services live in the XDP data path only
+        if fe.mode == Mode::Udp || (fe.xdp.is_some() && control.is_some()) {
+            continue;
         }
         let backend = fe
             .default_backend
@@ -240,8 +393,9 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             })?;
             let max = fe.maxconn.map(|m| m as usize).unwrap_or(DEFAULT_MAX_CONNECTIONS);
             tokio::spawn(relay.clone().run(listener, max));
+            let how = if fe.xdp.is_some() { " (userspace fallback of an XDP service)" } else { "" };
             banner.push(format!(
-                "  frontend  {:<12} {} {} -> backend '{}' ({} servers)",
+                "  frontend  {:<12} {} {} -> backend '{}' ({} servers){how}",
                 fe.name,
                 fe.mode,
                 bind.addr,
@@ -254,39 +408,29 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         }
     }
 
-    // The XDP program.
-    let (entries, skipped) = xdp_entries(&cfg);
-    if !skipped.is_empty() {
-        log::info!(
-            "XDP does not count wildcard binds (no destination address to match): {}",
-            skipped.join(", ")
-        );
-    }
-    let strict = cfg.frontends.iter().any(|f| f.xdp.is_some_and(|x| x.strict));
-    if strict && args.no_xdp {
-        bail!("--no-xdp given, but a frontend demands `xdp strict`");
-    }
-    let program = if args.no_xdp || entries.is_empty() {
-        None
-    } else {
-        match start_xdp(&cfg, &args, &entries) {
-            Ok(p) => Some(p),
-            Err(e) if strict => {
-                return Err(e.context("a frontend demands `xdp strict`, so weir cannot start without XDP"))
-            }
-            Err(e) => {
-                log::warn!("XDP not available, continuing in userspace only: {e:#}");
-                None
-            }
-        }
-    };
-    if let Some(p) = &program {
+    let mut checkers = Vec::new();
+    if let Some(control) = &control {
+        let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+        let p = guard.program();
         let pin = p.pin_dir().map(|d| d.display().to_string()).unwrap_or_default();
         banner.push(format!(
             "  xdp       weir_xdp attached to {} (counting {} frontend addresses), maps pinned in {pin}/",
             p.attached().join(", "),
             entries.len()
         ));
+        for svc in guard.services() {
+            banner.push(format!(
+                "  l4        {:<12} {} {} {} reals, Maglev table {} ({})",
+                svc.name,
+                if svc.proto == proto::UDP { "udp" } else { "tcp" },
+                svc.vips.iter().map(|(v, _)| v.to_string()).collect::<Vec<_>>().join(","),
+                svc.reals.len(),
+                svc.table_size,
+                if svc.flags & proxy_common::FRONTEND_FLAG_DSR != 0 { "dsr" } else { "nat" },
+            ));
+        }
+        drop(guard);
+        checkers = spawn_l4_health(&cfg, control.clone());
     }
 
     let exe = std::env::current_exe()
@@ -295,8 +439,9 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     banner.push("Try:".into());
     banner.extend(curl_lines);
     banner.push(format!("  {exe} check -f {}", cfg.source.display()));
-    if let Some(p) = &program {
-        if let Some(dir) = p.pin_dir() {
+    if let Some(control) = &control {
+        let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = guard.program().pin_dir() {
             banner.push(format!(
                 "  bpftool map dump pinned {}/{}",
                 dir.display(),
@@ -314,9 +459,15 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
 
     wait_for_stop_signal().await?;
 
-    if let Some(p) = program {
+    for checker in checkers {
+        checker.shutdown().await;
+    }
+    if let Some(control) = control {
+        let Ok(control) = Arc::try_unwrap(control).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())) else {
+            bail!("internal error: the L4 control is still shared at shutdown");
+        };
         let ids: Vec<u32> = entries.iter().map(|e| e.info.id).collect();
-        if let Ok(snap) = p.snapshot(&ids) {
+        if let Ok(snap) = control.program().snapshot(&ids) {
             for (entry, (_, c)) in entries.iter().zip(&snap.frontends) {
                 log::info!(
                     "xdp: frontend '{}' {}: {} packets, {} bytes",
@@ -327,7 +478,7 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 );
             }
         }
-        let removed = p.shutdown();
+        let removed = control.shutdown();
         log::info!(
             "XDP detached{}",
             if removed { ", pins removed" } else { " (pins kept: another weir process of this instance is running)" }

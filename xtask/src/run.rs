@@ -9,8 +9,9 @@ use crate::build;
 
 #[derive(clap::Args)]
 pub struct Options {
-    #[command(flatten)]
-    build: build::Options,
+    /// Build and run the release profile.
+    #[arg(long)]
+    release: bool,
     /// Config file to run (relative to the workspace root).
     #[arg(long, short = 'f', default_value = "configs/weir.cfg")]
     config: String,
@@ -20,11 +21,13 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
-    build::run(&opts.build)?;
+    build::run(&build::Options {
+        release: opts.release,
+    })?;
     if !is_root() {
         eprintln!("[run] not root: the XDP program cannot be attached; weir will say so and run the userspace part");
     }
-    let bin = build::weir_binary(opts.build.release);
+    let bin = build::weir_binary(opts.release);
     let root = workspace_root();
     // exec-like: weir owns the terminal and its signals; we pass its exit code on.
     let status = Command::new(&bin)

@@ -222,7 +222,7 @@ impl XdpProgram {
             let mut loader = EbpfLoader::new();
             loader.override_global(aya_log::LEVEL, &level, false);
             for (name, size) in &opts.max_entries {
-                loader.set_max_entries(name, *size);
+                loader.map_max_entries(name, *size);
             }
             let paths: Vec<(&str, PathBuf)> = pin_dir
                 .map(|d| PINNED_MAPS.iter().map(|n| (*n, d.join(n))).collect())

@@ -13,10 +13,11 @@
 //! reads counters.
 
 pub mod bpffs;
+pub mod control;
 pub mod iface;
 pub mod loader;
 pub mod maps;
 pub mod service;
 
-pub use loader::{find_object, LoadOptions, XdpProgram};
+pub use loader::{find_object, L4Error, LoadOptions, XdpProgram};
 pub use maps::{frontend_key, CounterSnapshot};
