@@ -32,7 +32,6 @@ impl fmt::Display for ConfigError {
             f,
             &self.file,
             self.line,
-            "",
             &self.message,
             self.hint.as_deref(),
         )
@@ -40,6 +39,9 @@ impl fmt::Display for ConfigError {
 }
 
 /// A non-fatal observation, e.g. an entity without a `guid`.
+///
+/// `Display` is `FILE:LINE: MESSAGE (HINT)` without a severity word; callers
+/// print it as `warning: {w}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     /// File the warning is about.
@@ -58,7 +60,6 @@ impl fmt::Display for Warning {
             f,
             &self.file,
             self.line,
-            "warning: ",
             &self.message,
             self.hint.as_deref(),
         )
@@ -69,7 +70,6 @@ fn write_diagnostic(
     f: &mut fmt::Formatter<'_>,
     file: &std::path::Path,
     line: Option<usize>,
-    prefix: &str,
     message: &str,
     hint: Option<&str>,
 ) -> fmt::Result {
@@ -77,7 +77,7 @@ fn write_diagnostic(
     if let Some(line) = line {
         write!(f, ":{line}")?;
     }
-    write!(f, ": {prefix}{message}")?;
+    write!(f, ": {message}")?;
     if let Some(hint) = hint {
         write!(f, " ({hint})")?;
     }
@@ -166,14 +166,14 @@ mod tests {
     }
 
     #[test]
-    fn warning_display_is_prefixed() {
+    fn warning_display_leaves_the_severity_to_the_caller() {
         let w = Warning {
             file: PathBuf::from("a.cfg"),
             line: Some(4),
             message: "backend 'x' has no server".into(),
             hint: None,
         };
-        assert_eq!(w.to_string(), "a.cfg:4: warning: backend 'x' has no server");
+        assert_eq!(w.to_string(), "a.cfg:4: backend 'x' has no server");
     }
 }
 
