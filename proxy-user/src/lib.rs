@@ -1,1 +1,3 @@
 //! Weir's userspace: the `weir` binary's library.
+
+pub mod stats;
