@@ -287,17 +287,11 @@ impl StatsStore {
             // cannot be alive here.
             slots::expire_all(&map);
         }
-        if !same_boot || matches!(verdict, ClockVerdict::Foreign { .. }) || offset != base {
-            h.clock_boot.store(boot, Ordering::Release);
-            h.clock_offset.store(offset as u64, Ordering::Release);
-        }
         let clock = SharedClock::new(opts.clock.clone(), offset);
         let now = clock.now_ns();
-        h.clock_ns.fetch_max(now, Ordering::AcqRel);
-        h.clock_ms.fetch_max(now / 1_000_000, Ordering::AcqRel);
-
         let first = slots::alive_mask(h, now, timeout_ns) == 0;
         let Some((slot, owner)) = slots::claim(&map, std::process::id(), now, timeout_ns) else {
+            // Nothing else is written: the full table stays as it is.
             warnings.push(format!(
                 "{}: all {} process slots are taken; counting locally with this \
                  process's own clock",
@@ -306,6 +300,14 @@ impl StatsStore {
             ));
             return Ok(None);
         };
+        // Record the offset for later processes of this boot only when it was
+        // (re)based here; a small catch-up (Within) is this process's own.
+        if !same_boot || matches!(verdict, ClockVerdict::Foreign { .. }) {
+            h.clock_boot.store(boot, Ordering::Release);
+            h.clock_offset.store(offset as u64, Ordering::Release);
+        }
+        h.clock_ns.fetch_max(now, Ordering::AcqRel);
+        h.clock_ms.fetch_max(now / 1_000_000, Ordering::AcqRel);
         let flags = h.flags.fetch_and(!FLAG_CLEAN_STOP, Ordering::AcqRel);
         if first && flags & FLAG_CLEAN_STOP != 0 && !opts.keep_counters {
             let n = objects::reset_all(&map);
