@@ -563,7 +563,7 @@ pub fn layout_fields() -> Vec<FieldDesc> {
             Slot,
             owner,
             8,
-            "u64 generation << 32 | pid (pid 0: free)"
+            "u64 generation (high 32 bits), pid (low 32; 0: free)"
         ),
         field!(
             "slot",
@@ -623,7 +623,7 @@ pub fn layout_fields() -> Vec<FieldDesc> {
             Object,
             rates,
             RATE_COUNT * RATE_BUCKETS * 8,
-            "3 rates x 2 x u64 sec<<32|count"
+            "3 rates x 2 buckets: u64 second (high 32), count (low 32)"
         ),
         field!(
             "object",
@@ -913,6 +913,13 @@ mod tests {
         // stale buckets are ignored
         let stale = (3u64 << 32) | 1000;
         assert_eq!(rate_from_buckets(stale, curr, now_ms), 7);
+    }
+
+    #[test]
+    fn layout_hash_is_pinned_for_version_1_0() {
+        // Changing the layout table changes this hash: bump the version too.
+        assert_eq!((VERSION_MAJOR, VERSION_MINOR), (1, 0));
+        assert_eq!(layout_hash(), 0x6ba7_9989_cef6_17b5);
     }
 
     #[test]
