@@ -97,7 +97,7 @@ fn fm2_exit_clears_users_bits_and_crashed_slots_are_cleared_on_reuse() {
     assert_eq!(after.find("g-a", ObjectType::Frontend).unwrap().users, 0);
     // so a new entity recycles it
     let (s, _) = open(f.path(), StoreOptions::default());
-    let (e, _) = s.register(Some("g-b"), ObjectType::Frontend);
+    let e = s.register(Some("g-b"), ObjectType::Frontend);
     assert!(e.is_shared());
     let snap = read_snapshot(f.path()).unwrap();
     assert_eq!(snap.objects.len(), 1);
@@ -129,7 +129,7 @@ fn fm2_exit_clears_users_bits_and_crashed_slots_are_cleared_on_reuse() {
     let (s, warns) = open(f.path(), opts);
     assert!(warns.is_empty(), "{warns:?}");
     assert_eq!(slot_of(&s), crashed_slot, "the dead slot is claimed");
-    let (e, _) = s.register(Some("g-d"), ObjectType::Server);
+    let e = s.register(Some("g-d"), ObjectType::Server);
     assert!(e.is_shared());
     let snap = read_snapshot(f.path()).unwrap();
     assert!(
@@ -144,7 +144,7 @@ fn fm2_exit_clears_users_bits_and_crashed_slots_are_cleared_on_reuse() {
 fn fm3_recycled_object_starts_from_zero() {
     let f = TempFile::new("fm3");
     let (s, _) = open(f.path(), StoreOptions::default());
-    let (old, _) = s.register(Some("old-real"), ObjectType::L4Real);
+    let old = s.register(Some("old-real"), ObjectType::L4Real);
     for c in Counter::ALL {
         old.add(c, 1000);
     }
@@ -162,7 +162,7 @@ fn fm3_recycled_object_starts_from_zero() {
             ..Default::default()
         },
     );
-    let (new, _) = s2.register(Some("new-real"), ObjectType::L4Real);
+    let new = s2.register(Some("new-real"), ObjectType::L4Real);
     let snap = read_snapshot(f.path()).unwrap();
     let o = snap.find("new-real", ObjectType::L4Real).unwrap();
     assert_eq!(o.index, old_index, "the object was recycled");
@@ -177,7 +177,7 @@ fn fm3_recycled_object_starts_from_zero() {
 
 fn valid_file(path: &Path) {
     let (s, _) = open(path, StoreOptions::default());
-    let (e, _) = s.register(Some("fe"), ObjectType::Frontend);
+    let e = s.register(Some("fe"), ObjectType::Frontend);
     e.add(Counter::Requests, 3);
 }
 
@@ -225,7 +225,7 @@ fn fm4_bad_files_are_refused_untouched_and_reported() {
         let (s, warns) = open(f.path(), StoreOptions::default());
         assert_eq!(s.backing(), Backing::Local, "{what}");
         assert_eq!(warns.len(), 1, "{what}: {warns:?}");
-        let (e, _) = s.register(Some("fe"), ObjectType::Frontend);
+        let e = s.register(Some("fe"), ObjectType::Frontend);
         e.add(Counter::Requests, 1);
         s.heartbeat();
         drop(s);
@@ -330,7 +330,7 @@ fn fm7_draining_process_keeps_its_slot_and_objects_while_it_beats() {
     let f = TempFile::new("fm7a");
     let (clock, opts) = manual(500 * SEC);
     let (old, _) = open(f.path(), opts.clone());
-    let (h, _) = old.register(Some("draining-fe"), ObjectType::Frontend);
+    let h = old.register(Some("draining-fe"), ObjectType::Frontend);
     let old_slot = old.slot_owner().unwrap();
     let (new, _) = open(f.path(), opts.clone());
     new.register(Some("other-fe"), ObjectType::Frontend);
@@ -344,7 +344,7 @@ fn fm7_draining_process_keeps_its_slot_and_objects_while_it_beats() {
     // a third process (next reload) neither takes the slot nor the object
     let (third, _) = open(f.path(), opts);
     assert_ne!(slot_of(&third), old_slot.0);
-    let (n, _) = third.register(Some("third-fe"), ObjectType::Frontend);
+    let n = third.register(Some("third-fe"), ObjectType::Frontend);
     assert!(n.is_shared());
     assert_eq!(old.slot_owner(), Some(old_slot));
     let snap = read_snapshot(f.path()).unwrap();
@@ -389,7 +389,7 @@ fn fm7_stalled_process_reclaims_a_new_slot_on_its_next_heartbeat() {
     let (clock, opts) = manual(500 * SEC);
     let (witness, _) = open(f.path(), opts.clone());
     let (stalled, _) = open(f.path(), opts.clone());
-    let (h, _) = stalled.register(Some("x"), ObjectType::Server);
+    let h = stalled.register(Some("x"), ObjectType::Server);
     let (slot, ..) = stalled.slot_owner().unwrap();
     for _ in 0..61 {
         clock.advance(SEC);
@@ -448,7 +448,7 @@ fn fm7_heartbeats_do_not_wrap_at_32_bit_boundaries() {
 fn fm7_append_from_a_stale_view_never_wipes_another_process_object() {
     let f = TempFile::new("fm7d");
     let (a, _) = open(f.path(), StoreOptions::default());
-    let (first, _) = a.register(Some("a-0"), ObjectType::Server);
+    let first = a.register(Some("a-0"), ObjectType::Server);
     first.add(Counter::Requests, 1);
     // B appends far past A's mapping (the file grows several times)
     let (b, _) = open(f.path(), StoreOptions::default());
@@ -462,7 +462,7 @@ fn fm7_append_from_a_stale_view_never_wipes_another_process_object() {
         h.add(Counter::Requests, i as u64 + 100);
     }
     // A, whose mapping still ends at the initial capacity, appends
-    let (late, _) = a.register(Some("a-1"), ObjectType::Server);
+    let late = a.register(Some("a-1"), ObjectType::Server);
     late.add(Counter::Requests, 2);
     let snap = read_snapshot(f.path()).unwrap();
     assert_eq!(snap.objects.len(), 502);
@@ -499,8 +499,8 @@ fn fm8_long_guids_stay_distinct_and_overlong_ones_are_not_truncated() {
     let stem = "g".repeat(126);
     let g1 = format!("{stem}1");
     let g2 = format!("{stem}2");
-    let (a, _) = s.register(Some(&g1), ObjectType::Server);
-    let (b, _) = s.register(Some(&g2), ObjectType::Server);
+    let a = s.register(Some(&g1), ObjectType::Server);
+    let b = s.register(Some(&g2), ObjectType::Server);
     a.add(Counter::Requests, 1);
     b.add(Counter::Requests, 2);
     let snap = read_snapshot(f.path()).unwrap();
@@ -518,8 +518,9 @@ fn fm8_long_guids_stay_distinct_and_overlong_ones_are_not_truncated() {
         2
     );
     // 128 bytes: refused (local, with a warning), never cut to 127
-    let (c, w) = s.register(Some(&format!("{g1}x")), ObjectType::Server);
-    assert!(!c.is_shared());
+    let long = format!("{g1}x");
+    let (c, w) = s.register_many(&[(Some(long.as_str()), ObjectType::Server)]);
+    assert!(!c[0].is_shared());
     assert_eq!(w.len(), 1);
     assert_eq!(read_snapshot(f.path()).unwrap().objects.len(), 2);
 }
@@ -571,7 +572,7 @@ fn file_with_history(path: &Path, clock_ns: u64, boot: u64) {
         ..StoreOptions::default()
     };
     let (s, _) = StatsStore::open(Some(path), 100, opts).unwrap();
-    let (e, _) = s.register(Some("fe"), ObjectType::Frontend);
+    let e = s.register(Some("fe"), ObjectType::Frontend);
     for _ in 0..30 {
         e.session_started();
     }
@@ -602,7 +603,7 @@ fn clock_ahead_by_more_than_the_timeout_is_detected_and_continues() {
         s.now_ns() >= was && s.now_ns() - was < SEC,
         "continues from the stored clock"
     );
-    let (e, _) = s.register(Some("fe"), ObjectType::Frontend);
+    let e = s.register(Some("fe"), ObjectType::Frontend);
     assert_eq!(e.get(Counter::Sessions), 30);
     let age = e.age_ms(Stamp::LastSession).unwrap();
     assert!(age <= 1000, "timestamps go on where they left off: {age}");
@@ -634,7 +635,7 @@ fn clock_behind_by_more_than_the_timeout_is_detected_and_continues() {
     let (s, warns) = StatsStore::open(Some(f.path()), 100, opts).unwrap();
     assert!(warns.iter().any(|w| w.contains("behind")), "{warns:?}");
     assert!(s.now_ns() >= was && s.now_ns() - was < SEC);
-    let (e, _) = s.register(Some("fe"), ObjectType::Frontend);
+    let e = s.register(Some("fe"), ObjectType::Frontend);
     assert!(e.age_ms(Stamp::LastSession).unwrap() <= 1000);
     c.advance(2 * SEC);
     e.session_started();
@@ -658,7 +659,7 @@ fn clock_skew_within_the_timeout_converges_forward_only() {
         ..Default::default()
     };
     let (a, _) = StatsStore::open(Some(f.path()), 100, a_opts).unwrap();
-    let (ea, _) = a.register(Some("fe"), ObjectType::Frontend);
+    let ea = a.register(Some("fe"), ObjectType::Frontend);
     // B's local clock is 20 s ahead of A's (under the 60 s timeout)
     let cb = Arc::new(ManualClock::new(1_020 * SEC));
     let b_opts = StoreOptions {
@@ -670,7 +671,7 @@ fn clock_skew_within_the_timeout_converges_forward_only() {
         warns.is_empty(),
         "no detection under the timeout: {warns:?}"
     );
-    let (eb, _) = b.register(Some("fe"), ObjectType::Frontend);
+    let eb = b.register(Some("fe"), ObjectType::Frontend);
     b.heartbeat();
     let a_before = a.now_ns();
     let warns = a.heartbeat();
@@ -694,7 +695,7 @@ fn clock_skew_within_the_timeout_converges_forward_only() {
             e.request();
         }
     }
-    let (ec, _) = c.register(Some("fe"), ObjectType::Frontend);
+    let ec = c.register(Some("fe"), ObjectType::Frontend);
     ec.request();
     for e in [&ea, &eb, &ec] {
         // one shared second: 5 + 5 + 1 events, whoever reads

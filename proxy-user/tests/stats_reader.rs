@@ -86,8 +86,8 @@ fn layout_offsets_are_pinned() {
 fn counters_land_at_the_documented_file_offsets() {
     let f = TempFile::new("golden-bytes");
     let (s, _) = StatsStore::open(Some(f.path()), 100, StoreOptions::default()).unwrap();
-    let (a, _) = s.register(Some("first"), ObjectType::Backend);
-    let (b, _) = s.register(Some("second"), ObjectType::L4Real);
+    let a = s.register(Some("first"), ObjectType::Backend);
+    let b = s.register(Some("second"), ObjectType::L4Real);
     a.add(Counter::Requests, 0x0102_0304);
     b.add(Counter::PacketsOut, 77);
     b.mirror(Counter::PacketsOut, 77).unwrap();
@@ -109,9 +109,9 @@ fn counters_land_at_the_documented_file_offsets() {
 
 fn sample_file(f: &TempFile) -> StatsStore {
     let (s, _) = StatsStore::open(Some(f.path()), 100, StoreOptions::default()).unwrap();
-    let (fe, _) = s.register(Some("fe-web"), ObjectType::Frontend);
-    let (srv, _) = s.register(Some("be-app:srv1"), ObjectType::Server);
-    let (vip, _) = s.register(Some("vip-80"), ObjectType::L4Service);
+    let fe = s.register(Some("fe-web"), ObjectType::Frontend);
+    let srv = s.register(Some("be-app:srv1"), ObjectType::Server);
+    let vip = s.register(Some("vip-80"), ObjectType::L4Service);
     for _ in 0..5 {
         fe.request();
         fe.session_started();

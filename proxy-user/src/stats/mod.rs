@@ -55,8 +55,10 @@ use layout::{unpack_owner, valid_guid, Object, FLAG_CLEAN_STOP};
 
 /// Default heartbeat timeout: a slot whose heartbeat is older is dead.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default heartbeat (and L4 sync) interval.
+/// Default heartbeat interval.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default interval of the L4 sync task that mirrors BPF sums.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// `shm-stats-file-max-objects` when the configuration gives 0.
 pub const DEFAULT_MAX_OBJECTS: u64 = 65_536;
 
@@ -363,10 +365,15 @@ impl StatsStore {
         self.shared.clock.now_ns()
     }
 
-    /// Registers one entity. See [`StatsStore::register_many`].
-    pub fn register(&self, guid: Option<&str>, ty: ObjectType) -> (EntityCounters, Vec<String>) {
-        let (mut v, w) = self.register_many(&[(guid, ty)]);
-        (v.pop().expect("one handle per entity"), w)
+    /// Registers one entity (see [`StatsStore::register_many`], preferred at
+    /// start and reload). Never fails: problems (invalid GUID, file full) are
+    /// logged as warnings and the entity counts locally.
+    pub fn register(&self, guid: Option<&str>, ty: ObjectType) -> EntityCounters {
+        let (mut v, warnings) = self.register_many(&[(guid, ty)]);
+        for w in warnings {
+            log::warn!("{w}");
+        }
+        v.pop().expect("one handle per entity")
     }
 
     /// Registers a set of entities (call it with the whole configured set on

@@ -39,7 +39,7 @@ fn local_store_counts_in_memory() {
     let (s, w) = StatsStore::open(None, 0, StoreOptions::default()).unwrap();
     assert!(w.is_empty());
     assert_eq!(s.backing(), Backing::Local);
-    let (e, _) = s.register(Some("fe1"), ObjectType::Frontend);
+    let e = s.register(Some("fe1"), ObjectType::Frontend);
     e.add(Counter::BytesIn, 10);
     e.inc(Counter::Requests);
     assert_eq!(e.get(Counter::BytesIn), 10);
@@ -51,8 +51,8 @@ fn local_store_counts_in_memory() {
 fn entities_without_guid_are_local_in_a_file_store() {
     let f = TempFile::new("noguid");
     let (s, _) = StatsStore::open(Some(&f.0), 100, StoreOptions::default()).unwrap();
-    let (a, _) = s.register(None, ObjectType::Backend);
-    let (b, _) = s.register(Some("be1"), ObjectType::Backend);
+    let a = s.register(None, ObjectType::Backend);
+    let b = s.register(Some("be1"), ObjectType::Backend);
     assert!(!a.is_shared());
     assert!(b.is_shared());
     a.inc(Counter::Requests);
@@ -66,8 +66,8 @@ fn second_store_adopts_the_same_object() {
     let f = TempFile::new("adopt");
     let (s1, _) = StatsStore::open(Some(&f.0), 100, StoreOptions::default()).unwrap();
     let (s2, _) = StatsStore::open(Some(&f.0), 100, StoreOptions::default()).unwrap();
-    let (a, _) = s1.register(Some("srv1"), ObjectType::Server);
-    let (b, _) = s2.register(Some("srv1"), ObjectType::Server);
+    let a = s1.register(Some("srv1"), ObjectType::Server);
+    let b = s2.register(Some("srv1"), ObjectType::Server);
     a.add(Counter::Requests, 3);
     b.add(Counter::Requests, 4);
     assert_eq!(a.get(Counter::Requests), 7);
@@ -77,7 +77,7 @@ fn second_store_adopts_the_same_object() {
 #[test]
 fn mirror_adds_deltas_and_rebaselines_a_recreated_map() {
     let (s, _) = StatsStore::open(None, 0, StoreOptions::default()).unwrap();
-    let (e, _) = s.register(Some("vip"), ObjectType::L4Service);
+    let e = s.register(Some("vip"), ObjectType::L4Service);
     assert_eq!(e.mirror(Counter::PacketsIn, 100).unwrap(), 100);
     assert_eq!(e.mirror(Counter::PacketsIn, 150).unwrap(), 50);
     assert_eq!(e.mirror(Counter::PacketsIn, 150).unwrap(), 0);
@@ -91,7 +91,7 @@ fn mirror_adds_deltas_and_rebaselines_a_recreated_map() {
 #[test]
 fn stale_mirror_token_is_dropped_not_counted_as_a_recreated_map() {
     let (s, _) = StatsStore::open(None, 0, StoreOptions::default()).unwrap();
-    let (e, _) = s.register(Some("vip"), ObjectType::L4Service);
+    let e = s.register(Some("vip"), ObjectType::L4Service);
     e.mirror(Counter::BytesIn, 1000).unwrap();
     let stale = e.mirror_begin(Counter::BytesIn).unwrap(); // reads map: 1100
     let fresh = e.mirror_begin(Counter::BytesIn).unwrap(); // reads map: 1200
@@ -104,7 +104,7 @@ fn stale_mirror_token_is_dropped_not_counted_as_a_recreated_map() {
 fn rates_follow_the_shared_clock() {
     let clock = Arc::new(ManualClock::new(1000 * SEC));
     let (s, _) = StatsStore::open(None, 0, opts_with(clock.clone())).unwrap();
-    let (e, _) = s.register(Some("fe"), ObjectType::Frontend);
+    let e = s.register(Some("fe"), ObjectType::Frontend);
     for _ in 0..20 {
         e.session_started();
     }
