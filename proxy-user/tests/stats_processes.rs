@@ -148,6 +148,38 @@ fn reload_continues_counters_without_reset_or_jump() {
 }
 
 #[test]
+fn reloaded_process_continues_mirroring_from_the_stored_baseline() {
+    let f = TempFile::new("mirror-reload");
+    let p = f.path().display().to_string();
+    let mut a = script();
+    a.cmd(&format!("open {p} 100"));
+    a.cmd("reg vip l4_service real1 l4_real");
+    assert_eq!(val(&a.cmd("mirror vip l4_service bytes_in 1000")), 1000);
+    assert_eq!(val(&a.cmd("mirror real1 l4_real new_flows 10")), 10);
+    // reload: B re-attaches to the same pinned maps, whose sums moved on
+    let mut b = script();
+    b.cmd(&format!("open {p} 100"));
+    b.cmd("reg vip l4_service real1 l4_real");
+    a.exit();
+    assert_eq!(val(&b.cmd("mirror vip l4_service bytes_in 1500")), 500);
+    assert_eq!(val(&b.cmd("get vip l4_service bytes_in")), 1500);
+    // the map is re-created (sum went down): re-baselined, nothing lost
+    assert_eq!(val(&b.cmd("mirror vip l4_service bytes_in 40")), 40);
+    assert_eq!(val(&b.cmd("mirror vip l4_service bytes_in 45")), 5);
+    assert_eq!(val(&b.cmd("get vip l4_service bytes_in")), 1545);
+    assert_eq!(val(&b.cmd("mirror real1 l4_real new_flows 10")), 0);
+    b.exit();
+    // a clean stop resets counters but keeps baselines: the pinned map's
+    // old sum is not counted again after the restart
+    let mut c = script();
+    c.cmd(&format!("open {p} 100"));
+    c.cmd("reg vip l4_service");
+    assert_eq!(val(&c.cmd("get vip l4_service bytes_in")), 0);
+    assert_eq!(val(&c.cmd("mirror vip l4_service bytes_in 50")), 5);
+    c.exit();
+}
+
+#[test]
 fn clean_stop_then_start_resets_unless_keep_is_asked() {
     let f = TempFile::new("cleanstop");
     let p = f.path().display().to_string();

@@ -19,6 +19,24 @@
 //! * [`format`]: table, JSON and Prometheus renderings of a snapshot.
 //! * [`cli`]: `weir stats` arguments and command.
 //!
+//! # Wiring (what the runtime calls, and when)
+//! 1. Startup: `StatsStore::open(cfg.shm_stats_file.as_deref(),
+//!    cfg.shm_stats_file_max_objects, StoreOptions::default())`, log the
+//!    warnings. Then `register_many` with every frontend, backend, server,
+//!    listener, L4 service and L4 real of the configuration at once (GUID or
+//!    `None`), keeping the returned [`EntityCounters`] in the entities.
+//! 2. Inside the tokio runtime: `store.spawn_heartbeat(DEFAULT_HEARTBEAT_INTERVAL)`
+//!    (or call [`StatsStore::heartbeat`] every second from an existing task).
+//! 3. Request path: `add`/`inc` (one relaxed atomic add), plus the helpers
+//!    `session_started`, `connection`, `request`, `response(status)` that
+//!    also feed rates and stamps; `touch(Stamp::LastChange)` on UP/DOWN.
+//! 4. L4 sync task, every [`DEFAULT_SYNC_INTERVAL`]: for each L4 entity and
+//!    counter, `let t = h.mirror_begin(c)?;` then read and sum the per-CPU
+//!    values, then `t.commit(sum)`.
+//! 5. Reload: the new process does 1-4 while the old one still runs; the old
+//!    one calls [`StatsStore::close`] (or drops the store) when it has
+//!    drained. Clean shutdown: `close()` after traffic stopped.
+//!
 //! # Rules (see `docs/shm-stats-file.md`)
 //! * Without a file, or for an entity without a GUID, counters live in
 //!   process memory; the API is the same.

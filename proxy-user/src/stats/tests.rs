@@ -115,3 +115,36 @@ fn rates_follow_the_shared_clock() {
     assert_eq!(e.rate(Rate::Sessions), 0);
     assert_eq!(e.age_ms(Stamp::LastSession), Some(2500));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn spawned_heartbeat_beats_until_the_store_is_closed() {
+    let f = TempFile::new("hbtask");
+    let (s, _) = StatsStore::open(Some(&f.0), 100, StoreOptions::default()).unwrap();
+    let (slot, ..) = s.slot_owner().unwrap();
+    let beat = |p: &Path| {
+        read_snapshot(p)
+            .unwrap()
+            .slots
+            .iter()
+            .find(|x| x.index == slot)
+            .map(|x| x.heartbeat_ns)
+    };
+    let first = beat(&f.0).unwrap();
+    let task = s.spawn_heartbeat(Duration::from_millis(5));
+    let mut moved = false;
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if beat(&f.0).unwrap() > first {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the task beat the heartbeat");
+    s.close();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("task ends after close")
+        .unwrap();
+    assert_eq!(beat(&f.0), None, "slot released");
+    assert!(read_snapshot(&f.0).unwrap().clean_stop);
+}

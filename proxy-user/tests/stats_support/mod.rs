@@ -174,6 +174,7 @@ impl Drop for ChildProc {
 /// * `add GUID TYPE COUNTER N` -> `ok` (one atomic add of N)
 /// * `incloop GUID TYPE COUNTER N` -> `ok` (N separate increments)
 /// * `get GUID TYPE COUNTER` -> `val X`
+/// * `mirror GUID TYPE COUNTER SUM` -> `val DELTA`
 /// * `mirrorloop GUID TYPE COUNTER MAPFILE PASSES` -> `ok`
 /// * `advance NS` (manual clock) / `hb` -> `ok`
 /// * `nowms` -> `val X`
@@ -251,6 +252,11 @@ pub fn run_script_child() {
             "get" => {
                 let v = get(&handles, w[1], w[2]).get(counter_from(w[3]));
                 say(format!("val {v}"));
+            }
+            "mirror" => {
+                let h = get(&handles, w[1], w[2]);
+                let d = h.mirror(counter_from(w[3]), w[4].parse().unwrap()).unwrap();
+                say(format!("val {d}"));
             }
             "mirrorloop" => {
                 let h = get(&handles, w[1], w[2]);
