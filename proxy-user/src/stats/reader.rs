@@ -129,20 +129,53 @@ impl Snapshot {
 
 /// Reads and decodes the file at `path` without writing to it.
 ///
+/// Only regular files are read, and only as many bytes as the validated
+/// header says are in use, so a huge or endless input (a device, a FIFO, a
+/// garbage file of gigabytes) is never slurped.
+///
 /// A live writer recycling an object while the file is copied can produce a
 /// torn object; such a read is retried a few times before being reported.
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, ReadError> {
+    let io = |source: std::io::Error| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut attempt = 0;
     loop {
-        let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_used_bytes(path).map_err(io)?;
         match parse_snapshot(&bytes, 60_000_000_000) {
             Err(ReadError::BadObject { .. }) if attempt < 3 => attempt += 1,
             r => return r.map_err(|e| e.with_path(path)),
         }
     }
+}
+
+/// Reads the header and then the objects it declares in use (or just the
+/// whole file when it is shorter than that: validation then reports it).
+fn read_used_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let len = meta.len();
+    let mut head = Vec::with_capacity(HEADER_SIZE);
+    (&mut f).take(HEADER_SIZE as u64).read_to_end(&mut head)?;
+    let want = match layout::validate_header(&head, len, false) {
+        // capacity is validated against the file length: read what it covers
+        Ok(info) => object_offset(info.capacity),
+        Err(_) => return Ok(head),
+    };
+    let mut rest = Vec::new();
+    (&mut f)
+        .take(want - HEADER_SIZE as u64)
+        .read_to_end(&mut rest)?;
+    head.extend_from_slice(&rest);
+    Ok(head)
 }
 
 impl ReadError {
