@@ -15,7 +15,7 @@ use proxy_user::stats::layout::{
 use proxy_user::stats::{
     read_snapshot, Backing, Counter, ManualClock, ObjectType, Rate, Stamp, StatsStore, StoreOptions,
 };
-use stats_support::{val, ChildProc, TempFile, CHILD_ENV};
+use stats_support::{val, ChildProc, TempFile, CHILD_ENV, TEST_BOOT};
 
 const ENTRY: &str = "child_process_entry";
 const SEC: u64 = 1_000_000_000;
@@ -34,7 +34,7 @@ fn script() -> ChildProc {
 }
 
 fn manual(ns: u64) -> (Arc<ManualClock>, StoreOptions) {
-    let c = Arc::new(ManualClock::new(ns));
+    let c = Arc::new(ManualClock::with_boot(ns, TEST_BOOT));
     (
         c.clone(),
         StoreOptions {
@@ -591,7 +591,7 @@ fn clock_ahead_by_more_than_the_timeout_is_detected_and_continues() {
     file_with_history(f.path(), 10_000 * SEC, 0xdead);
     let was = stored_clock(f.path());
     // this boot's clock is at 5 s: far behind the file
-    let c = Arc::new(ManualClock::new(5 * SEC));
+    let c = Arc::new(ManualClock::with_boot(5 * SEC, TEST_BOOT));
     let opts = StoreOptions {
         clock: c.clone(),
         keep_counters: true,
@@ -622,11 +622,10 @@ fn clock_ahead_by_more_than_the_timeout_is_detected_and_continues() {
 #[test]
 fn clock_behind_by_more_than_the_timeout_is_detected_and_continues() {
     let f = TempFile::new("clk-behind");
-    let boot = proxy_user::stats::clock::host_boot_id();
-    file_with_history(f.path(), 20 * SEC, boot);
+    file_with_history(f.path(), 20 * SEC, TEST_BOOT);
     let was = stored_clock(f.path());
     // same boot, an hour later, nobody ran meanwhile
-    let c = Arc::new(ManualClock::new(3_620 * SEC));
+    let c = Arc::new(ManualClock::with_boot(3_620 * SEC, TEST_BOOT));
     let opts = StoreOptions {
         clock: c.clone(),
         keep_counters: true,
@@ -653,7 +652,7 @@ fn clock_behind_by_more_than_the_timeout_is_detected_and_continues() {
 #[test]
 fn clock_skew_within_the_timeout_converges_forward_only() {
     let f = TempFile::new("clk-within");
-    let ca = Arc::new(ManualClock::new(1_000 * SEC));
+    let ca = Arc::new(ManualClock::with_boot(1_000 * SEC, TEST_BOOT));
     let a_opts = StoreOptions {
         clock: ca.clone(),
         ..Default::default()
@@ -661,7 +660,7 @@ fn clock_skew_within_the_timeout_converges_forward_only() {
     let (a, _) = StatsStore::open(Some(f.path()), 100, a_opts).unwrap();
     let ea = a.register(Some("fe"), ObjectType::Frontend);
     // B's local clock is 20 s ahead of A's (under the 60 s timeout)
-    let cb = Arc::new(ManualClock::new(1_020 * SEC));
+    let cb = Arc::new(ManualClock::with_boot(1_020 * SEC, TEST_BOOT));
     let b_opts = StoreOptions {
         clock: cb.clone(),
         ..Default::default()
@@ -679,7 +678,7 @@ fn clock_skew_within_the_timeout_converges_forward_only() {
     assert!(a.now_ns() >= a_before + 20 * SEC - SEC, "A caught up");
     assert!(a.now_ns().abs_diff(b.now_ns()) < SEC, "converged");
     // C's clock is 10 s behind the file: it starts at the file's clock
-    let cc = Arc::new(ManualClock::new(1_010 * SEC));
+    let cc = Arc::new(ManualClock::with_boot(1_010 * SEC, TEST_BOOT));
     let c_opts = StoreOptions {
         clock: cc.clone(),
         ..Default::default()

@@ -280,6 +280,47 @@ fn stats_command_gives_a_one_line_error_for_bad_files_and_never_writes() {
 }
 
 #[test]
+fn reader_ages_an_abandoned_file_with_this_boot_clock() {
+    use proxy_user::stats::reader::read_snapshot_with;
+    use proxy_user::stats::{ManualClock, Rate, Stamp};
+    use std::sync::Arc;
+    const SEC: u64 = 1_000_000_000;
+    let f = TempFile::new("aging");
+    let c = Arc::new(ManualClock::new(100 * SEC));
+    let opts = StoreOptions {
+        clock: c.clone(),
+        ..Default::default()
+    };
+    let (s, _) = StatsStore::open(Some(f.path()), 100, opts).unwrap();
+    let e = s.register(Some("fe"), ObjectType::Frontend);
+    for _ in 0..8 {
+        e.session_started();
+    }
+    assert_eq!(e.rate(Rate::Sessions), 8);
+    assert_eq!(e.age_ms(Stamp::LastSession), Some(0));
+    std::mem::forget(s); // crash: the slot is never released
+
+    // right away: alive, rate 8
+    let now = read_snapshot_with(f.path(), &*c).unwrap();
+    assert!(now.slots[0].alive);
+    assert_eq!(now.objects[0].rates[Rate::Sessions as usize], 8);
+    // 100 s later on this boot: dead, rate 0, last session 100 s ago
+    c.advance(100 * SEC);
+    let later = read_snapshot_with(f.path(), &*c).unwrap();
+    assert!(!later.slots[0].alive);
+    assert_eq!(later.objects[0].rates, [0; 3]);
+    assert_eq!(
+        later.age_ms(later.objects[0].last_session_ms),
+        Some(100_000)
+    );
+    // from another boot the reader can only use the stored clock
+    let other = ManualClock::with_boot(5 * SEC, 0x0123);
+    let foreign = read_snapshot_with(f.path(), &other).unwrap();
+    assert!(foreign.slots[0].alive);
+    assert_eq!(foreign.now_ns, foreign.clock_ns);
+}
+
+#[test]
 fn reader_works_on_a_read_only_file() {
     use std::os::unix::fs::PermissionsExt;
     let f = TempFile::new("ro");

@@ -148,7 +148,7 @@ pub fn format_json(s: &Snapshot) -> String {
             p.index,
             p.pid,
             p.generation,
-            s.clock_ns.saturating_sub(p.heartbeat_ns) / 1_000_000,
+            s.now_ns.saturating_sub(p.heartbeat_ns) / 1_000_000,
             p.alive
         );
     }

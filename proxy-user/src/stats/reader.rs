@@ -79,7 +79,7 @@ pub struct ObjectSnapshot {
     pub counters: [u64; COUNTER_COUNT],
     /// Mirror baselines.
     pub mirror_base: [u64; MIRROR_CELLS],
-    /// Rates per second at the stored clock, by [`layout::Rate`] index.
+    /// Rates per second at [`Snapshot::now_ns`], by [`layout::Rate`] index.
     pub rates: [u64; RATE_COUNT],
     /// Last state change, shared-clock ms (0 = never).
     pub last_change_ms: u64,
@@ -107,6 +107,12 @@ pub struct Snapshot {
     pub clock_ns: u64,
     /// Shared clock, ms.
     pub clock_ms: u64,
+    /// The reader's view of shared time, ns: this host's monotonic clock plus
+    /// the file's offset when the file's clock is based on this boot (never
+    /// below the stored clock), else the stored clock. Ages, rates and
+    /// liveness are computed at this time, so a file nobody updates any more
+    /// shows its processes dead and its rates falling to zero.
+    pub now_ns: u64,
     /// The last process stopped cleanly.
     pub clean_stop: bool,
     /// Occupied process slots.
@@ -118,7 +124,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Milliseconds between the stored clock and a stamp (`None` = never).
     pub fn age_ms(&self, stamp_ms: u64) -> Option<u64> {
-        (stamp_ms != 0).then(|| self.clock_ms.saturating_sub(stamp_ms))
+        (stamp_ms != 0).then(|| (self.now_ns / 1_000_000).saturating_sub(stamp_ms))
     }
 
     /// The object with this (GUID, type).
@@ -136,6 +142,14 @@ impl Snapshot {
 /// A live writer recycling an object while the file is copied can produce a
 /// torn object; such a read is retried a few times before being reported.
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, ReadError> {
+    read_snapshot_with(path, &super::clock::MonotonicClock)
+}
+
+/// [`read_snapshot`] with an explicit clock source (tests).
+pub fn read_snapshot_with(
+    path: &Path,
+    clock: &dyn super::clock::ClockSource,
+) -> Result<Snapshot, ReadError> {
     let io = |source: std::io::Error| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -143,7 +157,8 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, ReadError> {
     let mut attempt = 0;
     loop {
         let bytes = read_used_bytes(path).map_err(io)?;
-        match parse_snapshot(&bytes, 60_000_000_000) {
+        let now = reader_now(&bytes, clock);
+        match parse_snapshot_at(&bytes, now, DEFAULT_TIMEOUT_NS) {
             Err(ReadError::BadObject { .. }) if attempt < 3 => attempt += 1,
             r => return r.map_err(|e| e.with_path(path)),
         }
@@ -204,8 +219,35 @@ fn rd_u32(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(a)
 }
 
-/// Decodes file bytes. `timeout_ns` decides which slots are shown as alive.
+const DEFAULT_TIMEOUT_NS: u64 = 60_000_000_000;
+
+/// The reader's shared time for these file bytes (see [`Snapshot::now_ns`]).
+fn reader_now(bytes: &[u8], clock: &dyn super::clock::ClockSource) -> Option<u64> {
+    if bytes.len() < HEADER_SIZE {
+        return None;
+    }
+    let boot = rd_u64(bytes, offset_of!(Header, clock_boot));
+    if boot == 0 || boot != clock.boot_id() {
+        return None;
+    }
+    let offset = rd_u64(bytes, offset_of!(Header, clock_offset)) as i64;
+    let v = i128::from(clock.now_ns()) + i128::from(offset);
+    Some(v.clamp(0, i128::from(u64::MAX)) as u64)
+}
+
+/// Decodes file bytes at the stored clock. `timeout_ns` decides which slots
+/// are shown as alive.
 pub fn parse_snapshot(bytes: &[u8], timeout_ns: u64) -> Result<Snapshot, ReadError> {
+    parse_snapshot_at(bytes, None, timeout_ns)
+}
+
+/// Decodes file bytes at shared time `now_ns` (never below the stored clock;
+/// `None`: the stored clock).
+pub fn parse_snapshot_at(
+    bytes: &[u8],
+    now_ns: Option<u64>,
+    timeout_ns: u64,
+) -> Result<Snapshot, ReadError> {
     let path = PathBuf::new();
     let info = layout::validate_header(bytes, bytes.len() as u64, false).map_err(|source| {
         ReadError::Layout {
@@ -216,6 +258,8 @@ pub fn parse_snapshot(bytes: &[u8], timeout_ns: u64) -> Result<Snapshot, ReadErr
     let hv = |off: usize| rd_u64(bytes, off);
     let clock_ns = hv(offset_of!(Header, clock_ns));
     let clock_ms = hv(offset_of!(Header, clock_ms));
+    let now_ns = now_ns.unwrap_or(clock_ns).max(clock_ns);
+    let now_ms = now_ns / 1_000_000;
     let flags = hv(offset_of!(Header, flags));
     let mut slots = Vec::new();
     for i in 0..SLOT_COUNT {
@@ -230,7 +274,7 @@ pub fn parse_snapshot(bytes: &[u8], timeout_ns: u64) -> Result<Snapshot, ReadErr
             pid,
             generation,
             heartbeat_ns,
-            alive: clock_ns.saturating_sub(heartbeat_ns) <= timeout_ns,
+            alive: now_ns.saturating_sub(heartbeat_ns) <= timeout_ns,
         });
     }
     let mut objects = Vec::new();
@@ -274,7 +318,7 @@ pub fn parse_snapshot(bytes: &[u8], timeout_ns: u64) -> Result<Snapshot, ReadErr
             rate_from_buckets(
                 arr(b, r * RATE_BUCKETS),
                 arr(b, r * RATE_BUCKETS + 1),
-                clock_ms,
+                now_ms,
             )
         });
         objects.push(ObjectSnapshot {
@@ -300,6 +344,7 @@ pub fn parse_snapshot(bytes: &[u8], timeout_ns: u64) -> Result<Snapshot, ReadErr
         objects_used: info.objects_used,
         clock_ns,
         clock_ms,
+        now_ns,
         clean_stop: flags & layout::FLAG_CLEAN_STOP != 0,
         slots,
         objects,

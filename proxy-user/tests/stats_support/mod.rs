@@ -23,6 +23,12 @@ use proxy_user::stats::{
 
 /// Env var selecting the child role.
 pub const CHILD_ENV: &str = "WEIR_STATS_CHILD";
+/// Boot id of every manual clock in these tests: not this host's, so the
+/// reader (which ages files with the host's monotonic clock when the file's
+/// clock is based on this boot) falls back to the stored clock and results
+/// do not depend on the machine's uptime.
+pub const TEST_BOOT: u64 = 0x7e57_b007;
+
 /// Longest wait for one child answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -207,7 +213,7 @@ pub fn run_script_child() {
                     if *extra == "keep" {
                         opts.keep_counters = true;
                     } else if let Some(ns) = extra.strip_prefix("clock=") {
-                        let c = Arc::new(ManualClock::new(ns.parse().unwrap()));
+                        let c = Arc::new(ManualClock::with_boot(ns.parse().unwrap(), TEST_BOOT));
                         clock = Some(c.clone());
                         opts.clock = c;
                     }
