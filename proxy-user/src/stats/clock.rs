@@ -36,7 +36,11 @@ pub fn host_boot_id() -> u64 {
     })
 }
 
-/// `CLOCK_MONOTONIC`, the default source.
+/// `CLOCK_MONOTONIC_COARSE`, the default source: the origin of
+/// `CLOCK_MONOTONIC` at the resolution of the kernel tick (1-4 ms). That is
+/// plenty for millisecond stamps, per-second rates and 1 s heartbeats, and it
+/// costs a fifth of the precise clock on the rate path (12 vs 53 ns per
+/// `add_rate` measured in `benches/stats.rs`).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MonotonicClock;
 
@@ -47,7 +51,7 @@ impl ClockSource for MonotonicClock {
             tv_nsec: 0,
         };
         // SAFETY: ts is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
         (ts.tv_sec as u64)
             .wrapping_mul(1_000_000_000)
             .wrapping_add(ts.tv_nsec as u64)

@@ -143,7 +143,7 @@ struct Attach {
     /// (slot index, owner word) while we hold a slot.
     slot: Option<(usize, u64)>,
     /// Object indices this process counts into (users bit set).
-    objects: Vec<u64>,
+    objects: std::collections::BTreeSet<u64>,
     closed: bool,
 }
 
@@ -348,7 +348,7 @@ impl StatsStore {
                     map,
                     attach: Mutex::new(Attach {
                         slot: Some((slot, owner)),
-                        objects: Vec::new(),
+                        objects: Default::default(),
                         closed: false,
                     }),
                     restricted,
@@ -473,7 +473,7 @@ impl StatsStore {
             match index.get(&(guid.to_string(), *ty)) {
                 Some(&i) => {
                     map.object(i).users.fetch_or(bit, Ordering::AcqRel);
-                    st.objects.push(i);
+                    st.objects.insert(i);
                     out[k] = Some(NonNull::from(map.object(i)));
                 }
                 None => pending.push(k),
@@ -504,7 +504,7 @@ impl StatsStore {
                 None => match alloc.allocate(map, guid, ty, bit, alive, now / 1_000_000)? {
                     Some(a) => {
                         fresh.insert((guid, ty), a.index());
-                        st.objects.push(a.index());
+                        st.objects.insert(a.index());
                         a.index()
                     }
                     None => {
