@@ -20,6 +20,7 @@ fn child_process_entry() {
         Ok("script") => stats_support::run_script_child(),
         Ok("race") => race_child(),
         Ok("map_writer") => map_writer_child(),
+        Ok("churn") => churn_child(),
         _ => {}
     }
 }
@@ -324,4 +325,95 @@ fn processes_starting_together_create_each_object_once() {
     for k in kids {
         k.exit();
     }
+}
+
+/// A GUID that carries a checksum of its number, so a GUID torn between two
+/// recycled objects is detected.
+fn checked_guid(n: u64) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in n.to_le_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // vary the length a lot so a torn copy mixes different lengths
+    let pad = "p".repeat((n % 90) as usize);
+    format!("c{n}-{pad}-{:08x}", h as u32)
+}
+
+fn guid_is_intact(g: &str) -> bool {
+    let Some(rest) = g.strip_prefix('c') else {
+        return false;
+    };
+    let Some((num, _)) = rest.split_once('-') else {
+        return false;
+    };
+    num.parse::<u64>().is_ok_and(|n| checked_guid(n) == g)
+}
+
+const CHURN_ROUNDS: u64 = 150;
+
+/// Child of `reader_sees_consistent_objects_while_they_are_recycled`: opens,
+/// registers 30 fresh GUIDs (recycling the previous round's objects), closes;
+/// over and over.
+fn churn_child() {
+    let file = std::env::var("WEIR_STATS_FILE").unwrap();
+    for round in 0..CHURN_ROUNDS {
+        let (s, _) = StatsStore::open(
+            Some(std::path::Path::new(&file)),
+            1000,
+            StoreOptions::default(),
+        )
+        .unwrap();
+        let names: Vec<String> = (0..30u64)
+            .map(|k| checked_guid((round * 30 + k).wrapping_mul(2_654_435_761) % 1_000_000_007))
+            .collect();
+        let ents: Vec<_> = names
+            .iter()
+            .map(|n| (Some(n.as_str()), ObjectType::Server))
+            .collect();
+        let (hs, w) = s.register_many(&ents);
+        assert!(w.is_empty(), "{w:?}");
+        for h in hs {
+            h.inc(Counter::Requests);
+        }
+    }
+    println!("@@ done");
+    std::process::exit(0);
+}
+
+#[test]
+fn reader_sees_consistent_objects_while_they_are_recycled() {
+    let f = TempFile::new("churn");
+    assert!(guid_is_intact(&checked_guid(12345)));
+    let mut kid = ChildProc::spawn(
+        ENTRY,
+        "churn",
+        &[("WEIR_STATS_FILE", f.path().display().to_string())],
+    );
+    let mut reads = 0;
+    let mut objects_seen = 0;
+    // bounded: the child runs a fixed number of rounds
+    for _ in 0..100_000 {
+        if let Ok(snap) = read_snapshot(f.path()) {
+            reads += 1;
+            for o in &snap.objects {
+                assert!(guid_is_intact(&o.guid), "torn guid {:?}", o.guid);
+                objects_seen += 1;
+            }
+        }
+        if let Some(done) = kid.try_recv() {
+            assert_eq!(done, "done");
+            break;
+        }
+    }
+    assert!(
+        reads > 10 && objects_seen > 0,
+        "reads {reads}, objects {objects_seen}"
+    );
+    let snap = read_snapshot(f.path()).unwrap();
+    assert_eq!(
+        snap.objects.len(),
+        30,
+        "recycled every round, never appended"
+    );
 }

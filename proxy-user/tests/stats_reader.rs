@@ -467,7 +467,10 @@ fn stats_arguments_parse_like_the_cli_will() {
     use clap::{CommandFactory, Parser};
     TestCli::command().debug_assert();
     let c = TestCli::try_parse_from(["weir", "--file", "/dev/shm/x", "--prometheus"]).unwrap();
-    assert_eq!(c.stats.file.as_deref(), Some(std::path::Path::new("/dev/shm/x")));
+    assert_eq!(
+        c.stats.file.as_deref(),
+        Some(std::path::Path::new("/dev/shm/x"))
+    );
     assert!(c.stats.prometheus && !c.stats.json);
     let w = TestCli::try_parse_from(["weir", "--watch", "2", "--count", "3"]).unwrap();
     assert_eq!((w.stats.watch, w.stats.count), (Some(2), Some(3)));

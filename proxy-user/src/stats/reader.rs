@@ -156,13 +156,41 @@ pub fn read_snapshot_with(
     };
     let mut attempt = 0;
     loop {
+        // Two copies: an object (re)initialised while it was being copied
+        // differs between them (GUID, state, type or generation), and a torn
+        // GUID would otherwise look valid. Retry until they agree.
+        // After the last retry, objects still changing are left out, as
+        // objects being initialised are.
+        let first = read_used_bytes(path).map_err(io)?;
         let bytes = read_used_bytes(path).map_err(io)?;
+        let unstable = unstable_objects(&first, &bytes);
+        if attempt < MAX_RETRIES && !unstable.is_empty() {
+            attempt += 1;
+            continue;
+        }
         let now = reader_now(&bytes, clock);
-        match parse_snapshot_at(&bytes, now, DEFAULT_TIMEOUT_NS) {
-            Err(ReadError::BadObject { .. }) if attempt < 3 => attempt += 1,
+        match parse_inner(&bytes, now, DEFAULT_TIMEOUT_NS, &unstable) {
+            Err(ReadError::BadObject { .. }) if attempt < MAX_RETRIES => attempt += 1,
             r => return r.map_err(|e| e.with_path(path)),
         }
     }
+}
+
+/// Re-reads before reporting a torn or inconsistent copy.
+const MAX_RETRIES: u32 = 5;
+
+/// Indices of objects whose identity (GUID, state, type, generation) differs
+/// between two copies. Counters and users bits may differ freely.
+fn unstable_objects(a: &[u8], b: &[u8]) -> Vec<u64> {
+    let n = a.len().min(b.len()).saturating_sub(HEADER_SIZE) / OBJECT_SIZE;
+    let id = offset_of!(Object, users);
+    let gen = offset_of!(Object, generation);
+    (0..n as u64)
+        .filter(|&i| {
+            let o = object_offset(i) as usize;
+            a[o..o + id] != b[o..o + id] || a[o + gen..o + gen + 8] != b[o + gen..o + gen + 8]
+        })
+        .collect()
 }
 
 /// Reads the header and then the objects it declares in use (or just the
@@ -248,6 +276,16 @@ pub fn parse_snapshot_at(
     now_ns: Option<u64>,
     timeout_ns: u64,
 ) -> Result<Snapshot, ReadError> {
+    parse_inner(bytes, now_ns, timeout_ns, &[])
+}
+
+/// Decodes file bytes, leaving out the objects listed in `skip` (sorted).
+fn parse_inner(
+    bytes: &[u8],
+    now_ns: Option<u64>,
+    timeout_ns: u64,
+    skip: &[u64],
+) -> Result<Snapshot, ReadError> {
     let path = PathBuf::new();
     let info = layout::validate_header(bytes, bytes.len() as u64, false).map_err(|source| {
         ReadError::Layout {
@@ -279,6 +317,9 @@ pub fn parse_snapshot_at(
     }
     let mut objects = Vec::new();
     for index in 0..info.objects_used {
+        if skip.binary_search(&index).is_ok() {
+            continue;
+        }
         let base = object_offset(index) as usize;
         let ob = &bytes[base..base + OBJECT_SIZE];
         let state = rd_u32(ob, offset_of!(Object, state));

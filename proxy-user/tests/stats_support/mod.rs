@@ -135,6 +135,11 @@ impl ChildProc {
         a
     }
 
+    /// The next answer if one arrived already.
+    pub fn try_recv(&mut self) -> Option<String> {
+        self.answers.try_recv().ok()
+    }
+
     /// Sends a command and waits for its answer.
     pub fn cmd(&mut self, line: &str) -> String {
         self.send(line);
