@@ -148,3 +148,28 @@ async fn spawned_heartbeat_beats_until_the_store_is_closed() {
     assert_eq!(beat(&f.0), None, "slot released");
     assert!(read_snapshot(&f.0).unwrap().clean_stop);
 }
+
+#[test]
+fn store_and_handles_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<StatsStore>();
+    assert_send_sync::<EntityCounters>();
+    let f = TempFile::new("threads");
+    let (s, _) = StatsStore::open(Some(&f.0), 100, StoreOptions::default()).unwrap();
+    let e = s.register(Some("fe"), ObjectType::Frontend);
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            let e = e.clone();
+            sc.spawn(move || {
+                for _ in 0..10_000 {
+                    e.request();
+                }
+            });
+        }
+    });
+    assert_eq!(e.get(Counter::Requests), 40_000);
+    // handles outlive the store: memory stays mapped
+    drop(s);
+    e.inc(Counter::Requests);
+    assert_eq!(e.get(Counter::Requests), 40_001);
+}
