@@ -4,6 +4,7 @@
 //! - [`config`]: the HAProxy-style configuration language (parser, model, validation).
 //! - [`balance`], [`health`]: load-balancing algorithms (incl. Maglev) and health checks.
 //! - [`l4`]: the XDP program (load, pins, attach, tables, counters) and L4 services.
+//! - [`stats`]: the GUID-keyed shm-stats-file (shared counters, clock, readers).
 //! - [`cli`]: command-line interface (clap).
 //! - [`runtime`]: startup, the listeners, signals and clean shutdown.
 //! - [`relay`]: the TCP relay a frontend runs until the L7 proxy serves it.
@@ -17,3 +18,4 @@ pub mod l4;
 pub mod origin;
 pub mod relay;
 pub mod runtime;
+pub mod stats;
