@@ -11,6 +11,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod http;
 pub mod l4;
 pub mod origin;
 pub mod relay;
