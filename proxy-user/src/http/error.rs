@@ -68,8 +68,9 @@ pub enum ParseError {
     /// A field value contains a forbidden byte (RFC 9110 §5.5).
     #[error("invalid header value")]
     InvalidHeaderValue,
-    /// Whitespace between a field name and the colon (RFC 9112 §5.1: MUST reject with 400).
-    #[error("whitespace before colon in header field")]
+    /// Whitespace between a field name and the colon (RFC 9112 §5.1: MUST
+    /// reject with 400), or inside a field name.
+    #[error("whitespace in header name or before colon")]
     WhitespaceBeforeColon,
     /// A field line starts with SP/HTAB: obsolete line folding (RFC 9112 §5.2).
     #[error("obsolete line folding")]

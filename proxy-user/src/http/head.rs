@@ -764,15 +764,13 @@ fn classify(buf: &[u8], err: httparse::Error, side: Side) -> ParseError {
                 return ParseError::ObsFold;
             }
         }
-        // A field line with whitespace right before its colon.
+        // A field line whose name is followed by whitespace (before the
+        // colon, or inside the name). Decided without needing the colon, so
+        // the error is the same however the bytes were split across reads.
         for line in body[first_lf + 1..].split(|&b| b == b'\n') {
-            if let Some(colon) = memchr::memchr(b':', line) {
-                let name = &line[..colon];
-                if matches!(name.last(), Some(b' ' | b'\t'))
-                    && name.iter().any(|&b| b != b' ' && b != b'\t')
-                {
-                    return ParseError::WhitespaceBeforeColon;
-                }
+            let name_len = line.iter().take_while(|&&b| is_tchar(b)).count();
+            if name_len > 0 && matches!(line.get(name_len), Some(b' ' | b'\t')) {
+                return ParseError::WhitespaceBeforeColon;
             }
         }
     }
