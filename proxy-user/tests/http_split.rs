@@ -334,7 +334,8 @@ fn limits_are_enforced_at_every_split() {
     let long_line = b"GET /aaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: h\r\n\r\n";
     let ev = all_cases(Role::Server, long_line, &limits);
     assert_eq!(error(&ev), Some(ParseError::RequestLineTooLong));
-    let big_head = b"GET / HTTP/1.1\r\nHost: h\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let big_head =
+        b"GET / HTTP/1.1\r\nHost: h\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let ev = all_cases(Role::Server, big_head, &limits);
     assert_eq!(error(&ev), Some(ParseError::HeadersTooLarge));
 }
