@@ -552,7 +552,8 @@ fn parse_request_parts(buf: &[u8], limits: &Limits) -> Result<Option<RequestPart
         // httparse returns Complete only with every part present.
         return Err(Error::client(ParseError::InvalidMethod));
     };
-    if target.is_empty() {
+    let method_kind = Method::from_bytes(method.as_bytes());
+    if !is_valid_target_form(method_kind, target.as_bytes()) {
         return Err(Error::client(ParseError::InvalidTarget));
     }
     let version = match minor {
@@ -562,7 +563,6 @@ fn parse_request_parts(buf: &[u8], limits: &Limits) -> Result<Option<RequestPart
     };
     let headers = collect_headers(buf, req.headers, side)?;
 
-    let method_kind = Method::from_bytes(method.as_bytes());
     let view = Headers {
         raw: buf,
         spans: &headers,
@@ -675,6 +675,51 @@ fn check_host(headers: Headers<'_>, version: Version, limits: &Limits) -> Result
         (Some(host), None) if host.iter().all(|&b| is_host_byte(b)) => Ok(()),
         (Some(_), None) => Err(Error::client(ParseError::InvalidHost)),
     }
+}
+
+/// RFC 9112 §3.2: the request-target is in one of four forms, depending on
+/// the method. httparse only checks its bytes.
+///
+/// * origin-form `/path?query`: any method but CONNECT;
+/// * absolute-form `scheme:rest` (e.g. `http://host/path`): any method but
+///   CONNECT (§3.2.2);
+/// * authority-form `host:port`: CONNECT only, and CONNECT needs it (§3.2.3);
+/// * asterisk-form `*`: OPTIONS only (§3.2.4).
+fn is_valid_target_form(method: Method, target: &[u8]) -> bool {
+    match (method, target) {
+        (_, []) => false,
+        (Method::Connect, t) => is_authority_form(t),
+        (Method::Options, b"*") => true,
+        (_, [b'/', ..]) => true,
+        (_, t) => is_absolute_form(t),
+    }
+}
+
+/// `absolute-URI = scheme ":" hier-part [ "?" query ]` with
+/// `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )` (RFC 3986 §3.1).
+fn is_absolute_form(t: &[u8]) -> bool {
+    let Some(colon) = t.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let (scheme, rest) = (&t[..colon], &t[colon + 1..]);
+    matches!(scheme.first(), Some(b) if b.is_ascii_alphabetic())
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && !rest.is_empty()
+}
+
+/// `authority-form = uri-host ":" port` (RFC 9112 §3.2.3).
+fn is_authority_form(t: &[u8]) -> bool {
+    let Some(colon) = t.iter().rposition(|&b| b == b':') else {
+        return false;
+    };
+    let (host, port) = (&t[..colon], &t[colon + 1..]);
+    !host.is_empty()
+        && host.iter().all(|&b| is_host_byte(b) && b != b'@')
+        && !port.is_empty()
+        && port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
 }
 
 /// Bytes allowed in `Host = uri-host [ ":" port ]` (RFC 3986 §3.2.2:
@@ -1006,6 +1051,30 @@ mod tests {
             parse_err(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
             ParseError::InvalidVersion
         );
+    }
+
+    #[test]
+    fn request_target_forms() {
+        parse_ok(b"GET http://example.com/a?b HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        parse_ok(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        parse_ok(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+        parse_ok(b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n");
+        for bad in [
+            &b"GET example.com HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET 1http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT example.com HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT user@example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT example.com:4x3 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_err(bad),
+                ParseError::InvalidTarget,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
