@@ -36,7 +36,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::error::Error;
 use super::framing::{self, coding_name, transfer_coding_elements, Framing};
-use super::head::{list_contains, Headers, RequestHead, ResponseHead, Version};
+use super::head::{list_contains, Headers, KnownName, RequestHead, ResponseHead, Version};
 
 /// How the proxy will delimit the body it writes after the head. Decides the
 /// `Content-Length` / `Transfer-Encoding` field written.
@@ -104,17 +104,6 @@ pub struct HeadRewrite<'a> {
     pub keep_upgrade: bool,
 }
 
-/// Fields that are hop-by-hop whatever `Connection` says (RFC 9110 §7.6.1,
-/// plus the non-standard `Proxy-Connection`).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Write the request head as forwarded to the server.
 pub fn encode_request_head(head: &RequestHead, rewrite: &HeadRewrite<'_>, dst: &mut BytesMut) {
     dst.reserve(head.raw().len() + 128);
@@ -175,38 +164,32 @@ pub fn encode_last_chunk(dst: &mut BytesMut) {
 
 fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) {
     let forward_upgrade = rw.keep_upgrade && headers.contains("upgrade");
+    let connection = ConnectionTokens::of(headers);
     let mut xff_received = false;
 
-    for h in headers.iter() {
+    for (known, h) in headers.iter_known() {
         let name = h.name;
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("host") {
-            // Never hop-by-hop, never dropped by `Connection: host`.
-            if !rw.del_headers.iter().any(|d| is(d)) && !rw.set_headers.iter().any(|(n, _)| is(n)) {
-                put_field(name, h.value, dst);
+        if rw.del_headers.iter().any(|n| is(n)) || rw.set_headers.iter().any(|(n, _)| is(n)) {
+            continue;
+        }
+        let keep = match known {
+            // Never hop-by-hop, even if `Connection` names it.
+            KnownName::Host => true,
+            KnownName::Upgrade if forward_upgrade => true,
+            // Re-written from `rw.body`.
+            KnownName::ContentLength => false,
+            k if k.is_hop_by_hop() => false,
+            KnownName::XForwardedProto if rw.forwarded_proto.is_some() => false,
+            KnownName::XForwardedFor if rw.forwarded_for.is_some() => {
+                xff_received = true;
+                false
             }
-            continue;
-        }
-        if forward_upgrade && is("upgrade") {
+            _ => !connection.lists(name),
+        };
+        if keep {
             put_field(name, h.value, dst);
-            continue;
         }
-        if HOP_BY_HOP.iter().any(|n| is(n))
-            || is("content-length")
-            || headers
-                .get_all("connection")
-                .any(|v| list_contains(v, name))
-            || rw.del_headers.iter().any(|d| is(d))
-            || rw.set_headers.iter().any(|(n, _)| is(n))
-            || (rw.forwarded_proto.is_some() && is("x-forwarded-proto"))
-        {
-            continue;
-        }
-        if rw.forwarded_for.is_some() && is("x-forwarded-for") {
-            xff_received = true;
-            continue;
-        }
-        put_field(name, h.value, dst);
     }
 
     if let Some(client) = rw.forwarded_for {
@@ -270,6 +253,46 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     dst.put_slice(b"\r\n");
 }
 
+/// The values of the `Connection` fields, collected once per head so that
+/// checking whether a field is named there does not rescan all fields.
+struct ConnectionTokens<'a> {
+    values: [&'a [u8]; 4],
+    len: usize,
+    /// More than `values.len()` Connection fields: fall back to a scan.
+    headers: Option<Headers<'a>>,
+}
+
+impl<'a> ConnectionTokens<'a> {
+    fn of(headers: Headers<'a>) -> Self {
+        let mut tokens = ConnectionTokens {
+            values: [&[]; 4],
+            len: 0,
+            headers: None,
+        };
+        for v in headers.get_all("connection") {
+            if tokens.len == tokens.values.len() {
+                tokens.headers = Some(headers);
+                break;
+            }
+            tokens.values[tokens.len] = v;
+            tokens.len += 1;
+        }
+        tokens
+    }
+
+    /// True when `Connection` lists `name` (RFC 9110 §7.6.1).
+    fn lists(&self, name: &[u8]) -> bool {
+        match self.headers {
+            Some(headers) => headers
+                .get_all("connection")
+                .any(|v| list_contains(v, name)),
+            None => self.values[..self.len]
+                .iter()
+                .any(|v| list_contains(v, name)),
+        }
+    }
+}
+
 fn put_field(name: &[u8], value: &[u8], dst: &mut BytesMut) {
     dst.reserve(name.len() + value.len() + 4);
     dst.put_slice(name);
@@ -318,6 +341,15 @@ mod tests {
             &HeadRewrite::default(),
         );
         assert_eq!(out, "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
+    }
+
+    #[test]
+    fn many_connection_fields_still_remove_listed_headers() {
+        let out = encode_req(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: a\r\nConnection: b\r\nConnection: c\r\nConnection: d\r\nConnection: e\r\nA: 1\r\nE: 5\r\nF: 6\r\n\r\n",
+            &HeadRewrite::default(),
+        );
+        assert_eq!(out, "GET / HTTP/1.1\r\nHost: a\r\nF: 6\r\n\r\n");
     }
 
     #[test]

@@ -128,11 +128,67 @@ impl Span {
     }
 }
 
-/// Offsets of one field line: its name and its value, OWS-trimmed.
+/// Offsets of one field line: its name and its value, OWS-trimmed, and the
+/// name classified once at parse time so that later lookups of the fields the
+/// codec cares about compare one byte instead of strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeaderSpan {
     name: Span,
     value: Span,
+    known: KnownName,
+}
+
+/// Field names the codec itself looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownName {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Te,
+    Upgrade,
+    Expect,
+    XForwardedFor,
+    XForwardedProto,
+    Other,
+}
+
+impl KnownName {
+    /// Fields that only concern one connection (RFC 9110 §7.6.1), whatever
+    /// `Connection` lists.
+    pub(crate) fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            KnownName::Connection
+                | KnownName::KeepAlive
+                | KnownName::ProxyConnection
+                | KnownName::Te
+                | KnownName::TransferEncoding
+                | KnownName::Upgrade
+        )
+    }
+}
+
+/// Classify a field name (ASCII case-insensitive): dispatch on the length,
+/// then at most two comparisons.
+pub(crate) fn known_name(name: &[u8]) -> KnownName {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 if is(b"te") => KnownName::Te,
+        4 if is(b"host") => KnownName::Host,
+        6 if is(b"expect") => KnownName::Expect,
+        7 if is(b"upgrade") => KnownName::Upgrade,
+        10 if is(b"connection") => KnownName::Connection,
+        10 if is(b"keep-alive") => KnownName::KeepAlive,
+        14 if is(b"content-length") => KnownName::ContentLength,
+        15 if is(b"x-forwarded-for") => KnownName::XForwardedFor,
+        16 if is(b"proxy-connection") => KnownName::ProxyConnection,
+        17 if is(b"transfer-encoding") => KnownName::TransferEncoding,
+        17 if is(b"x-forwarded-proto") => KnownName::XForwardedProto,
+        _ => KnownName::Other,
+    }
 }
 
 /// One field line, borrowed from a head.
@@ -178,24 +234,46 @@ impl<'a> Headers<'a> {
 
     /// Values of every field named `name` (ASCII case-insensitive).
     pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| h.value)
+        let raw = self.raw;
+        let name = name.as_bytes();
+        let known = known_name(name);
+        self.spans
+            .iter()
+            .filter(move |s| {
+                if known == KnownName::Other {
+                    s.known == KnownName::Other && s.name.get(raw).eq_ignore_ascii_case(name)
+                } else {
+                    s.known == known
+                }
+            })
+            .map(move |s| s.value.get(raw))
     }
 
     /// True when some field named `name` exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.iter()
-            .any(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
+        self.get_all(name).next().is_some()
     }
 
     /// True when a field named `name` holds `token` in its comma-separated
     /// list (both compared ASCII case-insensitively), e.g.
     /// `has_token("connection", "close")`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name.as_bytes()))
-            .any(|h| list_contains(h.value, token.as_bytes()))
+        self.get_all(name)
+            .any(|v| list_contains(v, token.as_bytes()))
+    }
+
+    /// Field lines with their classified names.
+    pub(crate) fn iter_known(&self) -> impl Iterator<Item = (KnownName, Header<'a>)> + 'a {
+        let raw = self.raw;
+        self.spans.iter().map(move |s| {
+            (
+                s.known,
+                Header {
+                    name: s.name.get(raw),
+                    value: s.value.get(raw),
+                },
+            )
+        })
     }
 }
 
@@ -649,12 +727,14 @@ fn collect_headers(
         if name.is_empty() {
             return Err(Error::new(side, ParseError::InvalidHeaderName));
         }
-        if is_suspicious_framing_name(name) {
+        let known = known_name(name);
+        if known == KnownName::Other && is_suspicious_framing_name(name) {
             return Err(Error::new(side, ParseError::SuspiciousFramingHeader));
         }
         spans.push(HeaderSpan {
             name: Span::of(buf, name),
             value: Span::of(buf, trim_ows(h.value)),
+            known,
         });
     }
     Ok(spans)
@@ -1124,6 +1204,27 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length-X: 5\r\nX-Content-Length: 1\r\n\r\n",
         );
         assert!(!is_suspicious_framing_name(b"CONTENT-LENGTH"));
+    }
+
+    #[test]
+    fn known_names_are_classified_case_insensitively() {
+        assert_eq!(known_name(b"CONTENT-length"), KnownName::ContentLength);
+        assert_eq!(
+            known_name(b"Transfer-Encoding"),
+            KnownName::TransferEncoding
+        );
+        assert_eq!(known_name(b"X-Forwarded-Proto"), KnownName::XForwardedProto);
+        assert_eq!(known_name(b"Keep-Alive"), KnownName::KeepAlive);
+        assert_eq!(known_name(b"TE"), KnownName::Te);
+        assert_eq!(known_name(b"Content-Lengths"), KnownName::Other);
+        assert_eq!(known_name(b"Hast"), KnownName::Other);
+        let h = parse_ok(b"GET / HTTP/1.1\r\nhOsT: a\r\nX-Custom: 1\r\nx-custom: 2\r\n\r\n");
+        assert_eq!(h.headers().get("HOST"), Some(&b"a"[..]));
+        assert_eq!(
+            h.headers().get_all("X-CUSTOM").collect::<Vec<_>>(),
+            [&b"1"[..], b"2"]
+        );
+        assert!(!h.headers().contains("content-length"));
     }
 
     #[test]
