@@ -127,7 +127,7 @@ pub(crate) fn request_framing_of(
 }
 
 /// The framing of `response`, received for `request` (all of §6.3).
-/// Errors are [`Side::Server`]: answer 502 and close the server connection.
+/// Errors are [`Side::Server`](super::Side::Server): answer 502 and close the server connection.
 ///
 /// For an interim response ([`ResponseHead::is_interim`]) this returns
 /// [`Framing::Empty`]: forward it and parse the next response head.

@@ -12,7 +12,7 @@
 //!   but would be read as one by a lenient parser (`Transfer_Encoding`,
 //!   `content--length`) are rejected;
 //! * the request's message framing is decided at parse time (see
-//!   [`framing`](super::framing)), so a head that [`RequestHead::parse`]
+//!   [`super::framing`]), so a head that [`RequestHead::parse`]
 //!   returned always has a trustworthy body length.
 //!
 //! A parsed head keeps the raw head bytes (a [`Bytes`], shared with the read
