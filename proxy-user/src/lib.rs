@@ -4,6 +4,7 @@
 //! - [`config`]: the HAProxy-style configuration language (parser, model, validation).
 //! - [`balance`], [`health`]: load-balancing algorithms (incl. Maglev) and health checks.
 //! - [`l4`]: the XDP program (load, pins, attach, tables, counters) and L4 services.
+//! - [`http`]: the strict HTTP/1.1 codec (heads, RFC 9112 framing, bodies, encoding).
 //! - [`stats`]: the GUID-keyed shm-stats-file (shared counters, clock, readers).
 //! - [`cli`]: command-line interface (clap).
 //! - [`runtime`]: startup, the listeners, signals and clean shutdown.
@@ -14,6 +15,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod http;
 pub mod l4;
 pub mod origin;
 pub mod relay;
