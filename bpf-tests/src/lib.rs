@@ -6,11 +6,13 @@
 //! with BPF_PROG_TEST_RUN. They need root (CAP_BPF, CAP_NET_ADMIN); without
 //! it they print why and skip, except under `CI=true`, where they fail.
 
+pub mod bench;
 pub mod counters;
 pub mod fixtures;
 pub mod netns;
 pub mod packet;
 pub mod pcap;
+pub mod rawbpf;
 pub mod runner;
 pub mod topology;
 

@@ -1,0 +1,288 @@
+//! Tiny helper XDP programs written as raw BPF instructions, loaded with
+//! the bpf(2) syscall: a packet generator for BPF_PROG_TEST_RUN live-frames
+//! mode, a counting sink for the reals' side of redirects, and bare
+//! XDP_PASS for the test-run floor. They are a dozen instructions each, so
+//! they do not need a second eBPF crate and toolchain run.
+//!
+//! Attach them with `ip link set dev IF xdpdrv pinned PATH` after
+//! [`RawProgram::pin`].
+
+use std::{
+    ffi::CString,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    path::Path,
+    time::Duration,
+};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// BPF_F_TEST_XDP_LIVE_FRAMES (include/uapi/linux/bpf.h, Linux 5.18).
+pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+const HELPER_GET_PRANDOM_U32: i32 = 7;
+const BPF_PSEUDO_MAP_FD: u8 = 1;
+
+/// XDP_DROP / XDP_PASS / XDP_TX.
+const XDP_DROP: i32 = 1;
+const XDP_PASS: i32 = 2;
+const XDP_TX: i32 = 3;
+
+/// One BPF instruction (struct bpf_insn).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Insn {
+    code: u8,
+    regs: u8, // dst in the low nibble, src in the high one
+    off: i16,
+    imm: i32,
+}
+
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: (src << 4) | dst,
+        off,
+        imm,
+    }
+}
+
+// Opcodes used below (BPF_CLASS | BPF_OP/BPF_SIZE | BPF_SRC/BPF_MODE).
+const MOV64_REG: u8 = 0xbf;
+const MOV64_IMM: u8 = 0xb7;
+const ADD64_IMM: u8 = 0x07;
+const LDX_W: u8 = 0x61;
+const LDX_DW: u8 = 0x79;
+const STX_H: u8 = 0x6b;
+const STX_DW: u8 = 0x7b;
+const ST_W: u8 = 0x62;
+const JGT_REG: u8 = 0x2d;
+const JEQ_IMM: u8 = 0x15;
+const CALL: u8 = 0x85;
+const EXIT: u8 = 0x95;
+const LD_IMM64: u8 = 0x18;
+
+fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> std::io::Result<i64> {
+    // SAFETY: attr is a properly sized, zero-padded bpf_attr for `cmd`;
+    // the pointers inside it point at live buffers of the caller.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            attr.len() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// A loaded raw XDP program.
+pub struct RawProgram {
+    fd: OwnedFd,
+    /// The counting sink's per-CPU counter map.
+    counter: Option<OwnedFd>,
+}
+
+fn load(insns: &[Insn], counter: Option<OwnedFd>) -> std::io::Result<RawProgram> {
+    let license = CString::new("GPL").expect("literal");
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = [0u8; 128];
+    put_u32(&mut attr, 0, BPF_PROG_TYPE_XDP);
+    put_u32(&mut attr, 4, insns.len() as u32);
+    put_u64(&mut attr, 8, insns.as_ptr() as u64);
+    put_u64(&mut attr, 16, license.as_ptr() as u64);
+    put_u32(&mut attr, 24, 1); // log_level
+    put_u32(&mut attr, 28, log.len() as u32);
+    put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
+    let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
+        let end = log.iter().position(|&b| b == 0).unwrap_or(0);
+        std::io::Error::new(
+            e.kind(),
+            format!("{e}: {}", String::from_utf8_lossy(&log[..end])),
+        )
+    })?;
+    // SAFETY: the syscall returned a new file descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(RawProgram { fd, counter })
+}
+
+impl RawProgram {
+    /// Returns `XDP_PASS` and nothing else: the floor of BPF_PROG_TEST_RUN.
+    pub fn pass() -> std::io::Result<Self> {
+        load(
+            &[insn(MOV64_IMM, 0, 0, 0, XDP_PASS), insn(EXIT, 0, 0, 0, 0)],
+            None,
+        )
+    }
+
+    /// The generator: writes a random UDP source port at byte 34 (IPv4,
+    /// no options) and returns XDP_TX, so in live-frames mode every frame
+    /// leaves the interface as a different flow. The template's UDP
+    /// checksum must be 0 (none), which the port change keeps valid.
+    pub fn udp_source_port_spray() -> std::io::Result<Self> {
+        load(
+            &[
+                insn(MOV64_REG, 6, 1, 0, 0),                 // r6 = ctx
+                insn(CALL, 0, 0, 0, HELPER_GET_PRANDOM_U32), // r0 = random
+                insn(LDX_W, 2, 6, 0, 0),                     // r2 = data
+                insn(LDX_W, 3, 6, 4, 0),                     // r3 = data_end
+                insn(MOV64_REG, 4, 2, 0, 0),                 // r4 = data
+                insn(ADD64_IMM, 4, 0, 0, 42),                // r4 += 14 + 20 + 8
+                insn(JGT_REG, 4, 3, 3, 0),                   // if r4 > r3 goto pass
+                insn(STX_H, 2, 0, 34, 0),                    // udp.source = r0
+                insn(MOV64_IMM, 0, 0, 0, XDP_TX),
+                insn(EXIT, 0, 0, 0, 0),
+                insn(MOV64_IMM, 0, 0, 0, XDP_PASS), // pass:
+                insn(EXIT, 0, 0, 0, 0),
+            ],
+            None,
+        )
+    }
+
+    /// The sink: counts every frame in a per-CPU counter, then returns
+    /// `verdict` (XDP_DROP for a packet sink, XDP_PASS to let the stack
+    /// see it). Needed on the peer of a veth that frames are redirected to.
+    pub fn counting_sink(drop: bool) -> std::io::Result<Self> {
+        let mut attr = [0u8; 72];
+        put_u32(&mut attr, 0, BPF_MAP_TYPE_PERCPU_ARRAY);
+        put_u32(&mut attr, 4, 4); // key size
+        put_u32(&mut attr, 8, 8); // value size
+        put_u32(&mut attr, 12, 1); // max entries
+        let map = bpf(BPF_MAP_CREATE, &mut attr)?;
+        // SAFETY: a new fd from the syscall.
+        let map = unsafe { OwnedFd::from_raw_fd(map as i32) };
+        let verdict = if drop { XDP_DROP } else { XDP_PASS };
+        load(
+            &[
+                insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, map.as_raw_fd()), // r1 = map
+                insn(0, 0, 0, 0, 0),
+                insn(ST_W, 10, 0, -4, 0),     // *(u32 *)(fp - 4) = 0
+                insn(MOV64_REG, 2, 10, 0, 0), // r2 = fp
+                insn(ADD64_IMM, 2, 0, 0, -4), // r2 = &key
+                insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
+                insn(JEQ_IMM, 0, 0, 3, 0),         // if !r0 goto out
+                insn(LDX_DW, 1, 0, 0, 0),          // r1 = *r0
+                insn(ADD64_IMM, 1, 0, 0, 1),       // r1 += 1
+                insn(STX_DW, 0, 1, 0, 0),          // *r0 = r1
+                insn(MOV64_IMM, 0, 0, 0, verdict), // out:
+                insn(EXIT, 0, 0, 0, 0),
+            ],
+            Some(map),
+        )
+    }
+
+    /// Frames the counting sink saw, summed over CPUs.
+    pub fn count(&self) -> std::io::Result<u64> {
+        let Some(map) = &self.counter else {
+            return Ok(0);
+        };
+        let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|s| {
+                s.trim()
+                    .rsplit(['-', ','])
+                    .next()
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .map_or(1, |last| last + 1);
+        let key = 0u32;
+        let mut values = vec![0u64; cpus];
+        let mut attr = [0u8; 32];
+        put_u32(&mut attr, 0, map.as_raw_fd() as u32);
+        put_u64(&mut attr, 8, &key as *const u32 as u64);
+        put_u64(&mut attr, 16, values.as_mut_ptr() as u64);
+        bpf(BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+        Ok(values.iter().sum())
+    }
+
+    /// Pins the program at `path` (on bpffs).
+    pub fn pin(&self, path: &Path) -> std::io::Result<()> {
+        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+        let mut attr = [0u8; 16];
+        put_u64(&mut attr, 0, c.as_ptr() as u64);
+        put_u32(&mut attr, 8, self.fd.as_raw_fd() as u32);
+        bpf(BPF_OBJ_PIN, &mut attr).map(|_| ())
+    }
+
+    /// BPF_PROG_TEST_RUN: returns (return value, average duration).
+    pub fn test_run(
+        &self,
+        data: &[u8],
+        ctx: Option<&[u8]>,
+        repeat: u32,
+        flags: u32,
+        batch_size: u32,
+    ) -> std::io::Result<(u32, Duration)> {
+        test_run_fd(self.fd.as_raw_fd(), data, ctx, repeat, flags, batch_size)
+    }
+}
+
+/// BPF_PROG_TEST_RUN on any XDP program fd.
+pub fn test_run_fd(
+    fd: i32,
+    data: &[u8],
+    ctx: Option<&[u8]>,
+    repeat: u32,
+    flags: u32,
+    batch_size: u32,
+) -> std::io::Result<(u32, Duration)> {
+    let mut attr = [0u8; 80];
+    put_u32(&mut attr, 0, fd as u32);
+    put_u32(&mut attr, 8, data.len() as u32);
+    put_u64(&mut attr, 16, data.as_ptr() as u64);
+    put_u32(&mut attr, 32, repeat);
+    if let Some(ctx) = ctx {
+        put_u32(&mut attr, 40, ctx.len() as u32);
+        put_u64(&mut attr, 48, ctx.as_ptr() as u64);
+    }
+    put_u32(&mut attr, 64, flags);
+    put_u32(&mut attr, 72, batch_size);
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    let retval = u32::from_ne_bytes(attr[4..8].try_into().expect("4 bytes"));
+    let duration = u32::from_ne_bytes(attr[36..40].try_into().expect("4 bytes"));
+    Ok((retval, Duration::from_nanos(duration as u64)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_programs_load_and_return_their_verdicts() {
+        if !crate::require_bpf("raw_programs_load_and_return_their_verdicts") {
+            return;
+        }
+        let frame = crate::packet::Packet::udp("198.18.10.2", 1000, "198.18.100.1", 9).build();
+        let pass = RawProgram::pass().expect("load pass");
+        assert_eq!(
+            pass.test_run(&frame, None, 1, 0, 0).unwrap().0,
+            XDP_PASS as u32
+        );
+        let spray = RawProgram::udp_source_port_spray().expect("load generator");
+        assert_eq!(
+            spray.test_run(&frame, None, 1, 0, 0).unwrap().0,
+            XDP_TX as u32
+        );
+        let sink = RawProgram::counting_sink(true).expect("load sink");
+        assert_eq!(
+            sink.test_run(&frame, None, 7, 0, 0).unwrap().0,
+            XDP_DROP as u32
+        );
+        assert_eq!(sink.count().unwrap(), 7, "the sink counted every run");
+    }
+}
