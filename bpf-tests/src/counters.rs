@@ -81,3 +81,19 @@ pub fn service(program: &mut XdpProgram, id: u32) -> FlowCounters {
 pub fn real(program: &mut XdpProgram, id: u32) -> FlowCounters {
     flows(program, map_names::REAL_STATS, id)
 }
+
+/// Packets `weir_decap` decapsulated (DECAP_STATS), summed over CPUs.
+pub fn decap_packets(program: &mut XdpProgram) -> u64 {
+    let map = program
+        .ebpf_mut()
+        .map(map_names::DECAP_STATS)
+        .expect("decap stats map");
+    let array: PerCpuArray<_, proxy_common::TrafficCounters> =
+        PerCpuArray::try_from(map).expect("per-CPU array");
+    array
+        .get(&0, 0)
+        .expect("read decap stats")
+        .iter()
+        .map(|c| c.packets)
+        .sum()
+}

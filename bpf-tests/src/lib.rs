@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod counters;
 pub mod fixtures;
+pub mod lab;
 pub mod netns;
 pub mod packet;
 pub mod pcap;

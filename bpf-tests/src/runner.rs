@@ -298,6 +298,11 @@ pub fn run_l4_suite(suite: &L4Suite) {
                     .unwrap_or_else(|e| panic!("suite {}: {e}", suite.name));
                 continue;
             }
+            Step::OnCpu(cpu) => {
+                netns::pin_thread_to_cpu(*cpu)
+                    .unwrap_or_else(|e| panic!("suite {}: {e}", suite.name));
+                continue;
+            }
         };
         assert!(
             names.insert(case.name),

@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     family, proto, FlowKey, FlowState, FrontendInfo, FrontendKey, GlobalConfig, L4Counters,
-    RealInfo, FRONTEND_FLAG_DSR, FRONTEND_FLAG_ICMP_ECHO, NO_REAL, POLICY_DROP_IPV6_EXT,
-    POLICY_DROP_IP_OPTIONS,
+    RealInfo, FLOW_STATE_VALID, FRONTEND_FLAG_DSR, FRONTEND_FLAG_ICMP_ECHO, NO_REAL,
+    POLICY_DROP_IPV6_EXT, POLICY_DROP_IP_OPTIONS,
 };
 
 use crate::{
@@ -106,8 +106,11 @@ pub fn unusual_packet(h: &Headers) -> u32 {
 fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)> {
     // SAFETY: the value is copied out at once; nothing keeps the reference.
     if let Some(state) = unsafe { WEIR_CT.get(key) }.copied() {
+        // Another CPU's flow reads as zero here (per-CPU values): a miss.
         // A real removed from the config (family 0) no longer holds flows.
-        if WEIR_REALS.get(state.real).is_some_and(|r| r.family != 0) {
+        if state.flags & FLOW_STATE_VALID != 0
+            && WEIR_REALS.get(state.real).is_some_and(|r| r.family != 0)
+        {
             count(|c| c.lru_hits += 1);
             return Some((state.real, state, false));
         }
@@ -127,7 +130,7 @@ fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)
         FlowState {
             real,
             nat_port: 0,
-            _pad: 0,
+            flags: FLOW_STATE_VALID,
         },
         true,
     ))

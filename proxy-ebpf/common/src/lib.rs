@@ -178,9 +178,15 @@ pub struct FlowState {
     pub real: u32,
     /// NAT only: the source port Weir uses toward the real, network byte order.
     pub nat_port: u16,
-    /// Reserved, zero.
-    pub _pad: u16,
+    /// `FLOW_STATE_*` bits.
+    pub flags: u16,
 }
+
+/// Set in every conntrack entry the program writes. CONNTRACK is a per-CPU
+/// LRU hash: the key is shared, each CPU has its own value, and a CPU that
+/// never wrote the flow reads an all-zero value. Without this bit that
+/// zero value would read as "real 0, no NAT port"; with it, it is a miss.
+pub const FLOW_STATE_VALID: u16 = 1;
 
 /// Value of NAT_REVERSE: how to turn a real's reply back into the VIP's.
 #[repr(C)]
