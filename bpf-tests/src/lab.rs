@@ -236,7 +236,14 @@ impl Lab {
 
     /// Starts `cmd` inside `ns` (network namespace only: the process keeps
     /// this mount namespace, so its bpffs pins are visible here).
-    pub fn spawn(ns: &NetNs, mut cmd: Command) -> Result<Spawned, String> {
+    pub fn spawn(ns: &NetNs, cmd: Command) -> Result<Spawned, String> {
+        Self::spawn_on(ns, cmd, None)
+    }
+
+    /// As [`Lab::spawn`], optionally pinned to one CPU (with every thread
+    /// it starts). Conntrack is per CPU and veths process a frame on the
+    /// CPU that sent it, so exact per-flow counts need one CPU throughout.
+    pub fn spawn_on(ns: &NetNs, mut cmd: Command, cpu: Option<usize>) -> Result<Spawned, String> {
         let target = File::open(format!("/run/netns/{}", ns.name()))
             .map_err(|e| format!("open netns {}: {e}", ns.name()))?;
         let fd = target.as_raw_fd();
@@ -246,6 +253,14 @@ impl Lab {
             cmd.pre_exec(move || {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(cpu) = cpu {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

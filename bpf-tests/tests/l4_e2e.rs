@@ -32,6 +32,9 @@ const CONNECTIONS: usize = 12;
 const UDP_FLOWS: u16 = 16;
 /// First UDP client port.
 const UDP_PORT0: u16 = 30000;
+/// Every process and thread of the scenario runs on this CPU, so each
+/// flow stays on one CPU (conntrack is per CPU; see `Lab::spawn_on`).
+const CPU: usize = 0;
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -55,7 +58,7 @@ struct UdpResponder {
 }
 
 impl UdpResponder {
-    fn start(ns: &NetNs, name: String) -> Self {
+    fn start(ns: &NetNs, name: String, bind: &'static str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let path = format!("/run/netns/{}", ns.name());
@@ -66,8 +69,8 @@ impl UdpResponder {
             let rc =
                 unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns into the real's namespace");
-            // Dual-stack socket: IPv4 and IPv6 datagrams to port 53.
-            let sock = UdpSocket::bind("[::]:53").expect("bind UDP 53 in the real");
+            bpf_tests::netns::pin_thread_to_cpu(CPU).expect("pin the responder");
+            let sock = UdpSocket::bind(bind).expect("bind UDP 53 in the real");
             sock.set_read_timeout(Some(Duration::from_millis(100)))
                 .unwrap();
             ready_tx.send(()).unwrap();
@@ -105,6 +108,7 @@ fn in_ns<T: Send + 'static>(ns: &NetNs, f: impl FnOnce() -> T + Send + 'static) 
         // SAFETY: setns on this thread only, with a valid netns fd.
         let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns");
+        bpf_tests::netns::pin_thread_to_cpu(CPU).expect("pin the thread");
         f()
     })
     .join()
@@ -194,7 +198,7 @@ fn attach_raw(ns: &NetNs, iface: &str, prog: &RawProgram, tag: &str) {
 fn start_weir(lab: &Lab, cfg: &std::path::Path) -> Spawned {
     let mut cmd = Command::new(weir_bin());
     cmd.args(["run", "-f"]).arg(cfg).stdout(Stdio::piped());
-    let mut weir = Lab::spawn(&lab.balancer, cmd).expect("start weir");
+    let mut weir = Lab::spawn_on(&lab.balancer, cmd, Some(CPU)).expect("start weir");
     let mut stdout = BufReader::new(weir.child.stdout.take().expect("stdout"));
     let mut banner = String::new();
     let deadline = Instant::now() + WAIT;
@@ -313,10 +317,13 @@ fn scenario(forward: &str) {
             ])
             .stdout(Stdio::null());
         origins.push(Some((
-            Lab::spawn(real, cmd).expect("start origin"),
-            Lab::spawn(real, check).expect("start check origin"),
+            Lab::spawn_on(real, cmd, Some(CPU)).expect("start origin"),
+            Lab::spawn_on(real, check, Some(CPU)).expect("start check origin"),
         )));
-        responders.push(UdpResponder::start(real, format!("real{i}")));
+        // With DSR the answer must come from the VIP: bind it (on lo), not
+        // the wildcard, whose answers would leave from the real's address.
+        let bind = if dsr { "198.18.100.1:53" } else { "0.0.0.0:53" };
+        responders.push(UdpResponder::start(real, format!("real{i}"), bind));
     }
     let instance = format!("e2e-{forward}-{}", std::process::id());
     let dir = std::env::temp_dir().join(&instance);

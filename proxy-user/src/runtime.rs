@@ -221,7 +221,7 @@ fn start_xdp(
 fn spawn_l4_health(
     cfg: &Config,
     control: Arc<std::sync::Mutex<L4Control>>,
-) -> Vec<health::checker::HealthChecker> {
+) -> Vec<(health::checker::HealthChecker, tokio::task::JoinHandle<()>)> {
     let mut checkers = Vec::new();
     let services: Vec<(usize, String, Vec<(usize, health::checker::Target)>, std::time::Duration, u32, u32)> = {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,7 +274,8 @@ fn spawn_l4_health(
             tx,
         );
         let control = control.clone();
-        tokio::spawn(async move {
+        // Shutdown awaits this task: it holds a reference to the L4 control.
+        let forwarder = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 if let health::checker::HealthEvent::StateChanged(change) = event {
                     log::warn!("{change}");
@@ -295,7 +296,7 @@ fn spawn_l4_health(
                 }
             }
         });
-        checkers.push(checker);
+        checkers.push((checker, forwarder));
     }
     checkers
 }
@@ -464,8 +465,11 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
 
     wait_for_stop_signal().await?;
 
-    for checker in checkers {
+    for (checker, forwarder) in checkers {
         checker.shutdown().await;
+        // The forwarder ends once the checker's channel closes; bounded in
+        // case a table update is still running.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder).await;
     }
     if let Some(control) = control {
         let Ok(control) = Arc::try_unwrap(control).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())) else {
