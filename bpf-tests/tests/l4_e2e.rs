@@ -438,7 +438,7 @@ fn scenario(forward: &str) {
         );
         let decapped: u64 = decaps
             .iter_mut()
-            .map(|p| bpf_tests::counters::decap_packets(p))
+            .map(bpf_tests::counters::decap_packets)
             .sum();
         assert_eq!(
             decapped,
