@@ -270,23 +270,18 @@ fn scenario(forward: &str) {
     for (i, real) in lab.reals.iter().enumerate() {
         if dsr {
             lab.vips_on_real_loopback(i).expect("VIPs on lo");
-            let ns = real.name().to_string();
-            decaps.push(in_ns(real, move || {
-                let object = bpf_tests::object();
-                let mut p = proxy_user::l4::XdpProgram::load(
-                    &object,
-                    &proxy_user::l4::LoadOptions {
-                        instance: format!("decap-{ns}"),
-                        log_level: log::LevelFilter::Off,
-                        pin: false,
-                        max_entries: Vec::new(),
-                    },
-                )
-                .expect("load weir_decap");
-                p.attach_decap("r0", aya::programs::XdpMode::Driver)
-                    .expect("attach weir_decap");
-                p
-            }));
+            // The real `weir decap` CLI, as an operator would run it.
+            let mut cmd = Command::new(weir_bin());
+            cmd.args(["decap", "--iface", "r0"]).stdout(Stdio::piped());
+            let mut decap = Lab::spawn_on(real, cmd, Some(CPU)).expect("start weir decap");
+            let mut out = BufReader::new(decap.child.stdout.take().expect("stdout"));
+            let mut line = String::new();
+            out.read_line(&mut line).expect("weir decap banner");
+            assert!(
+                line.contains("weir_decap attached to r0"),
+                "weir decap: {line}"
+            );
+            decaps.push((decap, out));
         } else {
             let sink = RawProgram::counting_sink(false).expect("sink");
             attach_raw(real, "r0", &sink, &format!("{forward}-r{i}"));
@@ -436,15 +431,6 @@ fn scenario(forward: &str) {
             l4("lru_misses") + l4("lru_hits"),
             "{forward}: every balanced packet encapsulated"
         );
-        let decapped: u64 = decaps
-            .iter_mut()
-            .map(bpf_tests::counters::decap_packets)
-            .sum();
-        assert_eq!(
-            decapped,
-            l4("dsr_encap"),
-            "{forward}: the reals decapsulated every encapsulated packet"
-        );
     } else {
         assert_eq!(l4("dsr_encap"), 0);
         assert!(
@@ -467,12 +453,13 @@ fn scenario(forward: &str) {
     let after = loop {
         // Health checks (every 100 ms, one failure) take real0 out; until
         // then real0's UDP flows get no answer.
-        if let Ok(map) = in_ns(&lab.client, move || udp_round(dns4)) {
-            break map;
-        }
+        let last = match in_ns(&lab.client, move || udp_round(dns4)) {
+            Ok(map) => break map,
+            Err(e) => e,
+        };
         assert!(
             Instant::now() < deadline,
-            "{forward}: real0's UDP flows never moved"
+            "{forward}: real0's UDP flows never moved: {last}"
         );
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -493,6 +480,31 @@ fn scenario(forward: &str) {
         "{forward}: {http_after:?}"
     );
 
+    if dsr {
+        // SIGTERM makes `weir decap` print what it decapsulated.
+        let decapped: u64 = decaps
+            .iter_mut()
+            .map(|(p, out)| {
+                let status = p.terminate(Duration::from_secs(10));
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "weir decap exit: {status:?}"
+                );
+                let mut rest = String::new();
+                out.read_to_string(&mut rest).expect("weir decap output");
+                rest.lines()
+                    .find_map(|l| l.strip_prefix("weir decap: "))
+                    .and_then(|l| l.split(' ').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no packet count in: {rest}"))
+            })
+            .sum();
+        assert_eq!(
+            decapped,
+            l4("dsr_encap"),
+            "{forward}: the reals decapsulated every encapsulated packet"
+        );
+    }
     let status = weir.terminate(Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -10,6 +10,7 @@ Examples:
   weir run -f configs/weir.cfg          run on a config (as root for XDP)
   weir check -f configs/weir.cfg        validate a config, print every error
   weir origin --listen 127.0.0.1:9001   a demo/test HTTP origin
+  weir decap --iface eth0               on a DSR real: decapsulate (VIPs on lo)
   curl http://127.0.0.1:8080/           a request through the default config
   bpftool map dump pinned /sys/fs/bpf/weir/weir/WEIR_FE_STATS
 ";
@@ -45,6 +46,16 @@ pub enum Command {
         /// Name in the responses (`hello from NAME`, `X-Origin: NAME`).
         #[arg(long, default_value = "origin")]
         name: String,
+    },
+    /// On a DSR real: strip the IPIP / IPv6-in-IPv6 header of packets from
+    /// the balancer (XDP `weir_decap`). Put the VIPs on `lo`.
+    Decap {
+        /// Interface to attach to (repeatable).
+        #[arg(long = "iface", required = true)]
+        iface: Vec<String>,
+        /// eBPF object to load instead of the embedded one.
+        #[arg(long)]
+        bpf_object: Option<PathBuf>,
     },
 }
 

@@ -10,10 +10,12 @@
 //! - [`runtime`]: startup, the listeners, signals and clean shutdown.
 //! - [`relay`]: the TCP relay a frontend runs until the L7 proxy serves it.
 //! - [`origin`]: the built-in demo/test origin server (`weir origin`).
+//! - [`decap_cmd`]: `weir decap`, the DSR real's decapsulation program.
 
 pub mod balance;
 pub mod cli;
 pub mod config;
+pub mod decap_cmd;
 pub mod health;
 pub mod http;
 pub mod l4;

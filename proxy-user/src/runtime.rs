@@ -61,6 +61,14 @@ pub fn main(command: Command) -> Result<ExitCode> {
                 })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Decap { iface, bpf_object } => {
+            init_logging(log::LevelFilter::Info);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(crate::decap_cmd::run(&iface, bpf_object, wait_for_stop_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
