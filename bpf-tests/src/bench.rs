@@ -241,3 +241,354 @@ impl CostReport {
         s
     }
 }
+
+// ---------------------------------------------------------------------------
+// Part 2: packets per second on one balancer core.
+// ---------------------------------------------------------------------------
+
+/// Frames each live-frames run generates.
+pub const PPS_FRAMES: u32 = 4_000_000;
+/// CPU of the generator (the client side).
+const GEN_CPU: usize = 0;
+/// CPU of the balancer (the NAPI thread of its client-side veth).
+const LB_CPU: usize = 1;
+
+/// One row of part 2.
+#[derive(Debug, Clone)]
+pub struct PpsRow {
+    /// What forwarded the packets.
+    pub label: String,
+    /// Frames the reals received per second.
+    pub pps: f64,
+    /// weir_xdp's own time per packet in this traffic (BPF stats), if it ran.
+    pub ns_per_packet: Option<f64>,
+    /// Frames generated / delivered.
+    pub generated: u64,
+    /// Frames the reals' sinks counted.
+    pub delivered: u64,
+}
+
+fn pps_suite() -> L4Suite {
+    use crate::lab;
+    let real = |id: u32, i: usize| RealSpec {
+        id,
+        addr: lab::real4(i).parse().expect("real"),
+        local: lab::lb_real_side4(i).parse().expect("local"),
+        port: 0,
+    };
+    let svc = |id, vip: &str, flags| ServiceSpec {
+        id,
+        vip: vip.parse().expect("vip"),
+        proto: proto::UDP,
+        flags,
+        reals: vec![0, 1],
+        ring_size: RING_SIZE,
+    };
+    let dsr = FRONTEND_FLAG_XDP | FRONTEND_FLAG_DSR;
+    L4Suite {
+        name: "pps",
+        reals: vec![real(0, 0), real(1, 1)],
+        services: vec![
+            svc(0, "198.18.100.1:9", FRONTEND_FLAG_XDP),
+            svc(1, "198.18.100.2:0", FRONTEND_FLAG_XDP),
+            svc(2, "198.18.100.3:9", dsr),
+            svc(3, "198.18.100.4:0", dsr),
+        ],
+        policy: POLICY_NAT_ACTIVE,
+        steps: Vec::new(),
+        expected: Default::default(),
+    }
+}
+
+/// A 64-byte IPv4 UDP frame from the client to `dst:9` with checksum 0.
+fn client_frame(dst: &str) -> Vec<u8> {
+    use crate::{lab, packet::ETH_LEN, packet::IPV4_LEN};
+    let mut f = Packet::udp(lab::CLIENT4, 1000, dst, 9)
+        .payload(&[0x5a; 22])
+        .macs(lab::CLIENT_MAC, lab::LB_MAC)
+        .build();
+    f[ETH_LEN + IPV4_LEN + 6] = 0;
+    f[ETH_LEN + IPV4_LEN + 7] = 0;
+    f
+}
+
+fn pin_pid(pid: i32, cpu: usize) -> Result<(), String> {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "pin pid {pid} to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes the balancer veth's NAPI a kernel thread and pins it to LB_CPU,
+/// so the balancer's work is on its own core, apart from the generator.
+fn napi_thread_on_lb_cpu(lab: &crate::lab::Lab) -> Result<(), String> {
+    let before: std::collections::HashSet<i32> = napi_threads("b0").into_iter().collect();
+    lab.balancer
+        .exec("sh", &["-c", "echo 1 > /sys/class/net/b0/threaded"])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let new: Vec<i32> = napi_threads("b0")
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if !new.is_empty() {
+            for pid in new {
+                pin_pid(pid, LB_CPU)?;
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("no napi/b0 kernel thread appeared".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn napi_threads(iface: &str) -> Vec<i32> {
+    let prefix = format!("napi/{iface}-");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim().starts_with(&prefix))
+        })
+        .collect()
+}
+
+/// Generates PPS_FRAMES frames from the client and counts what the reals got.
+fn blast(
+    lab: &crate::lab::Lab,
+    generator: &RawProgram,
+    frame: &[u8],
+    sinks: &[RawProgram],
+    weir: Option<&mut proxy_user::l4::XdpProgram>,
+) -> Result<(f64, u64, Option<f64>), String> {
+    let c0 = lab.client.ifindex("c0")?;
+    let mut md = [0u8; 24];
+    md[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    md[12..16].copy_from_slice(&c0.to_ne_bytes());
+    let info = |w: &mut proxy_user::l4::XdpProgram| -> Result<(Duration, u64), String> {
+        let i = w
+            .xdp()
+            .map_err(|e| e.to_string())?
+            .info()
+            .map_err(|e| e.to_string())?;
+        Ok((i.run_time(), i.run_count()))
+    };
+    let count = |sinks: &[RawProgram]| -> Result<u64, String> {
+        sinks
+            .iter()
+            .map(|s| s.count().map_err(|e| e.to_string()))
+            .sum()
+    };
+    let mut weir = weir;
+    let before = count(sinks)?;
+    let stats_before = match weir.as_deref_mut() {
+        Some(w) => Some(info(w)?),
+        None => None,
+    };
+    let entered = lab.client.enter()?;
+    crate::netns::pin_thread_to_cpu(GEN_CPU)?;
+    let start = std::time::Instant::now();
+    let run = generator.test_run(
+        frame,
+        Some(&md),
+        PPS_FRAMES,
+        crate::rawbpf::BPF_F_TEST_XDP_LIVE_FRAMES,
+        64,
+    );
+    // Frames still in flight on the balancer core.
+    std::thread::sleep(Duration::from_millis(50));
+    let elapsed = start.elapsed() - Duration::from_millis(50);
+    drop(entered);
+    run.map_err(|e| format!("live-frames test run: {e}"))?;
+    let delivered = count(sinks)? - before;
+    if std::env::var_os("WEIR_BENCH_DEBUG").is_some() {
+        eprintln!("DEBUG elapsed {elapsed:?} delivered {delivered}");
+        for (ns, ifc) in [
+            (&lab.client, "c0"),
+            (&lab.balancer, "b0"),
+            (&lab.balancer, "br0"),
+        ] {
+            if let Ok(o) = ns.exec("ethtool", &["-S", ifc]) {
+                let t = String::from_utf8_lossy(&o.stdout);
+                let nz: Vec<&str> = t.lines().filter(|l| !l.trim().ends_with(": 0")).collect();
+                eprintln!("DEBUG {ifc}: {}", nz.join(" |"));
+            }
+        }
+    }
+    if std::env::var_os("WEIR_BENCH_DEBUG").is_some() {
+        if let Some(w) = weir.as_deref_mut() {
+            eprintln!("DEBUG l4 {:?}", crate::counters::l4(w));
+            eprintln!(
+                "DEBUG snap {:?}",
+                w.snapshot(&[0, 1, 2, 3]).map(|s| (s.verdicts, s.packets))
+            );
+        }
+    }
+    let per_packet = match (weir, stats_before) {
+        (Some(w), Some((t0, n0))) => {
+            let (t1, n1) = info(w)?;
+            let n = n1.saturating_sub(n0).max(1);
+            Some((t1 - t0).as_nanos() as f64 / n as f64)
+        }
+        _ => None,
+    };
+    Ok((
+        delivered as f64 / elapsed.as_secs_f64(),
+        delivered,
+        per_packet,
+    ))
+}
+
+/// Runs part 2. Needs root and two CPUs.
+pub fn pps() -> Result<Vec<PpsRow>, String> {
+    use crate::lab::{attach_raw, Lab};
+    let lab = Lab::new(2)?;
+    let mut sinks = Vec::new();
+    for (i, real) in lab.reals.iter().enumerate() {
+        let sink = RawProgram::counting_sink(true).map_err(|e| format!("sink: {e}"))?;
+        attach_raw(real, "r0", &sink, &format!("pps-r{i}"))?;
+        sinks.push(sink);
+    }
+    let suite = pps_suite();
+    let object = crate::object();
+    let mut weir = proxy_user::l4::XdpProgram::load(
+        &object,
+        &proxy_user::l4::LoadOptions {
+            instance: format!("bench-{}", std::process::id()),
+            log_level: log::LevelFilter::Off,
+            pin: false,
+            max_entries: Vec::new(),
+        },
+    )
+    .map_err(|e| format!("load: {e:?}"))?;
+    crate::runner::provision_program(&mut weir, &suite)?;
+    {
+        let _in = lab.balancer.enter()?;
+        let map = weir
+            .ebpf_mut()
+            .map_mut(proxy_common::map_names::TX_PORTS)
+            .ok_or("no TX_PORTS map")?;
+        let mut devmap = aya::maps::DevMapHash::try_from(map).map_err(|e| e.to_string())?;
+        for iface in ["b0", "br0", "br1"] {
+            let idx = lab.balancer.ifindex(iface)?;
+            devmap
+                .insert(idx, idx, None, 0)
+                .map_err(|e| format!("devmap {iface}: {e}"))?;
+        }
+        weir.attach("b0", aya::programs::XdpMode::Driver)
+            .map_err(|e| format!("attach weir_xdp to b0: {e:?}"))?;
+    }
+    if std::env::var_os("WEIR_BENCH_SAME_CPU").is_none() {
+        napi_thread_on_lb_cpu(&lab)?;
+    }
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| format!("BPF_ENABLE_STATS: {e}"))?;
+    let spray = |frame: &[u8], many: bool| {
+        let template: [u8; 42] = frame[..42].try_into().expect("64-byte frame");
+        RawProgram::udp_port_spray(&template, many).map_err(|e| e.to_string())
+    };
+    let mut rows = Vec::new();
+    let cases = [
+        (
+            "weir NAT, 65536 flows (conntrack hits)",
+            false,
+            "198.18.100.1",
+        ),
+        ("weir NAT, a new flow per packet", true, "198.18.100.2"),
+        (
+            "weir DSR, 65536 flows (conntrack hits)",
+            false,
+            "198.18.100.3",
+        ),
+        ("weir DSR, a new flow per packet", true, "198.18.100.4"),
+    ];
+    for (label, many, dst) in cases {
+        let frame = client_frame(dst);
+        let generator = &spray(&frame, many)?;
+        // Warm-up: the first 65536 flows are new flows.
+        blast(&lab, generator, &frame, &sinks, Some(&mut weir))?;
+        let (pps, delivered, ns) = blast(&lab, generator, &frame, &sinks, Some(&mut weir))?;
+        rows.push(PpsRow {
+            label: label.into(),
+            pps,
+            ns_per_packet: ns,
+            generated: PPS_FRAMES as u64,
+            delivered,
+        });
+    }
+    // Baselines on the same namespaces: weir off, an XDP_PASS program on
+    // b0 (the generator's redirected frames need one), the kernel forwards.
+    drop(weir);
+    let pass = RawProgram::pass().map_err(|e| e.to_string())?;
+    attach_raw(&lab.balancer, "b0", &pass, "pps-pass")?;
+    napi_thread_on_lb_cpu(&lab).ok();
+    let frame = client_frame(&crate::lab::real4(0));
+    let few = spray(&frame, false)?;
+    blast(&lab, &few, &frame, &sinks, None)?;
+    let (pps, delivered, _) = blast(&lab, &few, &frame, &sinks, None)?;
+    rows.push(PpsRow {
+        label: "kernel routing (XDP_PASS on b0)".into(),
+        pps,
+        ns_per_packet: None,
+        generated: PPS_FRAMES as u64,
+        delivered,
+    });
+    if which("nft") {
+        lab.balancer.exec(
+            "nft",
+            &["add table ip weirbench; \
+                 add chain ip weirbench pre { type nat hook prerouting priority -100; }; \
+                 add rule ip weirbench pre ip daddr 198.18.100.1 udp dport 9 \
+                 dnat to numgen random mod 2 map { 0 : 198.18.11.10, 1 : 198.18.12.10 }"],
+        )?;
+        let frame = client_frame("198.18.100.1");
+        let few = spray(&frame, false)?;
+        blast(&lab, &few, &frame, &sinks, None)?;
+        let (pps, delivered, _) = blast(&lab, &few, &frame, &sinks, None)?;
+        rows.push(PpsRow {
+            label: "nftables DNAT (numgen, 2 reals)".into(),
+            pps,
+            ns_per_packet: None,
+            generated: PPS_FRAMES as u64,
+            delivered,
+        });
+    }
+    Ok(rows)
+}
+
+fn which(tool: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| std::path::Path::new(d).join(tool).exists())
+}
+
+/// Part 2 as a Markdown table.
+pub fn pps_table(rows: &[PpsRow]) -> String {
+    let mut s = String::from(
+        "| 64-byte UDP, one balancer core | Mpps delivered | weir_xdp ns/packet (BPF stats) | delivered / generated |\n|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.2} | {} | {} / {} |\n",
+            r.label,
+            r.pps / 1e6,
+            r.ns_per_packet.map_or("-".into(), |n| format!("{n:.0}")),
+            r.delivered,
+            r.generated
+        ));
+    }
+    s
+}

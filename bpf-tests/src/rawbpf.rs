@@ -55,11 +55,13 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 const MOV64_REG: u8 = 0xbf;
 const MOV64_IMM: u8 = 0xb7;
 const ADD64_IMM: u8 = 0x07;
+const RSH64_IMM: u8 = 0x77;
 const LDX_W: u8 = 0x61;
 const LDX_DW: u8 = 0x79;
 const STX_H: u8 = 0x6b;
 const STX_DW: u8 = 0x7b;
 const ST_W: u8 = 0x62;
+const ST_H: u8 = 0x6a;
 const JGT_REG: u8 = 0x2d;
 const JEQ_IMM: u8 = 0x15;
 const CALL: u8 = 0x85;
@@ -130,28 +132,44 @@ impl RawProgram {
         )
     }
 
-    /// The generator: writes a random UDP source port at byte 34 (IPv4,
-    /// no options) and returns XDP_TX, so in live-frames mode every frame
-    /// leaves the interface as a different flow. The template's UDP
-    /// checksum must be 0 (none), which the port change keeps valid.
-    pub fn udp_source_port_spray() -> std::io::Result<Self> {
-        load(
-            &[
-                insn(MOV64_REG, 6, 1, 0, 0),                 // r6 = ctx
-                insn(CALL, 0, 0, 0, HELPER_GET_PRANDOM_U32), // r0 = random
-                insn(LDX_W, 2, 6, 0, 0),                     // r2 = data
-                insn(LDX_W, 3, 6, 4, 0),                     // r3 = data_end
-                insn(MOV64_REG, 4, 2, 0, 0),                 // r4 = data
-                insn(ADD64_IMM, 4, 0, 0, 42),                // r4 += 14 + 20 + 8
-                insn(JGT_REG, 4, 3, 3, 0),                   // if r4 > r3 goto pass
-                insn(STX_H, 2, 0, 34, 0),                    // udp.source = r0
-                insn(MOV64_IMM, 0, 0, 0, XDP_TX),
-                insn(EXIT, 0, 0, 0, 0),
-                insn(MOV64_IMM, 0, 0, 0, XDP_PASS), // pass:
-                insn(EXIT, 0, 0, 0, 0),
-            ],
-            None,
-        )
+    /// The generator for BPF_PROG_TEST_RUN live-frames mode: writes the
+    /// 42-byte Ethernet + IPv4 + UDP header `template` into the frame
+    /// (live-frames pages are recycled with whatever the balancer wrote into
+    /// them, so every header byte is written again), then a random UDP
+    /// source port, and with `dport_too` the other 16 random bits as the
+    /// destination port (for an all-ports service: 2^32 flows), and returns
+    /// XDP_TX. The template's UDP checksum must be 0 (none), which the port
+    /// changes keep valid.
+    pub fn udp_port_spray(template: &[u8; 42], dport_too: bool) -> std::io::Result<Self> {
+        let mut body = Vec::new();
+        for i in 0..10 {
+            let word = i32::from_ne_bytes(template[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
+            body.push(insn(ST_W, 2, 0, (i * 4) as i16, word));
+        }
+        let last = u16::from_ne_bytes([template[40], template[41]]);
+        body.push(insn(ST_H, 2, 0, 40, last as i32));
+        body.push(insn(STX_H, 2, 0, 34, 0)); // udp.source = r0
+        if dport_too {
+            body.push(insn(RSH64_IMM, 0, 0, 0, 16)); // r0 >>= 16
+            body.push(insn(STX_H, 2, 0, 36, 0)); // udp.dest = r0
+        }
+        let mut p = vec![
+            insn(MOV64_REG, 6, 1, 0, 0),                   // r6 = ctx
+            insn(CALL, 0, 0, 0, HELPER_GET_PRANDOM_U32),   // r0 = random
+            insn(LDX_W, 2, 6, 0, 0),                       // r2 = data
+            insn(LDX_W, 3, 6, 4, 0),                       // r3 = data_end
+            insn(MOV64_REG, 4, 2, 0, 0),                   // r4 = data
+            insn(ADD64_IMM, 4, 0, 0, 42),                  // r4 += 14 + 20 + 8
+            insn(JGT_REG, 4, 3, body.len() as i16 + 2, 0), // if r4 > r3 goto pass
+        ];
+        p.extend(body);
+        p.extend([
+            insn(MOV64_IMM, 0, 0, 0, XDP_TX),
+            insn(EXIT, 0, 0, 0, 0),
+            insn(MOV64_IMM, 0, 0, 0, XDP_PASS), // pass:
+            insn(EXIT, 0, 0, 0, 0),
+        ]);
+        load(&p, None)
     }
 
     /// The sink: counts every frame in a per-CPU counter, then returns
@@ -258,6 +276,22 @@ pub fn test_run_fd(
     Ok((retval, Duration::from_nanos(duration as u64)))
 }
 
+/// BPF_PROG_TEST_RUN once, returning the output frame too.
+#[cfg(test)]
+fn test_run_out(fd: i32, data: &[u8], out: &mut [u8]) -> std::io::Result<(u32, u32)> {
+    let mut attr = [0u8; 80];
+    put_u32(&mut attr, 0, fd as u32);
+    put_u32(&mut attr, 8, data.len() as u32);
+    put_u32(&mut attr, 12, out.len() as u32);
+    put_u64(&mut attr, 16, data.as_ptr() as u64);
+    put_u64(&mut attr, 24, out.as_mut_ptr() as u64);
+    put_u32(&mut attr, 32, 1);
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
+    let retval = u32::from_ne_bytes(attr[4..8].try_into().expect("4 bytes"));
+    let size = u32::from_ne_bytes(attr[12..16].try_into().expect("4 bytes"));
+    Ok((retval, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +307,7 @@ mod tests {
             pass.test_run(&frame, None, 1, 0, 0).unwrap().0,
             XDP_PASS as u32
         );
-        let spray = RawProgram::udp_source_port_spray().expect("load generator");
+        let spray = RawProgram::udp_port_spray(true).expect("load generator");
         assert_eq!(
             spray.test_run(&frame, None, 1, 0, 0).unwrap().0,
             XDP_TX as u32

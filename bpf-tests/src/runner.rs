@@ -84,72 +84,16 @@ impl Harness {
 
     /// Writes config, reals, tables and frontends for `suite`.
     pub fn provision(&mut self, suite: &L4Suite) -> Result<(), String> {
-        self.program
-            .set_config(&GlobalConfig {
-                hash_seed: crate::fixtures::HASH_SEED,
-                max_new_flows_per_sec: 0,
-                policy: suite.policy,
-                _pad: 0,
-            })
-            .map_err(|e| format!("config: {e}"))?;
-        let all: Vec<u32> = suite.reals.iter().map(|r| r.id).collect();
-        self.keep_reals(suite, &all)?;
-        self.halves = vec![0; suite.services.iter().map(|s| s.id + 1).max().unwrap_or(0) as usize];
-        for svc in &suite.services {
-            let base = ring_base(svc.id, 0);
-            self.program
-                .write_ring(base, &crate::fixtures::maglev_table(&svc.reals))
-                .map_err(|e| format!("ring of service {}: {e}", svc.id))?;
-        }
-        self.write_frontends(&suite.services)
+        self.halves = provision_program(&mut self.program, suite)?;
+        Ok(())
     }
 
     fn write_frontends(&mut self, services: &[ServiceSpec]) -> Result<(), String> {
-        let mut entries = Vec::new();
-        for svc in services {
-            let info = FrontendInfo {
-                id: svc.id,
-                flags: svc.flags,
-                ring_base: ring_base(svc.id, self.halves[svc.id as usize]),
-                ring_size: svc.ring_size,
-            };
-            entries.push((l4::frontend_key(svc.vip, svc.proto), info));
-            // As userspace does: ICMP to the VIP looks up port 0 of its protocol.
-            let icmp = if svc.vip.is_ipv4() { 1 } else { 58 };
-            entries.push((
-                l4::frontend_key(SocketAddr::new(svc.vip.ip(), 0), icmp),
-                info,
-            ));
-        }
-        self.program
-            .set_frontends(&entries)
-            .map_err(|e| format!("frontends: {e}"))
+        write_frontends(&mut self.program, services, &self.halves)
     }
 
     fn keep_reals(&mut self, suite: &L4Suite, keep: &[u32]) -> Result<(), String> {
-        let reals: Vec<(u32, RealInfo)> = suite
-            .reals
-            .iter()
-            .filter(|r| keep.contains(&r.id))
-            .map(|r| {
-                let (addr, fam) = addr_bytes(r.addr);
-                let (local, _) = addr_bytes(r.local);
-                (
-                    r.id,
-                    RealInfo {
-                        addr,
-                        local_addr: local,
-                        port: r.port.to_be(),
-                        family: fam,
-                        _pad: 0,
-                    },
-                )
-            })
-            .collect();
-        let clear_to = suite.reals.iter().map(|r| r.id + 1).max().unwrap_or(0);
-        self.program
-            .set_reals(&reals, clear_to)
-            .map_err(|e| format!("reals: {e}"))
+        write_reals(&mut self.program, suite, keep)
     }
 
     fn set_table(&mut self, suite: &L4Suite, service: u32, reals: &[u32]) -> Result<(), String> {
@@ -218,6 +162,84 @@ impl Harness {
             .map_err(|e| format!("BPF_PROG_TEST_RUN: {e}"))?;
         Ok((result.return_value, result.duration))
     }
+}
+
+/// Writes config, reals, Maglev tables (half 0) and frontends for `suite`
+/// into `program`; returns the active half of each service.
+pub fn provision_program(program: &mut XdpProgram, suite: &L4Suite) -> Result<Vec<u32>, String> {
+    program
+        .set_config(&GlobalConfig {
+            hash_seed: crate::fixtures::HASH_SEED,
+            max_new_flows_per_sec: 0,
+            policy: suite.policy,
+            _pad: 0,
+        })
+        .map_err(|e| format!("config: {e}"))?;
+    let all: Vec<u32> = suite.reals.iter().map(|r| r.id).collect();
+    write_reals(program, suite, &all)?;
+    let halves = vec![0; suite.services.iter().map(|s| s.id + 1).max().unwrap_or(0) as usize];
+    for svc in &suite.services {
+        program
+            .write_ring(
+                ring_base(svc.id, 0),
+                &crate::fixtures::maglev_table(&svc.reals),
+            )
+            .map_err(|e| format!("ring of service {}: {e}", svc.id))?;
+    }
+    write_frontends(program, &suite.services, &halves)?;
+    Ok(halves)
+}
+
+fn write_frontends(
+    program: &mut XdpProgram,
+    services: &[ServiceSpec],
+    halves: &[u32],
+) -> Result<(), String> {
+    let mut entries = Vec::new();
+    for svc in services {
+        let info = FrontendInfo {
+            id: svc.id,
+            flags: svc.flags,
+            ring_base: ring_base(svc.id, halves[svc.id as usize]),
+            ring_size: svc.ring_size,
+        };
+        entries.push((l4::frontend_key(svc.vip, svc.proto), info));
+        // As userspace does: ICMP to the VIP looks up port 0 of its protocol.
+        let icmp = if svc.vip.is_ipv4() { 1 } else { 58 };
+        entries.push((
+            l4::frontend_key(SocketAddr::new(svc.vip.ip(), 0), icmp),
+            info,
+        ));
+    }
+    program
+        .set_frontends(&entries)
+        .map_err(|e| format!("frontends: {e}"))
+}
+
+fn write_reals(program: &mut XdpProgram, suite: &L4Suite, keep: &[u32]) -> Result<(), String> {
+    let reals: Vec<(u32, RealInfo)> = suite
+        .reals
+        .iter()
+        .filter(|r| keep.contains(&r.id))
+        .map(|r| {
+            let (addr, fam) = addr_bytes(r.addr);
+            let (local, _) = addr_bytes(r.local);
+            (
+                r.id,
+                RealInfo {
+                    addr,
+                    local_addr: local,
+                    port: r.port.to_be(),
+                    family: fam,
+                    _pad: 0,
+                },
+            )
+        })
+        .collect();
+    let clear_to = suite.reals.iter().map(|r| r.id + 1).max().unwrap_or(0);
+    program
+        .set_reals(&reals, clear_to)
+        .map_err(|e| format!("reals: {e}"))
 }
 
 /// RINGS index of a service's half (regions of 2 x RING_SIZE by stats slot).

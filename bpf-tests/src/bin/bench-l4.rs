@@ -18,4 +18,13 @@ fn main() {
             }
         }
     }
+    if want("pps") {
+        match bpf_tests::bench::pps() {
+            Ok(rows) => print!("{}", bpf_tests::bench::pps_table(&rows)),
+            Err(e) => {
+                eprintln!("bench-l4 pps: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
 }
