@@ -307,11 +307,19 @@ mod tests {
             pass.test_run(&frame, None, 1, 0, 0).unwrap().0,
             XDP_PASS as u32
         );
-        let spray = RawProgram::udp_port_spray(true).expect("load generator");
+        let template: [u8; 42] = frame[..42].try_into().unwrap();
+        let spray = RawProgram::udp_port_spray(&template, true).expect("load generator");
+        let mut zeros = frame.clone();
+        zeros[..42].fill(0);
+        let mut out = vec![0u8; frame.len()];
+        let (rv, _) = test_run_out(spray.fd.as_raw_fd(), &zeros, &mut out).unwrap();
+        assert_eq!(rv, XDP_TX as u32);
         assert_eq!(
-            spray.test_run(&frame, None, 1, 0, 0).unwrap().0,
-            XDP_TX as u32
+            &out[..34],
+            &frame[..34],
+            "the generator rewrote the headers"
         );
+        assert_eq!(&out[38..42], &frame[38..42], "length and checksum 0 kept");
         let sink = RawProgram::counting_sink(true).expect("load sink");
         assert_eq!(
             sink.test_run(&frame, None, 7, 0, 0).unwrap().0,
