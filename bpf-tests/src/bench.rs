@@ -18,7 +18,7 @@
 //! not change: the floor (a bare XDP_PASS program) and a packet that is
 //! not for a VIP are measured that way.
 
-use std::time::Duration;
+use std::{process::Command, time::Duration};
 
 use proxy_common::{proto, FRONTEND_FLAG_DSR, FRONTEND_FLAG_XDP, POLICY_NAT_ACTIVE};
 
@@ -588,6 +588,327 @@ pub fn pps_table(rows: &[PpsRow]) -> String {
             r.ns_per_packet.map_or("-".into(), |n| format!("{n:.0}")),
             r.delivered,
             r.generated
+        ));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Part 3: iperf3 TCP through the balancer.
+// ---------------------------------------------------------------------------
+
+/// Seconds per iperf3 run.
+pub const IPERF_SECONDS: u32 = 5;
+/// The port iperf3 serves on.
+const IPERF_PORT: u16 = 5201;
+
+/// One row of part 3.
+#[derive(Debug, Clone)]
+pub struct IperfRow {
+    /// What forwarded the traffic.
+    pub label: String,
+    /// Parallel streams.
+    pub streams: u32,
+    /// Received throughput, Gbit/s.
+    pub gbps: f64,
+    /// Balancer CPU seconds (its NAPI threads, plus HAProxy's process) per GB received.
+    pub cpu_s_per_gb: f64,
+}
+
+/// How the balancer namespace forwards in a part 3 run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forwarder {
+    WeirNat,
+    WeirDsr,
+    Kernel,
+    Nftables,
+    Haproxy,
+}
+
+/// CPU seconds (user + system) of a process or kernel thread.
+fn cpu_seconds(pid: i32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the ")" that closes the command name: state is field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
+}
+
+/// Makes the NAPI of `ifaces` threaded and pins the threads to LB_CPU; returns their pids.
+fn threaded_napi(lab: &crate::lab::Lab, ifaces: &[&str]) -> Result<Vec<i32>, String> {
+    let mut pids = Vec::new();
+    for iface in ifaces {
+        let before: std::collections::HashSet<i32> = napi_threads(iface).into_iter().collect();
+        lab.balancer.exec(
+            "sh",
+            &["-c", &format!("echo 1 > /sys/class/net/{iface}/threaded")],
+        )?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let new: Vec<i32> = napi_threads(iface)
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect();
+            if !new.is_empty() {
+                for pid in &new {
+                    pin_pid(*pid, LB_CPU)?;
+                }
+                pids.extend(new);
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("no napi/{iface} kernel thread appeared"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(pids)
+}
+
+fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, String> {
+    use crate::lab::{self, attach_raw, Lab};
+    let lab = Lab::new(1)?;
+    let real = &lab.reals[0];
+    // Redirect targets need an XDP program on the receiving veth; the
+    // kernel paths get one on b0/br0 too, so every path runs in the same
+    // (threaded, pinned) NAPI context.
+    let c0_pass = RawProgram::pass().map_err(|e| e.to_string())?;
+    attach_raw(&lab.client, "c0", &c0_pass, "iperf-c0")?;
+    let mut _keep = Vec::new();
+    let mut weir = None;
+    let mut decap = None;
+    let mut server_addr = lab::VIP4.to_string();
+    match fwd {
+        Forwarder::WeirNat | Forwarder::WeirDsr => {
+            let dsr = fwd == Forwarder::WeirDsr;
+            let flags = if dsr {
+                FRONTEND_FLAG_XDP | FRONTEND_FLAG_DSR
+            } else {
+                FRONTEND_FLAG_XDP
+            };
+            let suite = L4Suite {
+                name: "iperf",
+                reals: vec![RealSpec {
+                    id: 0,
+                    addr: lab::real4(0).parse().expect("real"),
+                    local: lab::lb_real_side4(0).parse().expect("local"),
+                    port: 0,
+                }],
+                services: vec![ServiceSpec {
+                    id: 0,
+                    vip: format!("{}:{IPERF_PORT}", lab::VIP4).parse().expect("vip"),
+                    proto: proto::TCP,
+                    flags,
+                    reals: vec![0],
+                    ring_size: RING_SIZE,
+                }],
+                policy: if dsr { 0 } else { POLICY_NAT_ACTIVE },
+                steps: Vec::new(),
+                expected: Default::default(),
+            };
+            let object = crate::object();
+            let mut w = proxy_user::l4::XdpProgram::load(
+                &object,
+                &proxy_user::l4::LoadOptions {
+                    instance: format!("iperf-{}", std::process::id()),
+                    log_level: log::LevelFilter::Off,
+                    pin: false,
+                    max_entries: Vec::new(),
+                },
+            )
+            .map_err(|e| format!("load: {e:?}"))?;
+            crate::runner::provision_program(&mut w, &suite)?;
+            {
+                let _in = lab.balancer.enter()?;
+                let map = w
+                    .ebpf_mut()
+                    .map_mut(proxy_common::map_names::TX_PORTS)
+                    .ok_or("no TX_PORTS map")?;
+                let mut devmap = aya::maps::DevMapHash::try_from(map).map_err(|e| e.to_string())?;
+                for iface in ["b0", "br0"] {
+                    let idx = lab.balancer.ifindex(iface)?;
+                    devmap
+                        .insert(idx, idx, None, 0)
+                        .map_err(|e| format!("devmap {iface}: {e}"))?;
+                }
+                w.attach("b0", aya::programs::XdpMode::Driver)
+                    .map_err(|e| format!("attach b0: {e:?}"))?;
+                w.attach("br0", aya::programs::XdpMode::Driver)
+                    .map_err(|e| format!("attach br0: {e:?}"))?;
+            }
+            if dsr {
+                // Encapsulation adds 20 bytes: room on the real's link.
+                lab.balancer.ip(&["link", "set", "br0", "mtu", "1600"])?;
+                real.ip(&["link", "set", "r0", "mtu", "1600"])?;
+                lab.vips_on_real_loopback(0)?;
+                let _in = real.enter()?;
+                let mut d = proxy_user::l4::XdpProgram::load(
+                    &object,
+                    &proxy_user::l4::LoadOptions {
+                        instance: format!("iperf-decap-{}", std::process::id()),
+                        log_level: log::LevelFilter::Off,
+                        pin: false,
+                        max_entries: Vec::new(),
+                    },
+                )
+                .map_err(|e| format!("load decap: {e:?}"))?;
+                d.attach_decap("r0", aya::programs::XdpMode::Driver)
+                    .map_err(|e| format!("attach decap: {e:?}"))?;
+                decap = Some(d);
+            } else {
+                let r0_pass = RawProgram::pass().map_err(|e| e.to_string())?;
+                attach_raw(real, "r0", &r0_pass, "iperf-r0")?;
+                _keep.push(r0_pass);
+            }
+            weir = Some(w);
+        }
+        Forwarder::Kernel | Forwarder::Nftables | Forwarder::Haproxy => {
+            let pass = RawProgram::pass().map_err(|e| e.to_string())?;
+            attach_raw(&lab.balancer, "b0", &pass, "iperf-b0")?;
+            attach_raw(&lab.balancer, "br0", &pass, "iperf-br0")?;
+            _keep.push(pass);
+            match fwd {
+                Forwarder::Kernel => server_addr = lab::real4(0),
+                Forwarder::Nftables => {
+                    lab.balancer.exec(
+                        "nft",
+                        &[&format!(
+                            "add table ip weirbench; \
+                             add chain ip weirbench pre {{ type nat hook prerouting priority -100; }}; \
+                             add rule ip weirbench pre ip daddr {} tcp dport {IPERF_PORT} dnat to {}",
+                            lab::VIP4,
+                            lab::real4(0)
+                        )],
+                    )?;
+                }
+                _ => {
+                    lab.balancer
+                        .ip(&["addr", "add", &format!("{}/32", lab::VIP4), "dev", "lo"])?;
+                }
+            }
+        }
+    }
+    let napi = threaded_napi(&lab, &["b0", "br0"])?;
+    let mut haproxy = None;
+    let dir = std::env::temp_dir().join(format!("weir-iperf-{}", std::process::id()));
+    if fwd == Forwarder::Haproxy {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+                 listen iperf\n    bind {}:{IPERF_PORT}\n    server r0 {}:{IPERF_PORT}\n",
+                lab::VIP4,
+                lab::real4(0)
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("haproxy");
+        cmd.arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null());
+        haproxy = Some(crate::lab::Lab::spawn_on(&lab.balancer, cmd, Some(LB_CPU))?);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut server = Command::new("iperf3");
+    server
+        .args(["-s", "-p", &IPERF_PORT.to_string()])
+        .stdout(std::process::Stdio::null());
+    let _server = crate::lab::Lab::spawn_on(real, server, Some(GEN_CPU))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let label = match fwd {
+        Forwarder::WeirNat => "weir XDP NAT",
+        Forwarder::WeirDsr => "weir XDP DSR",
+        Forwarder::Kernel => "kernel forwarding",
+        Forwarder::Nftables => "nftables DNAT",
+        Forwarder::Haproxy => "HAProxy mode tcp",
+    };
+    let mut rows = Vec::new();
+    for &streams in streams_list {
+        let balancer_pids: Vec<i32> = napi
+            .iter()
+            .copied()
+            .chain(haproxy.as_ref().map(|h| h.child.id() as i32))
+            .collect();
+        let cpu0: f64 = balancer_pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let mut client = Command::new("iperf3");
+        client.args([
+            "-c",
+            &server_addr,
+            "-p",
+            &IPERF_PORT.to_string(),
+            "-t",
+            &IPERF_SECONDS.to_string(),
+            "-P",
+            &streams.to_string(),
+            "-J",
+        ]);
+        client.stdout(std::process::Stdio::piped());
+        let run = crate::lab::Lab::spawn_on(&lab.client, client, Some(GEN_CPU))?;
+        let out = run
+            .wait_output(Duration::from_secs(IPERF_SECONDS as u64 + 20))
+            .ok_or_else(|| format!("{label}: iperf3 did not finish"))?;
+        let cpu1: f64 = balancer_pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let json: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("{label}: iperf3 JSON: {e}: {out}"))?;
+        let bps = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or_else(|| format!("{label}: no throughput in {out}"))?;
+        let bytes = json["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+        rows.push(IperfRow {
+            label: label.into(),
+            streams,
+            gbps: bps / 1e9,
+            cpu_s_per_gb: if bytes > 0.0 {
+                (cpu1 - cpu0) / (bytes / 1e9)
+            } else {
+                0.0
+            },
+        });
+    }
+    drop(weir);
+    drop(decap);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rows)
+}
+
+/// Runs part 3: 1 and 4 streams through each forwarder. Needs iperf3
+/// (and nft, haproxy for those rows; missing ones are skipped with a note).
+pub fn iperf() -> Result<Vec<IperfRow>, String> {
+    if !which("iperf3") {
+        return Err("iperf3 is not installed (cargo xtask bench-l4 installs it)".into());
+    }
+    let mut rows = Vec::new();
+    let mut all = vec![Forwarder::WeirNat, Forwarder::WeirDsr, Forwarder::Kernel];
+    if which("nft") {
+        all.push(Forwarder::Nftables);
+    }
+    if which("haproxy") {
+        all.push(Forwarder::Haproxy);
+    }
+    for fwd in all {
+        rows.extend(iperf_run(fwd, &[1, 4])?);
+    }
+    Ok(rows)
+}
+
+/// Part 3 as a Markdown table.
+pub fn iperf_table(rows: &[IperfRow]) -> String {
+    let mut s = format!(
+        "| iperf3 TCP, {IPERF_SECONDS} s | streams | Gbit/s | balancer CPU s per GB |\n|---|---|---|---|\n"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} |\n",
+            r.label, r.streams, r.gbps, r.cpu_s_per_gb
         ));
     }
     s

@@ -298,6 +298,29 @@ impl Spawned {
     }
 }
 
+impl Spawned {
+    /// Waits (bounded) for the process to exit and returns its stdout
+    /// (when piped); None if it did not exit in time (it is then killed on drop).
+    pub fn wait_output(mut self, within: std::time::Duration) -> Option<String> {
+        let mut stdout = self.child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(out) = stdout.as_mut() {
+                let _ = std::io::Read::read_to_string(out, &mut s);
+            }
+            s
+        });
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return reader.join().ok();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: Weir's developer commands. Each subcommand lives in its own
 //! module with its options and one `run` function; this file only dispatches.
 
+mod bench_l4;
 mod build;
 mod run;
 mod test;
@@ -26,6 +27,8 @@ enum Command {
     Run(run::Options),
     /// Build, then run the whole test suite (unit, integration, bpf-tests).
     Test(test::Options),
+    /// The L4 (XDP) benchmark: per-packet cost, packets/s, iperf3; updates README.md.
+    BenchL4(bench_l4::Options),
 }
 
 fn main() -> Result<()> {
@@ -34,5 +37,6 @@ fn main() -> Result<()> {
         Command::Build(opts) => build::run(&opts).map(|_| ()),
         Command::Run(opts) => run::run(&opts),
         Command::Test(opts) => test::run(&opts),
+        Command::BenchL4(opts) => bench_l4::run(&opts),
     }
 }

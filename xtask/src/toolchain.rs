@@ -195,7 +195,7 @@ fn install_debian(missing: &[String]) -> Result<()> {
 /// Tools the tests and the run command use besides the compiler; installed
 /// with the toolchain on Debian, reported otherwise.
 pub fn ensure_test_tools() -> Result<()> {
-    let need: Vec<&str> = ["ip", "curl"]
+    let need: Vec<&str> = ["ip", "curl", "ethtool"]
         .into_iter()
         .filter(|t| {
             which(t).is_none()
@@ -222,7 +222,7 @@ pub fn ensure_test_tools() -> Result<()> {
         return Ok(());
     }
     bail!(
-        "missing tools: {} (install iproute2 and curl)",
+        "missing tools: {} (install iproute2, curl and ethtool)",
         need.join(", ")
     )
 }

@@ -11,7 +11,7 @@ fn main() {
     let want = |name: &str| all || what.iter().any(|w| w == name);
     if want("cost") {
         match bpf_tests::bench::cost() {
-            Ok(report) => print!("{}", report.table()),
+            Ok(report) => println!("{}", report.table()),
             Err(e) => {
                 eprintln!("bench-l4 cost: {e}");
                 std::process::exit(1);
@@ -20,9 +20,18 @@ fn main() {
     }
     if want("pps") {
         match bpf_tests::bench::pps() {
-            Ok(rows) => print!("{}", bpf_tests::bench::pps_table(&rows)),
+            Ok(rows) => println!("{}", bpf_tests::bench::pps_table(&rows)),
             Err(e) => {
                 eprintln!("bench-l4 pps: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if want("iperf") {
+        match bpf_tests::bench::iperf() {
+            Ok(rows) => println!("{}", bpf_tests::bench::iperf_table(&rows)),
+            Err(e) => {
+                eprintln!("bench-l4 iperf: {e}");
                 std::process::exit(1);
             }
         }
