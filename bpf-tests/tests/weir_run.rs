@@ -1,5 +1,5 @@
 //! End to end: the real `weir` binary on a config with an HTTP frontend on
-//! loopback and two demo origins. Requests go through weir, the XDP program
+//! loopback and two demo origins, in a network namespace of its own. Requests go through weir, the XDP program
 //! attached to `lo` counts them (read with `bpftool map dump pinned`, as a
 //! user would), and SIGTERM stops weir with exit 0 and its pins removed.
 
@@ -92,6 +92,10 @@ fn weir_run_proxies_counts_in_xdp_and_stops_cleanly_on_sigterm() {
     if !bpf_tests::require_bpf("weir_run_proxies_counts_in_xdp_and_stops_cleanly_on_sigterm") {
         return;
     }
+    // A namespace of its own: its `lo` is free for XDP whatever the host's
+    // `lo` has attached, and weir (a child of this thread) starts in it.
+    let ns = bpf_tests::netns::NetNs::new("run").expect("create netns");
+    let _inside = ns.enter().expect("enter netns");
     let (fe, o1, o2) = (free_port(), free_port(), free_port());
     let instance = format!("e2e-{}", std::process::id());
     let dir = std::env::temp_dir().join(&instance);

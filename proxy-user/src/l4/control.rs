@@ -68,6 +68,9 @@ impl L4Control {
         for i in 0..this.services.len() {
             this.publish_table(i)?;
         }
+        // Counted-only frontends too, also when there is no XDP service
+        // (publish_table writes the frontend table only for services).
+        this.write_frontends()?;
         Ok(this)
     }
 
