@@ -7,13 +7,7 @@
 //! -> a banner saying what runs where -> wait for SIGTERM/SIGINT -> detach,
 //! remove this instance's pins, exit 0.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    process::ExitCode,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use proxy_common::{proto, FrontendInfo, FrontendKey};
@@ -132,7 +126,11 @@ fn xdp_entries(cfg: &Config) -> (Vec<XdpEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     for fe in &cfg.frontends {
-        let proto = if fe.mode == Mode::Udp { proto::UDP } else { proto::TCP };
+        let proto = if fe.mode == Mode::Udp {
+            proto::UDP
+        } else {
+            proto::TCP
+        };
         for bind in &fe.binds {
             if bind.addr.ip().is_unspecified() {
                 skipped.push(format!("{} ({})", fe.name, bind.addr));
@@ -218,7 +216,14 @@ fn spawn_l4_health(
     control: Arc<std::sync::Mutex<L4Control>>,
 ) -> Vec<health::checker::HealthChecker> {
     let mut checkers = Vec::new();
-    let services: Vec<(usize, String, Vec<(usize, health::checker::Target)>, std::time::Duration, u32, u32)> = {
+    let services: Vec<(
+        usize,
+        String,
+        Vec<(usize, health::checker::Target)>,
+        std::time::Duration,
+        u32,
+        u32,
+    )> = {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
         guard
             .services()
@@ -244,7 +249,14 @@ fn spawn_l4_health(
                     })
                     .collect();
                 let first = be.servers.iter().find(|s| s.check)?;
-                Some((si, be.name.clone(), targets, first.inter, first.rise, first.fall))
+                Some((
+                    si,
+                    be.name.clone(),
+                    targets,
+                    first.inter,
+                    first.rise,
+                    first.fall,
+                ))
             })
             .filter(|(_, _, t, ..)| !t.is_empty())
             .collect()
@@ -255,7 +267,9 @@ fn spawn_l4_health(
         let checker = health::checker::HealthChecker::spawn(
             backend,
             targets.into_iter().map(|(_, t)| t).collect(),
-            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(inter.min(DEFAULT_CONNECT_TIMEOUT))),
+            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(
+                inter.min(DEFAULT_CONNECT_TIMEOUT),
+            )),
             health::checker::CheckerConfig {
                 inter,
                 fastinter: None,
@@ -308,7 +322,10 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     for demo in &cfg.global.demo_origins {
         let bound = origin::serve(demo.name.clone(), &demo.addrs).await?;
         for addr in bound {
-            banner.push(format!("  origin    {:<12} http://{addr}/ (built-in demo origin)", demo.name));
+            banner.push(format!(
+                "  origin    {:<12} http://{addr}/ (built-in demo origin)",
+                demo.name
+            ));
         }
     }
 
@@ -329,10 +346,17 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     .map_err(|errors| {
         anyhow::anyhow!(
             "{}",
-            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
-    let strict = cfg.frontends.iter().any(|f| f.xdp.is_some_and(|x| x.strict));
+    let strict = cfg
+        .frontends
+        .iter()
+        .any(|f| f.xdp.is_some_and(|x| x.strict));
     if strict && args.no_xdp {
         bail!("--no-xdp given, but a frontend demands `xdp strict`");
     }
@@ -343,11 +367,15 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         match start_xdp(&cfg, &args, &entries, services) {
             Ok(c) => Some(Arc::new(std::sync::Mutex::new(c))),
             Err(e) if strict => {
-                return Err(e.context("a frontend demands `xdp strict`, so weir cannot start without XDP"))
+                return Err(
+                    e.context("a frontend demands `xdp strict`, so weir cannot start without XDP")
+                )
             }
             Err(e) => {
                 if has_services {
-                    log::warn!("XDP not available, XDP services fall back to the userspace relay: {e:#}");
+                    log::warn!(
+                        "XDP not available, XDP services fall back to the userspace relay: {e:#}"
+                    );
                 } else {
                     log::warn!("XDP not available, continuing in userspace only: {e:#}");
                 }
@@ -367,7 +395,12 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             .default_backend
             .as_deref()
             .and_then(|b| cfg.backend(b))
-            .with_context(|| format!("frontend '{}' has no default_backend to send traffic to", fe.name))?;
+            .with_context(|| {
+                format!(
+                    "frontend '{}' has no default_backend to send traffic to",
+                    fe.name
+                )
+            })?;
         let servers: Vec<RelayServer> = backend
             .servers
             .iter()
@@ -391,9 +424,16 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                     bind.addr
                 )
             })?;
-            let max = fe.maxconn.map(|m| m as usize).unwrap_or(DEFAULT_MAX_CONNECTIONS);
+            let max = fe
+                .maxconn
+                .map(|m| m as usize)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS);
             tokio::spawn(relay.clone().run(listener, max));
-            let how = if fe.xdp.is_some() { " (userspace fallback of an XDP service)" } else { "" };
+            let how = if fe.xdp.is_some() {
+                " (userspace fallback of an XDP service)"
+            } else {
+                ""
+            };
             banner.push(format!(
                 "  frontend  {:<12} {} {} -> backend '{}' ({} servers){how}",
                 fe.name,
@@ -412,7 +452,10 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     if let Some(control) = &control {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
         let p = guard.program();
-        let pin = p.pin_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        let pin = p
+            .pin_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         banner.push(format!(
             "  xdp       weir_xdp attached to {} (counting {} frontend addresses), maps pinned in {pin}/",
             p.attached().join(", "),
@@ -422,11 +465,23 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             banner.push(format!(
                 "  l4        {:<12} {} {} {} reals, Maglev table {} ({})",
                 svc.name,
-                if svc.proto == proto::UDP { "udp" } else { "tcp" },
-                svc.vips.iter().map(|(v, _)| v.to_string()).collect::<Vec<_>>().join(","),
+                if svc.proto == proto::UDP {
+                    "udp"
+                } else {
+                    "tcp"
+                },
+                svc.vips
+                    .iter()
+                    .map(|(v, _)| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 svc.reals.len(),
                 svc.table_size,
-                if svc.flags & proxy_common::FRONTEND_FLAG_DSR != 0 { "dsr" } else { "nat" },
+                if svc.flags & proxy_common::FRONTEND_FLAG_DSR != 0 {
+                    "dsr"
+                } else {
+                    "nat"
+                },
             ));
         }
         drop(guard);
@@ -463,7 +518,9 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         checker.shutdown().await;
     }
     if let Some(control) = control {
-        let Ok(control) = Arc::try_unwrap(control).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())) else {
+        let Ok(control) =
+            Arc::try_unwrap(control).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        else {
             bail!("internal error: the L4 control is still shared at shutdown");
         };
         let ids: Vec<u32> = entries.iter().map(|e| e.info.id).collect();
@@ -481,7 +538,11 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         let removed = control.shutdown();
         log::info!(
             "XDP detached{}",
-            if removed { ", pins removed" } else { " (pins kept: another weir process of this instance is running)" }
+            if removed {
+                ", pins removed"
+            } else {
+                " (pins kept: another weir process of this instance is running)"
+            }
         );
     }
     Ok(())

@@ -379,7 +379,9 @@ impl XdpProgram {
             Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
         for id in 0..clear_to {
             if !reals.iter().any(|(r, _)| *r == id) {
-                array.set(id, RealInfo::default(), 0).map_err(maps::map_error(name))?;
+                array
+                    .set(id, RealInfo::default(), 0)
+                    .map_err(maps::map_error(name))?;
             }
         }
         for (id, info) in reals {
@@ -394,7 +396,9 @@ impl XdpProgram {
         let mut array: Array<_, u32> =
             Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
         for (i, real) in table.iter().enumerate() {
-            array.set(base + i as u32, real, 0).map_err(maps::map_error(name))?;
+            array
+                .set(base + i as u32, real, 0)
+                .map_err(maps::map_error(name))?;
         }
         Ok(())
     }
@@ -438,11 +442,13 @@ impl XdpProgram {
                 source: Box::new(source),
             })?;
         }
-        program.attach(iface, mode).map_err(|source| L4Error::Attach {
-            iface: iface.to_string(),
-            mode,
-            source: Box::new(source),
-        })?;
+        program
+            .attach(iface, mode)
+            .map_err(|source| L4Error::Attach {
+                iface: iface.to_string(),
+                mode,
+                source: Box::new(source),
+            })?;
         self.attached.push(format!("{iface} (decap)"));
         Ok(())
     }
