@@ -19,7 +19,7 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfError, EbpfLoader,
 };
-use proxy_common::{map_names, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
+use proxy_common::{map_names, FlowCounters, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
 
 use super::{bpffs, maps};
 
@@ -451,6 +451,19 @@ impl XdpProgram {
             })?;
         self.attached.push(format!("{iface} (decap)"));
         Ok(())
+    }
+
+    /// Sums slot `index` of a per-CPU [`FlowCounters`] map (SERVICE_STATS or REAL_STATS).
+    pub fn flow_counters(&self, name: &'static str, index: u32) -> Result<FlowCounters, L4Error> {
+        let map = self.ebpf.map(name).ok_or(L4Error::MissingMap { name })?;
+        let array: aya::maps::PerCpuArray<_, FlowCounters> =
+            aya::maps::PerCpuArray::try_from(map).map_err(maps::map_error(name))?;
+        let values = array.get(&index, 0).map_err(maps::map_error(name))?;
+        Ok(values.iter().fold(FlowCounters::default(), |acc, v| FlowCounters {
+            packets: acc.packets + v.packets,
+            bytes: acc.bytes + v.bytes,
+            new_flows: acc.new_flows + v.new_flows,
+        }))
     }
 
     /// Sums every counter; `frontend_ids` are the stats slots in use.
