@@ -11,3 +11,4 @@ pub mod cli;
 pub mod l4;
 pub mod origin;
 pub mod relay;
+pub mod tls;
