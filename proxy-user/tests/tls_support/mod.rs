@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use proxy_user::tls::{MaybeTlsStream, TlsAcceptor};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -78,7 +78,12 @@ impl TestCa {
     /// A leaf for `names` valid from yesterday for 90 days.
     pub fn leaf(&self, names: &[&str], kind: KeyKind) -> Leaf {
         let now = OffsetDateTime::now_utc();
-        self.leaf_valid(names, kind, now - time::Duration::days(1), now + time::Duration::days(90))
+        self.leaf_valid(
+            names,
+            kind,
+            now - time::Duration::days(1),
+            now + time::Duration::days(90),
+        )
     }
 
     /// A leaf with an explicit validity period.
@@ -92,11 +97,17 @@ impl TestCa {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("leaf params");
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.distinguished_name = dn;
         params.not_before = not_before;
         params.not_after = not_after;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = match kind {
             KeyKind::EcdsaP256 => KeyPair::generate().expect("ecdsa key"),
@@ -133,11 +144,12 @@ impl TestCa {
         versions: &[&'static rustls::SupportedProtocolVersion],
         alpn: &[&str],
     ) -> ClientConfig {
-        let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .expect("versions")
-            .with_root_certificates(self.roots())
-            .with_no_client_auth();
+        let mut c =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(self.roots())
+                .with_no_client_auth();
         c.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
         c
     }
@@ -146,10 +158,20 @@ impl TestCa {
 /// An RSA 2048 key pair made by `openssl genpkey` (PKCS#8).
 pub fn rsa_key() -> KeyPair {
     let out = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
         .output()
         .expect("run openssl genpkey (apt-get install openssl)");
-    assert!(out.status.success(), "openssl genpkey: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl genpkey: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pem = String::from_utf8(out.stdout).expect("pem");
     KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).expect("rsa key")
 }
@@ -187,7 +209,8 @@ impl Handshake {
     }
 }
 
-/// Connects with `config`, sending `sni` (a DNS name) or no SNI when `None`.
+/// Connects with `config`; `sni` is sent and verified, `None` sends no SNI
+/// (use an [`any_cert_config`] client then, as no name can be verified).
 pub async fn handshake(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
@@ -197,12 +220,10 @@ pub async fn handshake(
     let name = match sni {
         Some(n) => ServerName::try_from(n.to_string()).expect("dns name"),
         None => {
-            // rustls sends no SNI for an IP address name; the certificate is
-            // still verified against it, so skip verification by name there.
             let mut c = (*config).clone();
             c.enable_sni = false;
             config = Arc::new(c);
-            ServerName::try_from("localhost").expect("name")
+            ServerName::try_from("no-sni.invalid").expect("name")
         }
     };
     let tcp = TcpStream::connect(addr).await?;
@@ -211,12 +232,64 @@ pub async fn handshake(
         tokio_rustls::TlsConnector::from(config).connect(name, tcp),
     )
     .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client handshake timed out"))??;
+    .map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "client handshake timed out")
+    })??;
     Ok(Handshake { stream })
 }
 
+/// A rustls client that accepts any certificate (to see which one a server
+/// picks when no name can be verified).
+pub fn any_cert_config() -> ClientConfig {
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_no_client_auth()
+}
+
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// Sends a minimal HTTP request and returns the whole response.
-pub async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) -> String {
+pub async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+) -> String {
     s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         .await
         .expect("write request");
@@ -247,10 +320,14 @@ pub async fn serve(acceptor: Arc<TlsAcceptor>) -> TestServer {
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 respond(MaybeTlsStream::from(tls)).await;
             });
         }
@@ -278,7 +355,10 @@ async fn respond(mut s: MaybeTlsStream<TcpStream>) {
                 Some(i) => format!(
                     "scheme={scheme} sni={} alpn={} version={} resumed={}\n",
                     i.sni.as_deref().unwrap_or("-"),
-                    i.alpn.as_deref().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or("-".into()),
+                    i.alpn
+                        .as_deref()
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .unwrap_or("-".into()),
                     i.version.unwrap_or("-"),
                     i.resumed
                 ),
