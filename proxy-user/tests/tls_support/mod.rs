@@ -63,6 +63,7 @@ impl TestCa {
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.serial_number = Some(serial());
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
@@ -104,11 +105,14 @@ impl TestCa {
         params.distinguished_name = dn;
         params.not_before = not_before;
         params.not_after = not_after;
+        params.serial_number = Some(serial());
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // Strict validators (sslyze, via the `cryptography` package) require the AKI.
+        params.use_authority_key_identifier_extension = true;
         let key = match kind {
             KeyKind::EcdsaP256 => KeyPair::generate().expect("ecdsa key"),
             KeyKind::Rsa2048 => rsa_key(),
@@ -153,6 +157,22 @@ impl TestCa {
         c.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
         c
     }
+}
+
+/// A unique positive serial number (rcgen's random ones may encode as
+/// negative, which strict parsers reject).
+fn serial() -> rcgen::SerialNumber {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Top byte 0x01: positive, never zero, unique per process and run.
+    let mut bytes = vec![0x01];
+    bytes.extend_from_slice(&nanos.to_be_bytes());
+    bytes.extend_from_slice(&n.to_be_bytes());
+    rcgen::SerialNumber::from_slice(&bytes)
 }
 
 /// An RSA 2048 key pair made by `openssl genpkey` (PKCS#8).
