@@ -55,7 +55,10 @@ async fn run(
     let one = || async {
         let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
-        let mut tls = connector.connect(name.clone(), tcp).await.expect("handshake");
+        let mut tls = connector
+            .connect(name.clone(), tcp)
+            .await
+            .expect("handshake");
         // Read the server's byte: TLS 1.3 tickets arrive before it.
         let mut b = [0u8; 1];
         tls.read_exact(&mut b).await.unwrap();
@@ -85,11 +88,17 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let ca = TestCa::new("bench ca");
     let dir = tempdir();
     let mut results = Vec::new();
-    for (key, kind) in [("ecdsa-p256", KeyKind::EcdsaP256), ("rsa-2048", KeyKind::Rsa2048)] {
+    for (key, kind) in [
+        ("ecdsa-p256", KeyKind::EcdsaP256),
+        ("rsa-2048", KeyKind::Rsa2048),
+    ] {
         let crt = dir.path().join(format!("{key}.pem"));
         ca.leaf(&["bench.test"], kind).write_bundle(&ca, &crt);
         let acceptor = Arc::new(TlsAcceptor::new(TlsServerSettings::with_certs([&crt])).unwrap());
@@ -109,14 +118,24 @@ fn main() {
                     });
                 }
             });
-            for (version, v) in [("tls1.3", &rustls::version::TLS13), ("tls1.2", &rustls::version::TLS12)] {
+            for (version, v) in [
+                ("tls1.3", &rustls::version::TLS13),
+                ("tls1.2", &rustls::version::TLS12),
+            ] {
                 for (mode, resumed) in [("full", false), ("resumed", true)] {
                     let mut cfg = ca.client_config_with(&[v], &[]);
                     if !resumed {
                         cfg.resumption = Resumption::disabled();
                     }
                     let (handshakes, wall, cpu) = run(addr, Arc::new(cfg), resumed, secs).await;
-                    let r = Result { key, version, mode, handshakes, wall, cpu };
+                    let r = Result {
+                        key,
+                        version,
+                        mode,
+                        handshakes,
+                        wall,
+                        cpu,
+                    };
                     print_result(&r, json);
                     results.push(r);
                 }

@@ -282,3 +282,48 @@ fn connector_settings_are_validated() {
         "{e}"
     );
 }
+
+#[test]
+fn same_name_prefers_a_key_the_client_can_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    // RSA key from the openssl CLI (ring cannot generate RSA keys).
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl genpkey");
+    assert!(out.status.success());
+    let rsa_pem = String::from_utf8(out.stdout).unwrap();
+    let rsa_key = KeyPair::from_pem_and_sign_algo(&rsa_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let rsa_cert = CertificateParams::new(vec!["dual.test".to_string()])
+        .unwrap()
+        .self_signed(&rsa_key)
+        .unwrap();
+    let rsa = write(
+        dir.path(),
+        "1-rsa.pem",
+        &format!("{}{}", rsa_cert.pem(), rsa_key.serialize_pem()),
+    );
+    let ecdsa = bundle(dir.path(), "2-ecdsa.pem", &["dual.test"]);
+    let store = CertStore::load(&[rsa, ecdsa], &crypto_provider()).unwrap();
+
+    let algo = |schemes: &[SignatureScheme]| {
+        let key = store.lookup("dual.test", schemes).unwrap();
+        key.key.algorithm()
+    };
+    assert_eq!(
+        algo(&[SignatureScheme::ECDSA_NISTP256_SHA256]),
+        rustls::SignatureAlgorithm::ECDSA
+    );
+    assert_eq!(
+        algo(&[SignatureScheme::RSA_PSS_SHA256]),
+        rustls::SignatureAlgorithm::RSA
+    );
+    // Both acceptable: load order decides.
+    assert_eq!(algo(SCHEMES), rustls::SignatureAlgorithm::RSA);
+}
