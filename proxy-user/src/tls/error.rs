@@ -91,7 +91,7 @@ pub enum TlsConfigError {
     #[error("invalid alpn protocol name '{0}': must be 1 to 255 bytes")]
     InvalidAlpn(String),
     /// `verify required` without `ca-file`.
-    #[error("verify required needs a ca-file (or `verify none`)")]
+    #[error("verify required needs a ca-file (or verify none)")]
     MissingCaFile,
     /// A `ca-file` with no usable CA certificate.
     #[error("'{}': no usable ca certificate: {detail}", path.display())]

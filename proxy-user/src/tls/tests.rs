@@ -257,7 +257,7 @@ fn connector_settings_are_validated() {
     let e = TlsConnector::new(&TlsClientSettings::default()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "verify required needs a ca-file (or `verify none`)"
+        "verify required needs a ca-file (or verify none)"
     );
     let e = TlsConnector::new(&TlsClientSettings {
         verify: Verify::None,
