@@ -15,6 +15,7 @@ fn load_for(suite: &Suite) -> XdpProgram {
             instance: format!("test-{}", std::process::id()),
             log_level: log::LevelFilter::Off,
             pin: false,
+            max_entries: Vec::new(),
         },
     )
     .expect("load the XDP program");

@@ -9,6 +9,7 @@ const EXAMPLES: &str = "\
 Examples:
   weir run -f configs/weir.cfg          run on a config (as root for XDP)
   weir check -f configs/weir.cfg        validate a config, print every error
+  weir stats -f configs/weir.cfg        the shared counters (--json, --prometheus, --watch 1)
   weir origin --listen 127.0.0.1:9001   a demo/test HTTP origin
   curl http://127.0.0.1:8080/           a request through the default config
   bpftool map dump pinned /sys/fs/bpf/weir/weir/WEIR_FE_STATS
@@ -36,6 +37,15 @@ pub enum Command {
         /// The config file.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+    },
+    /// Print the shm-stats-file (table, --json, --prometheus, --watch); read-only, needs no running weir.
+    Stats {
+        /// Take the file from this config's `shm-stats-file`.
+        #[arg(short = 'f', long = "config")]
+        config: Option<PathBuf>,
+        /// What to print.
+        #[command(flatten)]
+        args: crate::stats::cli::StatsArgs,
     },
     /// Serve HTTP as a demo/test origin (answers with its name, /echo, /size/N).
     Origin {

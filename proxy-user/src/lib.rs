@@ -18,6 +18,7 @@ pub mod config;
 pub mod health;
 pub mod http;
 pub mod l4;
+pub mod net;
 pub mod origin;
 pub mod relay;
 pub mod runtime;

@@ -7,11 +7,13 @@
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
 };
+
+use crate::stats::{Counter, EntityCounters};
 
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -24,25 +26,14 @@ use tokio::{
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// One server of a relay.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayServer {
     /// Name from the config.
     pub name: String,
     /// Where to connect.
     pub addr: SocketAddr,
-}
-
-/// Counters of one relay (process-local).
-#[derive(Debug, Default)]
-pub struct RelayCounters {
-    /// Client connections accepted.
-    pub sessions: AtomicU64,
-    /// Bytes from clients to servers.
-    pub bytes_in: AtomicU64,
-    /// Bytes from servers to clients.
-    pub bytes_out: AtomicU64,
-    /// Connect attempts that failed.
-    pub connect_errors: AtomicU64,
+    /// The server's counters.
+    pub counters: EntityCounters,
 }
 
 /// A configured relay: servers in round-robin order.
@@ -52,19 +43,28 @@ pub struct Relay {
     servers: Vec<RelayServer>,
     next: AtomicUsize,
     connect_timeout: Duration,
-    /// Counters, shared with the stats reporter.
-    pub counters: Arc<RelayCounters>,
+    /// The frontend's counters.
+    pub frontend: EntityCounters,
+    /// The backend's counters.
+    pub backend: EntityCounters,
 }
 
 impl Relay {
     /// A relay over `servers` with the given connect timeout.
-    pub fn new(name: String, servers: Vec<RelayServer>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        name: String,
+        servers: Vec<RelayServer>,
+        connect_timeout: Duration,
+        frontend: EntityCounters,
+        backend: EntityCounters,
+    ) -> Self {
         Self {
             name,
             servers,
             next: AtomicUsize::new(0),
             connect_timeout,
-            counters: Arc::default(),
+            frontend,
+            backend,
         }
     }
 
@@ -73,48 +73,42 @@ impl Relay {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.servers.len() {
             let server = &self.servers[(start + i) % self.servers.len()];
-            match timeout(self.connect_timeout, TcpStream::connect(server.addr)).await {
+            server.counters.connection();
+            let why = match timeout(self.connect_timeout, TcpStream::connect(server.addr)).await {
                 Ok(Ok(stream)) => return Some((stream, server)),
-                Ok(Err(e)) => {
-                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "{}: connect to server {} ({}) failed: {e}",
-                        self.name,
-                        server.name,
-                        server.addr
-                    );
-                }
-                Err(_) => {
-                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "{}: connect to server {} ({}) timed out",
-                        self.name,
-                        server.name,
-                        server.addr
-                    );
-                }
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_string(),
+            };
+            server.counters.inc(Counter::ConnectErrors);
+            self.backend.inc(Counter::ConnectErrors);
+            log::warn!(
+                "{}: connect to server {} ({}) failed: {why}",
+                self.name,
+                server.name,
+                server.addr
+            );
         }
         None
     }
 
     /// Relays one client connection.
     pub async fn handle(&self, mut client: TcpStream) {
-        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
-        let Some((mut server, _)) = self.connect().await else {
+        self.frontend.connection();
+        self.frontend.session_started();
+        self.backend.session_started();
+        let Some((mut server, chosen)) = self.connect().await else {
             return; // dropping the client closes it: no server could be reached
         };
+        chosen.counters.session_started();
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
         if let Ok((to_server, to_client)) =
             tokio::io::copy_bidirectional(&mut client, &mut server).await
         {
-            self.counters
-                .bytes_in
-                .fetch_add(to_server, Ordering::Relaxed);
-            self.counters
-                .bytes_out
-                .fetch_add(to_client, Ordering::Relaxed);
+            for c in [&self.frontend, &self.backend, &chosen.counters] {
+                c.add(Counter::BytesIn, to_server);
+                c.add(Counter::BytesOut, to_client);
+            }
         }
     }
 
@@ -185,7 +179,8 @@ mod tests {
             c.read_to_string(&mut out).await.unwrap();
             assert!(out.ends_with("hello from o\n"), "{out}");
         }
-        assert_eq!(relay.counters.sessions.load(Ordering::Relaxed), 2);
-        assert!(relay.counters.connect_errors.load(Ordering::Relaxed) >= 1);
+        assert_eq!(relay.frontend.get(Counter::Sessions), 2);
+        assert!(relay.backend.get(Counter::ConnectErrors) >= 1);
+        assert!(relay.frontend.get(Counter::BytesOut) > 0);
     }
 }

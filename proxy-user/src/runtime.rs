@@ -11,7 +11,7 @@ use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc, time::Durat
 
 use anyhow::{bail, Context, Result};
 use proxy_common::{proto, FrontendInfo, FrontendKey};
-use tokio::{net::TcpListener, signal::unix::SignalKind};
+use tokio::signal::unix::SignalKind;
 
 use crate::{
     cli::{Command, RunArgs},
@@ -20,6 +20,7 @@ use crate::{
     l4::{self, control::L4Control, service::L4Service, XdpProgram},
     origin,
     relay::{Relay, RelayServer, DEFAULT_MAX_CONNECTIONS},
+    stats::{self, registry::Registry, StatsStore, StoreOptions},
 };
 
 /// Connect timeout when the config sets none (HAProxy warns and uses none; we pick a sane bound).
@@ -39,6 +40,25 @@ pub fn main(command: Command) -> Result<ExitCode> {
                 rt.worker_threads(n as usize);
             }
             rt.enable_all().build()?.block_on(run(cfg, args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats { config, args } => {
+            let file = match (&args.file, &config) {
+                (Some(f), _) => f.clone(),
+                (None, Some(cfg_path)) => {
+                    let Some(cfg) = load_or_report(cfg_path) else {
+                        return Ok(ExitCode::from(2));
+                    };
+                    cfg.global.shm_stats_file.with_context(|| {
+                        format!(
+                            "{}: no `shm-stats-file` in the global section; pass --file PATH",
+                            cfg_path.display()
+                        )
+                    })?
+                }
+                (None, None) => bail!("give the stats file (--file PATH) or a config (-f CONFIG)"),
+            };
+            stats::cli::run_stats_command(&args, &file)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Origin { listen, name } => {
@@ -209,6 +229,18 @@ fn start_xdp(
     Ok(control)
 }
 
+/// The reals of one XDP service that are health-checked.
+struct CheckedReals {
+    /// Index of the service in `L4Control::services`.
+    service: usize,
+    backend: String,
+    /// (index of the real in the service, what to check).
+    targets: Vec<(usize, health::checker::Target)>,
+    inter: Duration,
+    rise: u32,
+    fall: u32,
+}
+
 /// Health checks of the XDP services' reals (servers with `check`): a
 /// state change logs HAProxy's line and republishes the Maglev table.
 fn spawn_l4_health(
@@ -216,14 +248,7 @@ fn spawn_l4_health(
     control: Arc<std::sync::Mutex<L4Control>>,
 ) -> Vec<health::checker::HealthChecker> {
     let mut checkers = Vec::new();
-    let services: Vec<(
-        usize,
-        String,
-        Vec<(usize, health::checker::Target)>,
-        std::time::Duration,
-        u32,
-        u32,
-    )> = {
+    let services: Vec<CheckedReals> = {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
         guard
             .services()
@@ -249,19 +274,27 @@ fn spawn_l4_health(
                     })
                     .collect();
                 let first = be.servers.iter().find(|s| s.check)?;
-                Some((
-                    si,
-                    be.name.clone(),
+                Some(CheckedReals {
+                    service: si,
+                    backend: be.name.clone(),
                     targets,
-                    first.inter,
-                    first.rise,
-                    first.fall,
-                ))
+                    inter: first.inter,
+                    rise: first.rise,
+                    fall: first.fall,
+                })
             })
-            .filter(|(_, _, t, ..)| !t.is_empty())
+            .filter(|c| !c.targets.is_empty())
             .collect()
     };
-    for (si, backend, targets, inter, rise, fall) in services {
+    for CheckedReals {
+        service: si,
+        backend,
+        targets,
+        inter,
+        rise,
+        fall,
+    } in services
+    {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let index: Vec<usize> = targets.iter().map(|(ri, _)| *ri).collect();
         let checker = health::checker::HealthChecker::spawn(
@@ -318,6 +351,34 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         std::process::id()
     )];
     let mut curl_lines = Vec::new();
+
+    // Counters: the shm-stats-file when configured, process-local otherwise.
+    let (store, warnings) = StatsStore::open(
+        cfg.global.shm_stats_file.as_deref(),
+        cfg.global.shm_stats_file_max_objects.unwrap_or(0) as u64,
+        StoreOptions::default(),
+    )?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let (registry, warnings) = Registry::register(&store, &cfg);
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let unnamed = cfg.entities_without_guid();
+    if !unnamed.is_empty() {
+        log::info!(
+            "counted in this process only (no guid, so not in the shm-stats-file): {}",
+            unnamed.join(", ")
+        );
+    }
+    let heartbeat = store.spawn_heartbeat(stats::DEFAULT_HEARTBEAT_INTERVAL);
+    if let Some(path) = &cfg.global.shm_stats_file {
+        banner.push(format!(
+            "  stats     {} (shared, GUID-keyed)",
+            path.display()
+        ));
+    }
 
     for demo in &cfg.global.demo_origins {
         let bound = origin::serve(demo.name.clone(), &demo.addrs).await?;
@@ -401,21 +462,43 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                     fe.name
                 )
             })?;
+        let local = || store.register(None, stats::ObjectType::Server);
         let servers: Vec<RelayServer> = backend
             .servers
             .iter()
             .map(|s| RelayServer {
                 name: s.name.clone(),
                 addr: s.addr,
+                counters: registry
+                    .servers
+                    .get(&(backend.name.clone(), s.name.clone()))
+                    .or_else(|| registry.l4_reals.get(&(fe.name.clone(), s.name.clone())))
+                    .cloned()
+                    .unwrap_or_else(local),
             })
             .collect();
         let connect_timeout = backend.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let relay = Arc::new(Relay::new(fe.name.clone(), servers, connect_timeout));
+        let relay = Arc::new(Relay::new(
+            fe.name.clone(),
+            servers,
+            connect_timeout,
+            registry
+                .frontends
+                .get(&fe.name)
+                .or_else(|| registry.l4_services.get(&fe.name))
+                .cloned()
+                .unwrap_or_else(local),
+            registry
+                .backends
+                .get(&backend.name)
+                .cloned()
+                .unwrap_or_else(local),
+        ));
         for bind in &fe.binds {
             if bind.addr.port() == 0 {
                 continue; // an all-ports XDP service: nothing to listen on
             }
-            let listener = TcpListener::bind(bind.addr).await.with_context(|| {
+            let listener = crate::net::listen_reuseport(bind.addr).with_context(|| {
                 format!(
                     "{}:{}: frontend '{}' cannot listen on {}",
                     cfg.source.display(),
@@ -449,6 +532,7 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     }
 
     let mut checkers = Vec::new();
+    let mut sync = None;
     if let Some(control) = &control {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
         let p = guard.program();
@@ -486,6 +570,11 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         }
         drop(guard);
         checkers = spawn_l4_health(&cfg, control.clone());
+        sync = Some(stats::sync::SyncTask::spawn(
+            control.clone(),
+            mirror_plan(&cfg, &registry, &entries, control),
+            cfg.global.stats_sync_interval,
+        ));
     }
 
     let exe = std::env::current_exe()
@@ -517,11 +606,25 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     for checker in checkers {
         checker.shutdown().await;
     }
+    if let Some(sync) = sync {
+        sync.finish();
+    }
     if let Some(control) = control {
-        let Ok(control) =
-            Arc::try_unwrap(control).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        else {
-            bail!("internal error: the L4 control is still shared at shutdown");
+        // The health and sync tasks hold clones until their cancellation
+        // completes: wait (bounded) for them to let go.
+        let mut control = control;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let control = loop {
+            match Arc::try_unwrap(control) {
+                Ok(m) => break m.into_inner().unwrap_or_else(|e| e.into_inner()),
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    control = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => {
+                    bail!("internal error: the L4 control is still shared 5 s after shutdown")
+                }
+            }
         };
         let ids: Vec<u32> = entries.iter().map(|e| e.info.id).collect();
         if let Ok(snap) = control.program().snapshot(&ids) {
@@ -545,5 +648,45 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             }
         );
     }
+    heartbeat.abort();
+    store.close();
     Ok(())
+}
+
+/// Which stats object each XDP counter is mirrored into.
+fn mirror_plan(
+    cfg: &Config,
+    registry: &Registry,
+    entries: &[XdpEntry],
+    control: &Arc<std::sync::Mutex<L4Control>>,
+) -> stats::sync::MirrorPlan {
+    let slots_of = |fe: &str| -> Vec<u32> {
+        entries
+            .iter()
+            .filter(|e| e.frontend == fe)
+            .map(|e| e.info.id)
+            .collect()
+    };
+    let mut plan = stats::sync::MirrorPlan {
+        frontends: Vec::new(),
+        services: Vec::new(),
+        reals: Vec::new(),
+    };
+    for fe in &cfg.frontends {
+        if let Some(h) = registry.frontends.get(&fe.name) {
+            plan.frontends.push((h.clone(), slots_of(&fe.name)));
+        }
+        if let Some(h) = registry.l4_services.get(&fe.name) {
+            plan.services.push((h.clone(), slots_of(&fe.name)));
+        }
+    }
+    let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+    for svc in guard.services() {
+        for r in &svc.reals {
+            if let Some(h) = registry.l4_reals.get(&(svc.name.clone(), r.name.clone())) {
+                plan.reals.push((h.clone(), r.id));
+            }
+        }
+    }
+    plan
 }

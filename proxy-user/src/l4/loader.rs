@@ -16,7 +16,11 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, MapError},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, Xdp, XdpMode,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
 use proxy_common::{map_names, FlowCounters, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
@@ -107,6 +111,14 @@ pub enum L4Error {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The pinned XDP link of an interface could not be used or made.
+    #[error("XDP link on interface '{iface}': {why}")]
+    Link {
+        /// Interface name.
+        iface: String,
+        /// What failed.
+        why: String,
+    },
     /// A map is missing from the object.
     #[error("map {name} is missing from the eBPF object (object and binary out of sync? rebuild with `cargo xtask build`)")]
     MissingMap {
@@ -192,6 +204,8 @@ pub struct XdpProgram {
     pin_dir: Option<PathBuf>,
     lock: Option<File>,
     attached: Vec<String>,
+    /// Pinned XDP links created by this process (their pins outlive it).
+    links: Vec<PinnedLink>,
 }
 
 fn aya_log_level(level: log::LevelFilter) -> u8 {
@@ -265,6 +279,7 @@ impl XdpProgram {
             pin_dir,
             lock,
             attached: Vec::new(),
+            links: Vec::new(),
         };
         this.program_mut()?
             .load()
@@ -317,14 +332,55 @@ impl XdpProgram {
     }
 
     /// Attaches to `iface`.
+    ///
+    /// The XDP link is pinned next to the maps (`link_<iface>`), so it
+    /// outlives this process: a second weir of the same instance (a reload)
+    /// finds the interface busy, opens the pinned link and atomically
+    /// replaces the program in it (`bpf_link_update`), with no moment where
+    /// no program runs. The last process of the instance removes the pin,
+    /// which detaches.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), L4Error> {
-        self.program_mut()?
-            .attach(iface, mode)
-            .map_err(|source| L4Error::Attach {
-                iface: iface.to_string(),
-                mode,
-                source: Box::new(source),
-            })?;
+        let link_pin = self
+            .pin_dir
+            .as_ref()
+            .map(|d| d.join(format!("link_{iface}")));
+        let attach_err = |source: ProgramError| L4Error::Attach {
+            iface: iface.to_string(),
+            mode,
+            source: Box::new(source),
+        };
+        let takeover = link_pin.as_ref().filter(|p| p.exists()).cloned();
+        let program = self.program_mut()?;
+        match takeover {
+            Some(pin) => {
+                let link_err = |why: String| L4Error::Link {
+                    iface: iface.to_string(),
+                    why,
+                };
+                let pinned = PinnedLink::from_pin(&pin)
+                    .map_err(|e| link_err(format!("cannot open pin {}: {e}", pin.display())))?;
+                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| {
+                    link_err(format!("pin {} is not an XDP link: {e}", pin.display()))
+                })?;
+                program.attach_to_link(link).map_err(attach_err)?;
+                log::info!("took over the XDP link on {iface} from the previous weir process");
+            }
+            None => {
+                let id = program.attach(iface, mode).map_err(attach_err)?;
+                if let Some(pin) = link_pin {
+                    let link = program.take_link(id).map_err(attach_err)?;
+                    let fd_link: FdLink = link.try_into().map_err(|e| L4Error::Link {
+                        iface: iface.to_string(),
+                        why: format!("attached through netlink, which cannot be pinned: {e}"),
+                    })?;
+                    let pinned = fd_link.pin(&pin).map_err(|e| L4Error::PinDir {
+                        path: pin.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                    self.links.push(pinned);
+                }
+            }
+        }
         self.attached.push(iface.to_string());
         Ok(())
     }
@@ -459,11 +515,13 @@ impl XdpProgram {
         let array: aya::maps::PerCpuArray<_, FlowCounters> =
             aya::maps::PerCpuArray::try_from(map).map_err(maps::map_error(name))?;
         let values = array.get(&index, 0).map_err(maps::map_error(name))?;
-        Ok(values.iter().fold(FlowCounters::default(), |acc, v| FlowCounters {
-            packets: acc.packets + v.packets,
-            bytes: acc.bytes + v.bytes,
-            new_flows: acc.new_flows + v.new_flows,
-        }))
+        Ok(values
+            .iter()
+            .fold(FlowCounters::default(), |acc, v| FlowCounters {
+                packets: acc.packets + v.packets,
+                bytes: acc.bytes + v.bytes,
+                new_flows: acc.new_flows + v.new_flows,
+            }))
     }
 
     /// Sums every counter; `frontend_ids` are the stats slots in use.
@@ -532,9 +590,12 @@ fn try_exclusive(lock: &File) -> bool {
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
+/// Removes every pin of the instance: maps, and XDP links (which detaches them).
 fn remove_pins(dir: &Path) {
-    for name in PINNED_MAPS {
-        let _ = std::fs::remove_file(dir.join(name));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     let _ = std::fs::remove_dir(dir);
 }

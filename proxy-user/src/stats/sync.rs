@@ -48,19 +48,13 @@ fn mirror3(
 /// One sync pass.
 pub fn sync_once(control: &L4Control, plan: &MirrorPlan) -> Result<(), StatsError> {
     let program = control.program();
+    // Frontends served in userspace count their own bytes (L7); from XDP
+    // they only get the packets it saw for their addresses.
     for (handle, slots) in &plan.frontends {
-        mirror3(
-            handle,
-            [Counter::PacketsIn, Counter::BytesIn, Counter::NewFlows],
-            || {
-                let snap = program.snapshot(slots).ok()?;
-                let (p, b) = snap
-                    .frontends
-                    .iter()
-                    .fold((0, 0), |(p, b), (_, c)| (p + c.packets, b + c.bytes));
-                Some([p, b, 0])
-            },
-        )?;
+        let token = handle.mirror_begin(Counter::PacketsIn)?;
+        if let Ok(snap) = program.snapshot(slots) {
+            token.commit(snap.frontends.iter().map(|(_, c)| c.packets).sum());
+        }
     }
     let sum = |map: &'static str, ids: &[u32]| -> Option<[u64; 3]> {
         let mut total = FlowCounters::default();
