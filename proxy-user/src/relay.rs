@@ -153,19 +153,25 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
+        let (store, _) = crate::stats::StatsStore::open(None, 0, Default::default()).unwrap();
+        let local = || store.register(None, crate::stats::ObjectType::Server);
         let relay = Arc::new(Relay::new(
             "fe".into(),
             vec![
                 RelayServer {
                     name: "dead".into(),
                     addr: dead,
+                    counters: local(),
                 },
                 RelayServer {
                     name: "live".into(),
                     addr: origin,
+                    counters: local(),
                 },
             ],
             Duration::from_secs(1),
+            local(),
+            local(),
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
