@@ -47,6 +47,29 @@ pub enum Command {
         #[command(flatten)]
         args: crate::stats::cli::StatsArgs,
     },
+    /// Inspect the XDP L4 balancer of a running instance (from its pinned maps).
+    L4 {
+        /// The config the instance runs (for its name and the service/real names).
+        #[arg(
+            short = 'f',
+            long = "file",
+            global = true,
+            default_value = "configs/weir.cfg"
+        )]
+        file: PathBuf,
+        /// What to show.
+        #[command(subcommand)]
+        what: L4Command,
+    },
+    /// Strip Weir's DSR encapsulation on a real server: attach the decap program to IF.
+    Decap {
+        /// Interface receiving encapsulated packets from the balancer.
+        #[arg(long)]
+        iface: String,
+        /// Instance name for the pins (default: decap-IF).
+        #[arg(long)]
+        instance: Option<String>,
+    },
     /// Serve HTTP as a demo/test origin (answers with its name, /echo, /size/N).
     Origin {
         /// Address to listen on (repeatable).
@@ -70,4 +93,20 @@ pub struct RunArgs {
     /// Do not load the XDP program (userspace only).
     #[arg(long)]
     pub no_xdp: bool,
+}
+
+/// `weir l4` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum L4Command {
+    /// Services, reals, weights, health, Maglev table fill and counters.
+    Show,
+    /// Which real a flow goes to (Maglev pick and conntrack), e.g. `tcp 198.18.1.2:40000 198.18.0.1:80`.
+    Which {
+        /// tcp or udp.
+        proto: String,
+        /// Client address and port.
+        src: SocketAddr,
+        /// VIP and port.
+        dst: SocketAddr,
+    },
 }

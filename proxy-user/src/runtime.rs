@@ -61,6 +61,27 @@ pub fn main(command: Command) -> Result<ExitCode> {
             stats::cli::run_stats_command(&args, &file)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::L4 { file, what } => {
+            let Some(cfg) = load_or_report(&file) else {
+                return Ok(ExitCode::from(2));
+            };
+            let text = match what {
+                crate::cli::L4Command::Show => l4::inspect::show(&cfg)?,
+                crate::cli::L4Command::Which { proto, src, dst } => {
+                    l4::inspect::which(&cfg, &proto, src, dst)?
+                }
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decap { iface, instance } => {
+            init_logging(log::LevelFilter::Info);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(run_decap(iface, instance))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Origin { listen, name } => {
             init_logging(log::LevelFilter::Info);
             tokio::runtime::Builder::new_multi_thread()
@@ -117,6 +138,25 @@ fn init_logging(level: log::LevelFilter) {
         .parse_env("RUST_LOG")
         .format_timestamp_millis()
         .try_init();
+}
+
+/// `weir decap`: the real-side half of DSR, until SIGTERM/SIGINT.
+async fn run_decap(iface: String, instance: Option<String>) -> Result<()> {
+    let object = l4::find_object(None)?;
+    let mut program = XdpProgram::load(
+        &object,
+        &l4::LoadOptions {
+            instance: instance.unwrap_or_else(|| format!("decap-{iface}")),
+            log_level: log::LevelFilter::Info,
+            pin: true,
+            max_entries: Vec::new(),
+        },
+    )?;
+    program.attach_decap(&iface, aya::programs::XdpMode::Default)?;
+    println!("weir decap: stripping IPIP / IPv6-in-IPv6 on {iface}; stop with Ctrl-C or SIGTERM");
+    wait_for_stop_signal().await?;
+    program.shutdown();
+    Ok(())
 }
 
 async fn wait_for_stop_signal() -> Result<()> {
@@ -583,8 +623,14 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     banner.push("Try:".into());
     banner.extend(curl_lines);
     banner.push(format!("  {exe} check -f {}", cfg.source.display()));
+    if cfg.global.shm_stats_file.is_some() {
+        banner.push(format!("  {exe} stats -f {}", cfg.source.display()));
+    }
     if let Some(control) = &control {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+        if !guard.services().is_empty() {
+            banner.push(format!("  {exe} l4 -f {} show", cfg.source.display()));
+        }
         if let Some(dir) = guard.program().pin_dir() {
             banner.push(format!(
                 "  bpftool map dump pinned {}/{}",
