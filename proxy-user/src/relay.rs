@@ -13,7 +13,12 @@ use std::{
     time::Duration,
 };
 
-use crate::stats::{Counter, EntityCounters};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{
+    stats::{Counter, EntityCounters},
+    tls::{TlsAcceptor, TlsConnector},
+};
 
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -34,6 +39,8 @@ pub struct RelayServer {
     pub addr: SocketAddr,
     /// The server's counters.
     pub counters: EntityCounters,
+    /// `ssl`: talk TLS to the server.
+    pub tls: Option<Arc<TlsConnector>>,
 }
 
 /// A configured relay: servers in round-robin order.
@@ -91,19 +98,39 @@ impl Relay {
         None
     }
 
-    /// Relays one client connection.
-    pub async fn handle(&self, mut client: TcpStream) {
+    /// Relays one client connection (plain TCP, or TLS already terminated).
+    pub async fn handle<C: AsyncRead + AsyncWrite + Unpin>(&self, mut client: C) {
         self.frontend.connection();
         self.frontend.session_started();
         self.backend.session_started();
-        let Some((mut server, chosen)) = self.connect().await else {
+        let Some((server, chosen)) = self.connect().await else {
             return; // dropping the client closes it: no server could be reached
         };
-        chosen.counters.session_started();
-        let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        if let Ok((to_server, to_client)) =
-            tokio::io::copy_bidirectional(&mut client, &mut server).await
+        chosen.counters.session_started();
+        match &chosen.tls {
+            None => self.pipe(&mut client, server, chosen).await,
+            Some(connector) => {
+                let host = chosen.addr.ip().to_string();
+                match connector.connect(server, &host).await {
+                    Ok(tls) => self.pipe(&mut client, tls, chosen).await,
+                    Err(e) => {
+                        chosen.counters.inc(Counter::ConnectErrors);
+                        self.backend.inc(Counter::ConnectErrors);
+                        log::warn!("{}: TLS to server {} failed: {e}", self.name, chosen.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies both ways until either side closes, then counts the bytes.
+    async fn pipe<C, S>(&self, client: &mut C, mut server: S, chosen: &RelayServer)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Ok((to_server, to_client)) = tokio::io::copy_bidirectional(client, &mut server).await
         {
             for c in [&self.frontend, &self.backend, &chosen.counters] {
                 c.add(Counter::BytesIn, to_server);
@@ -113,7 +140,14 @@ impl Relay {
     }
 
     /// Accept loop: runs until the task is dropped.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, max_connections: usize) {
+    /// With `tls`, each connection is TLS-terminated first (`bind ... ssl`);
+    /// a failed handshake is counted and logged by the acceptor and dropped.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        max_connections: usize,
+        tls: Option<Arc<TlsAcceptor>>,
+    ) {
         let limit = Arc::new(Semaphore::new(max_connections));
         loop {
             let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -121,9 +155,18 @@ impl Relay {
             };
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
                     let relay = self.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        relay.handle(stream).await;
+                        match tls {
+                            None => relay.handle(stream).await,
+                            Some(acceptor) => {
+                                if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                    relay.handle(tls_stream).await;
+                                }
+                            }
+                        }
                         drop(permit);
                     });
                 }
@@ -162,11 +205,13 @@ mod tests {
                     name: "dead".into(),
                     addr: dead,
                     counters: local(),
+                    tls: None,
                 },
                 RelayServer {
                     name: "live".into(),
                     addr: origin,
                     counters: local(),
+                    tls: None,
                 },
             ],
             Duration::from_secs(1),
@@ -175,7 +220,7 @@ mod tests {
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(relay.clone().run(listener, 4));
+        tokio::spawn(relay.clone().run(listener, 4, None));
         for _ in 0..2 {
             let mut c = TcpStream::connect(addr).await.unwrap();
             c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

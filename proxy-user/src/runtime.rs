@@ -21,6 +21,7 @@ use crate::{
     origin,
     relay::{Relay, RelayServer, DEFAULT_MAX_CONNECTIONS},
     stats::{self, registry::Registry, StatsStore, StoreOptions},
+    tls::{TlsAcceptor, TlsClientSettings, TlsConnector, TlsServerSettings},
 };
 
 /// Connect timeout when the config sets none (HAProxy warns and uses none; we pick a sane bound).
@@ -156,6 +157,24 @@ async fn run_decap(iface: String, instance: Option<String>) -> Result<()> {
     println!("weir decap: stripping IPIP / IPv6-in-IPv6 on {iface}; stop with Ctrl-C or SIGTERM");
     wait_for_stop_signal().await?;
     program.shutdown();
+    Ok(())
+}
+
+/// SIGHUP reloads every TLS certificate: new handshakes use the new files,
+/// established connections are untouched, and a bad file leaves the old
+/// certificate in place with an error naming the file.
+fn spawn_tls_reload_on_sighup(acceptors: Vec<Arc<TlsAcceptor>>) -> Result<()> {
+    let mut hup = tokio::signal::unix::signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            for acceptor in &acceptors {
+                match acceptor.reload() {
+                    Ok(()) => log::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => log::error!("SIGHUP: TLS reload refused, old certificates kept: {e}"),
+                }
+            }
+        }
+    });
     Ok(())
 }
 
@@ -485,6 +504,9 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         }
     };
 
+    // TLS acceptors of `bind ... ssl`, reloaded on SIGHUP.
+    let mut acceptors: Vec<Arc<TlsAcceptor>> = Vec::new();
+
     // Listeners. Until the L7 proxy serves `mode http`, every tcp/http
     // frontend relays bytes to its default backend's servers. XDP services
     // are served by the relay only when XDP is not running (fallback).
@@ -503,10 +525,24 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 )
             })?;
         let local = || store.register(None, stats::ObjectType::Server);
-        let servers: Vec<RelayServer> = backend
-            .servers
-            .iter()
-            .map(|s| RelayServer {
+        let mut servers = Vec::new();
+        for s in &backend.servers {
+            let tls = if s.ssl {
+                let connector =
+                    TlsConnector::new(&TlsClientSettings::from(s)).with_context(|| {
+                        format!(
+                            "{}:{}: server '{}/{}': TLS settings",
+                            cfg.source.display(),
+                            s.line,
+                            backend.name,
+                            s.name
+                        )
+                    })?;
+                Some(Arc::new(connector))
+            } else {
+                None
+            };
+            servers.push(RelayServer {
                 name: s.name.clone(),
                 addr: s.addr,
                 counters: registry
@@ -515,8 +551,9 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                     .or_else(|| registry.l4_reals.get(&(fe.name.clone(), s.name.clone())))
                     .cloned()
                     .unwrap_or_else(local),
-            })
-            .collect();
+                tls,
+            });
+        }
         let connect_timeout = backend.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let relay = Arc::new(Relay::new(
             fe.name.clone(),
@@ -551,7 +588,26 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 .maxconn
                 .map(|m| m as usize)
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS);
-            tokio::spawn(relay.clone().run(listener, max));
+            let tls = match &bind.tls {
+                None => None,
+                Some(settings) => {
+                    let acceptor = TlsAcceptor::new(TlsServerSettings::from(settings))
+                        .with_context(|| {
+                            format!(
+                                "{}:{}: frontend '{}': bind {} ssl",
+                                cfg.source.display(),
+                                bind.line,
+                                fe.name,
+                                bind.addr
+                            )
+                        })?;
+                    let acceptor = Arc::new(acceptor);
+                    acceptors.push(acceptor.clone());
+                    Some(acceptor)
+                }
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tokio::spawn(relay.clone().run(listener, max, tls));
             let how = if fe.xdp.is_some() {
                 " (userspace fallback of an XDP service)"
             } else {
@@ -566,9 +622,14 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 backend.servers.len()
             ));
             if fe.mode == Mode::Http {
-                curl_lines.push(format!("  curl http://{}/", bind.addr));
+                let insecure = if scheme == "https" { "-k " } else { "" };
+                curl_lines.push(format!("  curl {insecure}{scheme}://{}/", bind.addr));
             }
         }
+    }
+
+    if !acceptors.is_empty() {
+        spawn_tls_reload_on_sighup(acceptors)?;
     }
 
     let mut checkers = Vec::new();

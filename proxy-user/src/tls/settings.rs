@@ -138,3 +138,46 @@ impl Default for TlsClientSettings {
         }
     }
 }
+
+// Mapping from the configuration model (the config module knows nothing of
+// rustls; this is the one place the two meet).
+
+impl From<crate::config::TlsVersion> for TlsVersion {
+    fn from(v: crate::config::TlsVersion) -> Self {
+        match v {
+            crate::config::TlsVersion::Tls10 => TlsVersion::Tls10,
+            crate::config::TlsVersion::Tls11 => TlsVersion::Tls11,
+            crate::config::TlsVersion::Tls12 => TlsVersion::Tls12,
+            crate::config::TlsVersion::Tls13 => TlsVersion::Tls13,
+        }
+    }
+}
+
+impl From<&crate::config::BindTls> for TlsServerSettings {
+    /// `bind ... ssl crt ...`: the config's options, the rest at their defaults.
+    fn from(b: &crate::config::BindTls) -> Self {
+        Self {
+            certs: b.certs.clone(),
+            strict_sni: b.strict_sni,
+            alpn: b.alpn.clone(),
+            min_version: b.min_version.map(Into::into),
+            max_version: b.max_version.map(Into::into),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<&crate::config::Server> for TlsClientSettings {
+    /// `server ... ssl [verify none|required] [ca-file F] [sni S]`.
+    fn from(s: &crate::config::Server) -> Self {
+        Self {
+            verify: match s.verify {
+                crate::config::Verify::None => Verify::None,
+                crate::config::Verify::Required => Verify::Required,
+            },
+            ca_file: s.ca_file.clone(),
+            sni: s.sni.clone(),
+            ..Self::default()
+        }
+    }
+}
