@@ -27,6 +27,11 @@ pub fn bpf_available() -> Result<(), String> {
             "not running as root: loading BPF programs needs CAP_BPF and CAP_NET_ADMIN".into(),
         );
     }
+    if let Err(e) = proxy_user::l4::find_object(None) {
+        return Err(format!(
+            "{e} (run the suite with `cargo xtask test`, which builds it)"
+        ));
+    }
     Ok(())
 }
 

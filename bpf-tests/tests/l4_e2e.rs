@@ -271,17 +271,16 @@ fn scenario(forward: &str) {
         if dsr {
             lab.vips_on_real_loopback(i).expect("VIPs on lo");
             // The real `weir decap` CLI, as an operator would run it.
+            let instance = format!("decap-{}", real.name());
             let mut cmd = Command::new(weir_bin());
-            cmd.args(["decap", "--iface", "r0"]).stdout(Stdio::piped());
+            cmd.args(["decap", "--iface", "r0", "--instance", &instance])
+                .stdout(Stdio::piped());
             let mut decap = Lab::spawn_on(real, cmd, Some(CPU)).expect("start weir decap");
             let mut out = BufReader::new(decap.child.stdout.take().expect("stdout"));
             let mut line = String::new();
             out.read_line(&mut line).expect("weir decap banner");
-            assert!(
-                line.contains("weir_decap attached to r0"),
-                "weir decap: {line}"
-            );
-            decaps.push((decap, out));
+            assert!(line.contains("weir decap: stripping"), "weir decap: {line}");
+            decaps.push((decap, instance));
         } else {
             let sink = RawProgram::counting_sink(false).expect("sink");
             attach_raw(real, "r0", &sink, &format!("{forward}-r{i}"));
@@ -481,24 +480,24 @@ fn scenario(forward: &str) {
     );
 
     if dsr {
-        // SIGTERM makes `weir decap` print what it decapsulated.
+        // What the reals' `weir decap` counted, from its pinned map.
         let decapped: u64 = decaps
-            .iter_mut()
-            .map(|(p, out)| {
-                let status = p.terminate(Duration::from_secs(10));
-                assert!(
-                    status.is_some_and(|s| s.success()),
-                    "weir decap exit: {status:?}"
-                );
-                let mut rest = String::new();
-                out.read_to_string(&mut rest).expect("weir decap output");
-                rest.lines()
-                    .find_map(|l| l.strip_prefix("weir decap: "))
-                    .and_then(|l| l.split(' ').next())
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or_else(|| panic!("no packet count in: {rest}"))
+            .iter()
+            .map(|(_, instance)| {
+                pinned_sum(
+                    &format!("/sys/fs/bpf/weir/{instance}/WEIR_DECAP_STATS"),
+                    0,
+                    "packets",
+                )
             })
             .sum();
+        for (p, _) in decaps.iter_mut() {
+            let status = p.terminate(Duration::from_secs(10));
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "weir decap exit: {status:?}"
+            );
+        }
         assert_eq!(
             decapped,
             l4("dsr_encap"),

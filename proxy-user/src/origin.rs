@@ -17,7 +17,7 @@ use std::{net::SocketAddr, sync::Arc};
 use anyhow::{Context, Result};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 
 /// Largest body `/size/N` and `/echo` will produce.
@@ -31,8 +31,7 @@ pub async fn serve(name: String, addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>
     let name: Arc<str> = name.into();
     let mut bound = Vec::new();
     for addr in addrs {
-        let listener = TcpListener::bind(addr)
-            .await
+        let listener = crate::net::listen_reuseport(*addr)
             .with_context(|| format!("origin '{name}': cannot bind {addr}"))?;
         bound.push(listener.local_addr()?);
         let name = name.clone();

@@ -7,10 +7,17 @@
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
+};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::{
+    stats::{Counter, EntityCounters},
+    tls::{TlsAcceptor, TlsConnector},
 };
 
 use tokio::{
@@ -24,25 +31,16 @@ use tokio::{
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// One server of a relay.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayServer {
     /// Name from the config.
     pub name: String,
     /// Where to connect.
     pub addr: SocketAddr,
-}
-
-/// Counters of one relay (process-local).
-#[derive(Debug, Default)]
-pub struct RelayCounters {
-    /// Client connections accepted.
-    pub sessions: AtomicU64,
-    /// Bytes from clients to servers.
-    pub bytes_in: AtomicU64,
-    /// Bytes from servers to clients.
-    pub bytes_out: AtomicU64,
-    /// Connect attempts that failed.
-    pub connect_errors: AtomicU64,
+    /// The server's counters.
+    pub counters: EntityCounters,
+    /// `ssl`: talk TLS to the server.
+    pub tls: Option<Arc<TlsConnector>>,
 }
 
 /// A configured relay: servers in round-robin order.
@@ -52,19 +50,28 @@ pub struct Relay {
     servers: Vec<RelayServer>,
     next: AtomicUsize,
     connect_timeout: Duration,
-    /// Counters, shared with the stats reporter.
-    pub counters: Arc<RelayCounters>,
+    /// The frontend's counters.
+    pub frontend: EntityCounters,
+    /// The backend's counters.
+    pub backend: EntityCounters,
 }
 
 impl Relay {
     /// A relay over `servers` with the given connect timeout.
-    pub fn new(name: String, servers: Vec<RelayServer>, connect_timeout: Duration) -> Self {
+    pub fn new(
+        name: String,
+        servers: Vec<RelayServer>,
+        connect_timeout: Duration,
+        frontend: EntityCounters,
+        backend: EntityCounters,
+    ) -> Self {
         Self {
             name,
             servers,
             next: AtomicUsize::new(0),
             connect_timeout,
-            counters: Arc::default(),
+            frontend,
+            backend,
         }
     }
 
@@ -73,53 +80,74 @@ impl Relay {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.servers.len() {
             let server = &self.servers[(start + i) % self.servers.len()];
-            match timeout(self.connect_timeout, TcpStream::connect(server.addr)).await {
+            server.counters.connection();
+            let why = match timeout(self.connect_timeout, TcpStream::connect(server.addr)).await {
                 Ok(Ok(stream)) => return Some((stream, server)),
-                Ok(Err(e)) => {
-                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "{}: connect to server {} ({}) failed: {e}",
-                        self.name,
-                        server.name,
-                        server.addr
-                    );
-                }
-                Err(_) => {
-                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "{}: connect to server {} ({}) timed out",
-                        self.name,
-                        server.name,
-                        server.addr
-                    );
-                }
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out".to_string(),
+            };
+            server.counters.inc(Counter::ConnectErrors);
+            self.backend.inc(Counter::ConnectErrors);
+            log::warn!(
+                "{}: connect to server {} ({}) failed: {why}",
+                self.name,
+                server.name,
+                server.addr
+            );
         }
         None
     }
 
-    /// Relays one client connection.
-    pub async fn handle(&self, mut client: TcpStream) {
-        self.counters.sessions.fetch_add(1, Ordering::Relaxed);
-        let Some((mut server, _)) = self.connect().await else {
+    /// Relays one client connection (plain TCP, or TLS already terminated).
+    pub async fn handle<C: AsyncRead + AsyncWrite + Unpin>(&self, mut client: C) {
+        self.frontend.connection();
+        self.frontend.session_started();
+        self.backend.session_started();
+        let Some((server, chosen)) = self.connect().await else {
             return; // dropping the client closes it: no server could be reached
         };
-        let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
-        if let Ok((to_server, to_client)) =
-            tokio::io::copy_bidirectional(&mut client, &mut server).await
+        chosen.counters.session_started();
+        match &chosen.tls {
+            None => self.pipe(&mut client, server, chosen).await,
+            Some(connector) => {
+                let host = chosen.addr.ip().to_string();
+                match connector.connect(server, &host).await {
+                    Ok(tls) => self.pipe(&mut client, tls, chosen).await,
+                    Err(e) => {
+                        chosen.counters.inc(Counter::ConnectErrors);
+                        self.backend.inc(Counter::ConnectErrors);
+                        log::warn!("{}: TLS to server {} failed: {e}", self.name, chosen.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies both ways until either side closes, then counts the bytes.
+    async fn pipe<C, S>(&self, client: &mut C, mut server: S, chosen: &RelayServer)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Ok((to_server, to_client)) = tokio::io::copy_bidirectional(client, &mut server).await
         {
-            self.counters
-                .bytes_in
-                .fetch_add(to_server, Ordering::Relaxed);
-            self.counters
-                .bytes_out
-                .fetch_add(to_client, Ordering::Relaxed);
+            for c in [&self.frontend, &self.backend, &chosen.counters] {
+                c.add(Counter::BytesIn, to_server);
+                c.add(Counter::BytesOut, to_client);
+            }
         }
     }
 
     /// Accept loop: runs until the task is dropped.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, max_connections: usize) {
+    /// With `tls`, each connection is TLS-terminated first (`bind ... ssl`);
+    /// a failed handshake is counted and logged by the acceptor and dropped.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        max_connections: usize,
+        tls: Option<Arc<TlsAcceptor>>,
+    ) {
         let limit = Arc::new(Semaphore::new(max_connections));
         loop {
             let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -127,9 +155,18 @@ impl Relay {
             };
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
                     let relay = self.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        relay.handle(stream).await;
+                        match tls {
+                            None => relay.handle(stream).await,
+                            Some(acceptor) => {
+                                if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                    relay.handle(tls_stream).await;
+                                }
+                            }
+                        }
                         drop(permit);
                     });
                 }
@@ -159,23 +196,31 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
+        let (store, _) = crate::stats::StatsStore::open(None, 0, Default::default()).unwrap();
+        let local = || store.register(None, crate::stats::ObjectType::Server);
         let relay = Arc::new(Relay::new(
             "fe".into(),
             vec![
                 RelayServer {
                     name: "dead".into(),
                     addr: dead,
+                    counters: local(),
+                    tls: None,
                 },
                 RelayServer {
                     name: "live".into(),
                     addr: origin,
+                    counters: local(),
+                    tls: None,
                 },
             ],
             Duration::from_secs(1),
+            local(),
+            local(),
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(relay.clone().run(listener, 4));
+        tokio::spawn(relay.clone().run(listener, 4, None));
         for _ in 0..2 {
             let mut c = TcpStream::connect(addr).await.unwrap();
             c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -185,7 +230,8 @@ mod tests {
             c.read_to_string(&mut out).await.unwrap();
             assert!(out.ends_with("hello from o\n"), "{out}");
         }
-        assert_eq!(relay.counters.sessions.load(Ordering::Relaxed), 2);
-        assert!(relay.counters.connect_errors.load(Ordering::Relaxed) >= 1);
+        assert_eq!(relay.frontend.get(Counter::Sessions), 2);
+        assert!(relay.backend.get(Counter::ConnectErrors) >= 1);
+        assert!(relay.frontend.get(Counter::BytesOut) > 0);
     }
 }

@@ -7,17 +7,11 @@
 //! -> a banner saying what runs where -> wait for SIGTERM/SIGINT -> detach,
 //! remove this instance's pins, exit 0.
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    process::ExitCode,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use proxy_common::{proto, FrontendInfo, FrontendKey};
-use tokio::{net::TcpListener, signal::unix::SignalKind};
+use tokio::signal::unix::SignalKind;
 
 use crate::{
     cli::{Command, RunArgs},
@@ -26,6 +20,8 @@ use crate::{
     l4::{self, control::L4Control, service::L4Service, XdpProgram},
     origin,
     relay::{Relay, RelayServer, DEFAULT_MAX_CONNECTIONS},
+    stats::{self, registry::Registry, StatsStore, StoreOptions},
+    tls::{TlsAcceptor, TlsClientSettings, TlsConnector, TlsServerSettings},
 };
 
 /// Connect timeout when the config sets none (HAProxy warns and uses none; we pick a sane bound).
@@ -47,6 +43,46 @@ pub fn main(command: Command) -> Result<ExitCode> {
             rt.enable_all().build()?.block_on(run(cfg, args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stats { config, args } => {
+            let file = match (&args.file, &config) {
+                (Some(f), _) => f.clone(),
+                (None, Some(cfg_path)) => {
+                    let Some(cfg) = load_or_report(cfg_path) else {
+                        return Ok(ExitCode::from(2));
+                    };
+                    cfg.global.shm_stats_file.with_context(|| {
+                        format!(
+                            "{}: no `shm-stats-file` in the global section; pass --file PATH",
+                            cfg_path.display()
+                        )
+                    })?
+                }
+                (None, None) => bail!("give the stats file (--file PATH) or a config (-f CONFIG)"),
+            };
+            stats::cli::run_stats_command(&args, &file)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::L4 { file, what } => {
+            let Some(cfg) = load_or_report(&file) else {
+                return Ok(ExitCode::from(2));
+            };
+            let text = match what {
+                crate::cli::L4Command::Show => l4::inspect::show(&cfg)?,
+                crate::cli::L4Command::Which { proto, src, dst } => {
+                    l4::inspect::which(&cfg, &proto, src, dst)?
+                }
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decap { iface, instance } => {
+            init_logging(log::LevelFilter::Info);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(run_decap(iface, instance))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Origin { listen, name } => {
             init_logging(log::LevelFilter::Info);
             tokio::runtime::Builder::new_multi_thread()
@@ -59,14 +95,6 @@ pub fn main(command: Command) -> Result<ExitCode> {
                     }
                     wait_for_stop_signal().await
                 })?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Decap { iface, bpf_object } => {
-            init_logging(log::LevelFilter::Info);
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(crate::decap_cmd::run(&iface, bpf_object, wait_for_stop_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -113,6 +141,43 @@ fn init_logging(level: log::LevelFilter) {
         .try_init();
 }
 
+/// `weir decap`: the real-side half of DSR, until SIGTERM/SIGINT.
+async fn run_decap(iface: String, instance: Option<String>) -> Result<()> {
+    let object = l4::find_object(None)?;
+    let mut program = XdpProgram::load(
+        &object,
+        &l4::LoadOptions {
+            instance: instance.unwrap_or_else(|| format!("decap-{iface}")),
+            log_level: log::LevelFilter::Info,
+            pin: true,
+            max_entries: Vec::new(),
+        },
+    )?;
+    program.attach_decap(&iface, aya::programs::XdpMode::Default)?;
+    println!("weir decap: stripping IPIP / IPv6-in-IPv6 on {iface}; stop with Ctrl-C or SIGTERM");
+    wait_for_stop_signal().await?;
+    program.shutdown();
+    Ok(())
+}
+
+/// SIGHUP reloads every TLS certificate: new handshakes use the new files,
+/// established connections are untouched, and a bad file leaves the old
+/// certificate in place with an error naming the file.
+fn spawn_tls_reload_on_sighup(acceptors: Vec<Arc<TlsAcceptor>>) -> Result<()> {
+    let mut hup = tokio::signal::unix::signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            for acceptor in &acceptors {
+                match acceptor.reload() {
+                    Ok(()) => log::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => log::error!("SIGHUP: TLS reload refused, old certificates kept: {e}"),
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
 async fn wait_for_stop_signal() -> Result<()> {
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
@@ -140,7 +205,11 @@ fn xdp_entries(cfg: &Config) -> (Vec<XdpEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
     for fe in &cfg.frontends {
-        let proto = if fe.mode == Mode::Udp { proto::UDP } else { proto::TCP };
+        let proto = if fe.mode == Mode::Udp {
+            proto::UDP
+        } else {
+            proto::TCP
+        };
         for bind in &fe.binds {
             if bind.addr.ip().is_unspecified() {
                 skipped.push(format!("{} ({})", fe.name, bind.addr));
@@ -224,6 +293,18 @@ fn start_xdp(
     Ok(control)
 }
 
+/// The reals of one XDP service that are health-checked.
+struct CheckedReals {
+    /// Index of the service in `L4Control::services`.
+    service: usize,
+    backend: String,
+    /// (index of the real in the service, what to check).
+    targets: Vec<(usize, health::checker::Target)>,
+    inter: Duration,
+    rise: u32,
+    fall: u32,
+}
+
 /// Health checks of the XDP services' reals (servers with `check`): a
 /// state change logs HAProxy's line and republishes the Maglev table.
 fn spawn_l4_health(
@@ -231,7 +312,7 @@ fn spawn_l4_health(
     control: Arc<std::sync::Mutex<L4Control>>,
 ) -> Vec<(health::checker::HealthChecker, tokio::task::JoinHandle<()>)> {
     let mut checkers = Vec::new();
-    let services: Vec<(usize, String, Vec<(usize, health::checker::Target)>, std::time::Duration, u32, u32)> = {
+    let services: Vec<CheckedReals> = {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
         guard
             .services()
@@ -257,18 +338,35 @@ fn spawn_l4_health(
                     })
                     .collect();
                 let first = be.servers.iter().find(|s| s.check)?;
-                Some((si, be.name.clone(), targets, first.inter, first.rise, first.fall))
+                Some(CheckedReals {
+                    service: si,
+                    backend: be.name.clone(),
+                    targets,
+                    inter: first.inter,
+                    rise: first.rise,
+                    fall: first.fall,
+                })
             })
-            .filter(|(_, _, t, ..)| !t.is_empty())
+            .filter(|c| !c.targets.is_empty())
             .collect()
     };
-    for (si, backend, targets, inter, rise, fall) in services {
+    for CheckedReals {
+        service: si,
+        backend,
+        targets,
+        inter,
+        rise,
+        fall,
+    } in services
+    {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let index: Vec<usize> = targets.iter().map(|(ri, _)| *ri).collect();
         let checker = health::checker::HealthChecker::spawn(
             backend,
             targets.into_iter().map(|(_, t)| t).collect(),
-            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(inter.min(DEFAULT_CONNECT_TIMEOUT))),
+            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(
+                inter.min(DEFAULT_CONNECT_TIMEOUT),
+            )),
             health::checker::CheckerConfig {
                 inter,
                 fastinter: None,
@@ -319,10 +417,41 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     )];
     let mut curl_lines = Vec::new();
 
+    // Counters: the shm-stats-file when configured, process-local otherwise.
+    let (store, warnings) = StatsStore::open(
+        cfg.global.shm_stats_file.as_deref(),
+        cfg.global.shm_stats_file_max_objects.unwrap_or(0) as u64,
+        StoreOptions::default(),
+    )?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let (registry, warnings) = Registry::register(&store, &cfg);
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    let unnamed = cfg.entities_without_guid();
+    if !unnamed.is_empty() {
+        log::info!(
+            "counted in this process only (no guid, so not in the shm-stats-file): {}",
+            unnamed.join(", ")
+        );
+    }
+    let heartbeat = store.spawn_heartbeat(stats::DEFAULT_HEARTBEAT_INTERVAL);
+    if let Some(path) = &cfg.global.shm_stats_file {
+        banner.push(format!(
+            "  stats     {} (shared, GUID-keyed)",
+            path.display()
+        ));
+    }
+
     for demo in &cfg.global.demo_origins {
         let bound = origin::serve(demo.name.clone(), &demo.addrs).await?;
         for addr in bound {
-            banner.push(format!("  origin    {:<12} http://{addr}/ (built-in demo origin)", demo.name));
+            banner.push(format!(
+                "  origin    {:<12} http://{addr}/ (built-in demo origin)",
+                demo.name
+            ));
         }
     }
 
@@ -343,10 +472,17 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     .map_err(|errors| {
         anyhow::anyhow!(
             "{}",
-            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
-    let strict = cfg.frontends.iter().any(|f| f.xdp.is_some_and(|x| x.strict));
+    let strict = cfg
+        .frontends
+        .iter()
+        .any(|f| f.xdp.is_some_and(|x| x.strict));
     if strict && args.no_xdp {
         bail!("--no-xdp given, but a frontend demands `xdp strict`");
     }
@@ -357,11 +493,15 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         match start_xdp(&cfg, &args, &entries, services) {
             Ok(c) => Some(Arc::new(std::sync::Mutex::new(c))),
             Err(e) if strict => {
-                return Err(e.context("a frontend demands `xdp strict`, so weir cannot start without XDP"))
+                return Err(
+                    e.context("a frontend demands `xdp strict`, so weir cannot start without XDP")
+                )
             }
             Err(e) => {
                 if has_services {
-                    log::warn!("XDP not available, XDP services fall back to the userspace relay: {e:#}");
+                    log::warn!(
+                        "XDP not available, XDP services fall back to the userspace relay: {e:#}"
+                    );
                 } else {
                     log::warn!("XDP not available, continuing in userspace only: {e:#}");
                 }
@@ -369,6 +509,9 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             }
         }
     };
+
+    // TLS acceptors of `bind ... ssl`, reloaded on SIGHUP.
+    let mut acceptors: Vec<Arc<TlsAcceptor>> = Vec::new();
 
     // Listeners. Until the L7 proxy serves `mode http`, every tcp/http
     // frontend relays bytes to its default backend's servers. XDP services
@@ -381,22 +524,64 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             .default_backend
             .as_deref()
             .and_then(|b| cfg.backend(b))
-            .with_context(|| format!("frontend '{}' has no default_backend to send traffic to", fe.name))?;
-        let servers: Vec<RelayServer> = backend
-            .servers
-            .iter()
-            .map(|s| RelayServer {
+            .with_context(|| {
+                format!(
+                    "frontend '{}' has no default_backend to send traffic to",
+                    fe.name
+                )
+            })?;
+        let local = || store.register(None, stats::ObjectType::Server);
+        let mut servers = Vec::new();
+        for s in &backend.servers {
+            let tls = if s.ssl {
+                let connector =
+                    TlsConnector::new(&TlsClientSettings::from(s)).with_context(|| {
+                        format!(
+                            "{}:{}: server '{}/{}': TLS settings",
+                            cfg.source.display(),
+                            s.line,
+                            backend.name,
+                            s.name
+                        )
+                    })?;
+                Some(Arc::new(connector))
+            } else {
+                None
+            };
+            servers.push(RelayServer {
                 name: s.name.clone(),
                 addr: s.addr,
-            })
-            .collect();
+                counters: registry
+                    .servers
+                    .get(&(backend.name.clone(), s.name.clone()))
+                    .or_else(|| registry.l4_reals.get(&(fe.name.clone(), s.name.clone())))
+                    .cloned()
+                    .unwrap_or_else(local),
+                tls,
+            });
+        }
         let connect_timeout = backend.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let relay = Arc::new(Relay::new(fe.name.clone(), servers, connect_timeout));
+        let relay = Arc::new(Relay::new(
+            fe.name.clone(),
+            servers,
+            connect_timeout,
+            registry
+                .frontends
+                .get(&fe.name)
+                .or_else(|| registry.l4_services.get(&fe.name))
+                .cloned()
+                .unwrap_or_else(local),
+            registry
+                .backends
+                .get(&backend.name)
+                .cloned()
+                .unwrap_or_else(local),
+        ));
         for bind in &fe.binds {
             if bind.addr.port() == 0 {
                 continue; // an all-ports XDP service: nothing to listen on
             }
-            let listener = TcpListener::bind(bind.addr).await.with_context(|| {
+            let listener = crate::net::listen_reuseport(bind.addr).with_context(|| {
                 format!(
                     "{}:{}: frontend '{}' cannot listen on {}",
                     cfg.source.display(),
@@ -405,9 +590,35 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                     bind.addr
                 )
             })?;
-            let max = fe.maxconn.map(|m| m as usize).unwrap_or(DEFAULT_MAX_CONNECTIONS);
-            tokio::spawn(relay.clone().run(listener, max));
-            let how = if fe.xdp.is_some() { " (userspace fallback of an XDP service)" } else { "" };
+            let max = fe
+                .maxconn
+                .map(|m| m as usize)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+            let tls = match &bind.tls {
+                None => None,
+                Some(settings) => {
+                    let acceptor = TlsAcceptor::new(TlsServerSettings::from(settings))
+                        .with_context(|| {
+                            format!(
+                                "{}:{}: frontend '{}': bind {} ssl",
+                                cfg.source.display(),
+                                bind.line,
+                                fe.name,
+                                bind.addr
+                            )
+                        })?;
+                    let acceptor = Arc::new(acceptor);
+                    acceptors.push(acceptor.clone());
+                    Some(acceptor)
+                }
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tokio::spawn(relay.clone().run(listener, max, tls));
+            let how = if fe.xdp.is_some() {
+                " (userspace fallback of an XDP service)"
+            } else {
+                ""
+            };
             banner.push(format!(
                 "  frontend  {:<12} {} {} -> backend '{}' ({} servers){how}",
                 fe.name,
@@ -417,16 +628,25 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 backend.servers.len()
             ));
             if fe.mode == Mode::Http {
-                curl_lines.push(format!("  curl http://{}/", bind.addr));
+                let insecure = if scheme == "https" { "-k " } else { "" };
+                curl_lines.push(format!("  curl {insecure}{scheme}://{}/", bind.addr));
             }
         }
     }
 
+    if !acceptors.is_empty() {
+        spawn_tls_reload_on_sighup(acceptors)?;
+    }
+
     let mut checkers = Vec::new();
+    let mut sync = None;
     if let Some(control) = &control {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
         let p = guard.program();
-        let pin = p.pin_dir().map(|d| d.display().to_string()).unwrap_or_default();
+        let pin = p
+            .pin_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         banner.push(format!(
             "  xdp       weir_xdp attached to {} (counting {} frontend addresses), maps pinned in {pin}/",
             p.attached().join(", "),
@@ -436,15 +656,32 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             banner.push(format!(
                 "  l4        {:<12} {} {} {} reals, Maglev table {} ({})",
                 svc.name,
-                if svc.proto == proto::UDP { "udp" } else { "tcp" },
-                svc.vips.iter().map(|(v, _)| v.to_string()).collect::<Vec<_>>().join(","),
+                if svc.proto == proto::UDP {
+                    "udp"
+                } else {
+                    "tcp"
+                },
+                svc.vips
+                    .iter()
+                    .map(|(v, _)| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 svc.reals.len(),
                 svc.table_size,
-                if svc.flags & proxy_common::FRONTEND_FLAG_DSR != 0 { "dsr" } else { "nat" },
+                if svc.flags & proxy_common::FRONTEND_FLAG_DSR != 0 {
+                    "dsr"
+                } else {
+                    "nat"
+                },
             ));
         }
         drop(guard);
         checkers = spawn_l4_health(&cfg, control.clone());
+        sync = Some(stats::sync::SyncTask::spawn(
+            control.clone(),
+            mirror_plan(&cfg, &registry, &entries, control),
+            cfg.global.stats_sync_interval,
+        ));
     }
 
     let exe = std::env::current_exe()
@@ -453,8 +690,14 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     banner.push("Try:".into());
     banner.extend(curl_lines);
     banner.push(format!("  {exe} check -f {}", cfg.source.display()));
+    if cfg.global.shm_stats_file.is_some() {
+        banner.push(format!("  {exe} stats -f {}", cfg.source.display()));
+    }
     if let Some(control) = &control {
         let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+        if !guard.services().is_empty() {
+            banner.push(format!("  {exe} l4 -f {} show", cfg.source.display()));
+        }
         if let Some(dir) = guard.program().pin_dir() {
             banner.push(format!(
                 "  bpftool map dump pinned {}/{}",
@@ -479,9 +722,25 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         // case a table update is still running.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder).await;
     }
+    if let Some(sync) = sync {
+        sync.finish();
+    }
     if let Some(control) = control {
-        let Ok(control) = Arc::try_unwrap(control).map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())) else {
-            bail!("internal error: the L4 control is still shared at shutdown");
+        // The health and sync tasks hold clones until their cancellation
+        // completes: wait (bounded) for them to let go.
+        let mut control = control;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let control = loop {
+            match Arc::try_unwrap(control) {
+                Ok(m) => break m.into_inner().unwrap_or_else(|e| e.into_inner()),
+                Err(shared) if std::time::Instant::now() < deadline => {
+                    control = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => {
+                    bail!("internal error: the L4 control is still shared 5 s after shutdown")
+                }
+            }
         };
         let ids: Vec<u32> = entries.iter().map(|e| e.info.id).collect();
         if let Ok(snap) = control.program().snapshot(&ids) {
@@ -498,8 +757,52 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         let removed = control.shutdown();
         log::info!(
             "XDP detached{}",
-            if removed { ", pins removed" } else { " (pins kept: another weir process of this instance is running)" }
+            if removed {
+                ", pins removed"
+            } else {
+                " (pins kept: another weir process of this instance is running)"
+            }
         );
     }
+    heartbeat.abort();
+    store.close();
     Ok(())
+}
+
+/// Which stats object each XDP counter is mirrored into.
+fn mirror_plan(
+    cfg: &Config,
+    registry: &Registry,
+    entries: &[XdpEntry],
+    control: &Arc<std::sync::Mutex<L4Control>>,
+) -> stats::sync::MirrorPlan {
+    let slots_of = |fe: &str| -> Vec<u32> {
+        entries
+            .iter()
+            .filter(|e| e.frontend == fe)
+            .map(|e| e.info.id)
+            .collect()
+    };
+    let mut plan = stats::sync::MirrorPlan {
+        frontends: Vec::new(),
+        services: Vec::new(),
+        reals: Vec::new(),
+    };
+    for fe in &cfg.frontends {
+        if let Some(h) = registry.frontends.get(&fe.name) {
+            plan.frontends.push((h.clone(), slots_of(&fe.name)));
+        }
+        if let Some(h) = registry.l4_services.get(&fe.name) {
+            plan.services.push((h.clone(), slots_of(&fe.name)));
+        }
+    }
+    let guard = control.lock().unwrap_or_else(|e| e.into_inner());
+    for svc in guard.services() {
+        for r in &svc.reals {
+            if let Some(h) = registry.l4_reals.get(&(svc.name.clone(), r.name.clone())) {
+                plan.reals.push((h.clone(), r.id));
+            }
+        }
+    }
+    plan
 }

@@ -169,7 +169,7 @@ fn install_debian(missing: &[String]) -> Result<()> {
     eprintln!("[setup] apt-get install {} (about 1 min)", pkgs.join(" "));
     exec(
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(["install", "-y", "-q"])
             .args(&pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
@@ -180,7 +180,6 @@ fn install_debian(missing: &[String]) -> Result<()> {
                 .args([
                     "install",
                     "bpf-linker",
-                    "--locked",
                     "--no-default-features",
                     "--features",
                     "llvm-22",

@@ -68,8 +68,7 @@ impl L4Control {
         for i in 0..this.services.len() {
             this.publish_table(i)?;
         }
-        // Counted-only frontends too, also when there is no XDP service
-        // (publish_table writes the frontend table only for services).
+        // Also the only write when there are no XDP services (counting only).
         this.write_frontends()?;
         Ok(this)
     }
@@ -96,7 +95,12 @@ impl L4Control {
     /// Marks real `real` of service `service` up or down and republishes the
     /// service's table. Flows already tracked keep their real (conntrack);
     /// flows of a down real are re-balanced when their entry is gone.
-    pub fn set_real_up(&mut self, service: usize, real: usize, up: bool) -> Result<(), ControlError> {
+    pub fn set_real_up(
+        &mut self,
+        service: usize,
+        real: usize,
+        up: bool,
+    ) -> Result<(), ControlError> {
         let Some(r) = self
             .services
             .get_mut(service)
@@ -126,7 +130,12 @@ impl L4Control {
     }
 
     /// Sets a real's weight and republishes the table.
-    pub fn set_weight(&mut self, service: usize, real: usize, weight: u32) -> Result<(), ControlError> {
+    pub fn set_weight(
+        &mut self,
+        service: usize,
+        real: usize,
+        weight: u32,
+    ) -> Result<(), ControlError> {
         if let Some(r) = self
             .services
             .get_mut(service)

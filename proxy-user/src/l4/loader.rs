@@ -16,10 +16,14 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, MapError},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        ProgramError, Xdp, XdpMode,
+    },
     Ebpf, EbpfError, EbpfLoader,
 };
-use proxy_common::{map_names, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
+use proxy_common::{map_names, FlowCounters, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
 
 use super::{bpffs, maps};
 
@@ -107,6 +111,14 @@ pub enum L4Error {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The pinned XDP link of an interface could not be used or made.
+    #[error("XDP link on interface '{iface}': {why}")]
+    Link {
+        /// Interface name.
+        iface: String,
+        /// What failed.
+        why: String,
+    },
     /// A map is missing from the object.
     #[error("map {name} is missing from the eBPF object (object and binary out of sync? rebuild with `cargo xtask build`)")]
     MissingMap {
@@ -192,6 +204,8 @@ pub struct XdpProgram {
     pin_dir: Option<PathBuf>,
     lock: Option<File>,
     attached: Vec<String>,
+    /// Pinned XDP links created by this process (their pins outlive it).
+    links: Vec<PinnedLink>,
 }
 
 fn aya_log_level(level: log::LevelFilter) -> u8 {
@@ -265,6 +279,7 @@ impl XdpProgram {
             pin_dir,
             lock,
             attached: Vec::new(),
+            links: Vec::new(),
         };
         this.program_mut()?
             .load()
@@ -317,14 +332,55 @@ impl XdpProgram {
     }
 
     /// Attaches to `iface`.
+    ///
+    /// The XDP link is pinned next to the maps (`link_<iface>`), so it
+    /// outlives this process: a second weir of the same instance (a reload)
+    /// finds the interface busy, opens the pinned link and atomically
+    /// replaces the program in it (`bpf_link_update`), with no moment where
+    /// no program runs. The last process of the instance removes the pin,
+    /// which detaches.
     pub fn attach(&mut self, iface: &str, mode: XdpMode) -> Result<(), L4Error> {
-        self.program_mut()?
-            .attach(iface, mode)
-            .map_err(|source| L4Error::Attach {
-                iface: iface.to_string(),
-                mode,
-                source: Box::new(source),
-            })?;
+        let link_pin = self
+            .pin_dir
+            .as_ref()
+            .map(|d| d.join(format!("link_{iface}")));
+        let attach_err = |source: ProgramError| L4Error::Attach {
+            iface: iface.to_string(),
+            mode,
+            source: Box::new(source),
+        };
+        let takeover = link_pin.as_ref().filter(|p| p.exists()).cloned();
+        let program = self.program_mut()?;
+        match takeover {
+            Some(pin) => {
+                let link_err = |why: String| L4Error::Link {
+                    iface: iface.to_string(),
+                    why,
+                };
+                let pinned = PinnedLink::from_pin(&pin)
+                    .map_err(|e| link_err(format!("cannot open pin {}: {e}", pin.display())))?;
+                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| {
+                    link_err(format!("pin {} is not an XDP link: {e}", pin.display()))
+                })?;
+                program.attach_to_link(link).map_err(attach_err)?;
+                log::info!("took over the XDP link on {iface} from the previous weir process");
+            }
+            None => {
+                let id = program.attach(iface, mode).map_err(attach_err)?;
+                if let Some(pin) = link_pin {
+                    let link = program.take_link(id).map_err(attach_err)?;
+                    let fd_link: FdLink = link.try_into().map_err(|e| L4Error::Link {
+                        iface: iface.to_string(),
+                        why: format!("attached through netlink, which cannot be pinned: {e}"),
+                    })?;
+                    let pinned = fd_link.pin(&pin).map_err(|e| L4Error::PinDir {
+                        path: pin.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                    self.links.push(pinned);
+                }
+            }
+        }
         self.attached.push(iface.to_string());
         Ok(())
     }
@@ -379,7 +435,9 @@ impl XdpProgram {
             Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
         for id in 0..clear_to {
             if !reals.iter().any(|(r, _)| *r == id) {
-                array.set(id, RealInfo::default(), 0).map_err(maps::map_error(name))?;
+                array
+                    .set(id, RealInfo::default(), 0)
+                    .map_err(maps::map_error(name))?;
             }
         }
         for (id, info) in reals {
@@ -394,7 +452,9 @@ impl XdpProgram {
         let mut array: Array<_, u32> =
             Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
         for (i, real) in table.iter().enumerate() {
-            array.set(base + i as u32, real, 0).map_err(maps::map_error(name))?;
+            array
+                .set(base + i as u32, real, 0)
+                .map_err(maps::map_error(name))?;
         }
         Ok(())
     }
@@ -438,13 +498,30 @@ impl XdpProgram {
                 source: Box::new(source),
             })?;
         }
-        program.attach(iface, mode).map_err(|source| L4Error::Attach {
-            iface: iface.to_string(),
-            mode,
-            source: Box::new(source),
-        })?;
+        program
+            .attach(iface, mode)
+            .map_err(|source| L4Error::Attach {
+                iface: iface.to_string(),
+                mode,
+                source: Box::new(source),
+            })?;
         self.attached.push(format!("{iface} (decap)"));
         Ok(())
+    }
+
+    /// Sums slot `index` of a per-CPU [`FlowCounters`] map (SERVICE_STATS or REAL_STATS).
+    pub fn flow_counters(&self, name: &'static str, index: u32) -> Result<FlowCounters, L4Error> {
+        let map = self.ebpf.map(name).ok_or(L4Error::MissingMap { name })?;
+        let array: aya::maps::PerCpuArray<_, FlowCounters> =
+            aya::maps::PerCpuArray::try_from(map).map_err(maps::map_error(name))?;
+        let values = array.get(&index, 0).map_err(maps::map_error(name))?;
+        Ok(values
+            .iter()
+            .fold(FlowCounters::default(), |acc, v| FlowCounters {
+                packets: acc.packets + v.packets,
+                bytes: acc.bytes + v.bytes,
+                new_flows: acc.new_flows + v.new_flows,
+            }))
     }
 
     /// Sums every counter; `frontend_ids` are the stats slots in use.
@@ -513,9 +590,12 @@ fn try_exclusive(lock: &File) -> bool {
     unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
+/// Removes every pin of the instance: maps, and XDP links (which detaches them).
 fn remove_pins(dir: &Path) {
-    for name in PINNED_MAPS {
-        let _ = std::fs::remove_file(dir.join(name));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     let _ = std::fs::remove_dir(dir);
 }

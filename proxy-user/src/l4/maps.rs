@@ -130,7 +130,8 @@ pub fn snapshot(ebpf: &aya::Ebpf, frontend_ids: &[u32]) -> Result<CounterSnapsho
         ..CounterSnapshot::default()
     };
     for (i, slot) in snap.verdicts.iter_mut().enumerate() {
-        *slot = read_traffic(&verdicts_map, i as u32).map_err(map_error(map_names::VERDICT_STATS))?;
+        *slot =
+            read_traffic(&verdicts_map, i as u32).map_err(map_error(map_names::VERDICT_STATS))?;
     }
     for &id in frontend_ids {
         snap.frontends.push((

@@ -15,6 +15,7 @@
 pub mod bpffs;
 pub mod control;
 pub mod iface;
+pub mod inspect;
 pub mod loader;
 pub mod maps;
 pub mod service;

@@ -72,7 +72,9 @@ pub struct L4Service {
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The service's backend is missing or has no server.
-    #[error("{file}:{line}: xdp service '{service}' has no servers (default_backend missing or empty)")]
+    #[error(
+        "{file}:{line}: xdp service '{service}' has no servers (default_backend missing or empty)"
+    )]
     NoServers {
         /// Config file.
         file: String,
@@ -208,7 +210,10 @@ impl L4Service {
             out.push((super::frontend_key(vip, self.proto), info));
             // ICMP to the VIP (echo, too-big) looks up port 0 of its protocol.
             let icmp = if vip.is_ipv4() { 1 } else { 58 };
-            out.push((super::frontend_key(SocketAddr::new(vip.ip(), 0), icmp), info));
+            out.push((
+                super::frontend_key(SocketAddr::new(vip.ip(), 0), icmp),
+                info,
+            ));
         }
         out
     }
@@ -242,7 +247,11 @@ pub fn services_from_config(
     let mut next_real = 0u32;
     for fe in cfg.frontends.iter() {
         let Some(xdp) = fe.xdp else { continue };
-        let proto = if fe.mode == Mode::Udp { proto::UDP } else { proto::TCP };
+        let proto = if fe.mode == Mode::Udp {
+            proto::UDP
+        } else {
+            proto::TCP
+        };
         let Some(backend) = fe
             .default_backend
             .as_deref()
@@ -270,7 +279,11 @@ pub fn services_from_config(
             .iter()
             .filter_map(|b| stats_id_of(&fe.name, b.addr).map(|id| (b.addr, id)))
             .collect();
-        let mut interfaces: Vec<String> = fe.binds.iter().filter_map(|b| b.interface.clone()).collect();
+        let mut interfaces: Vec<String> = fe
+            .binds
+            .iter()
+            .filter_map(|b| b.interface.clone())
+            .collect();
         interfaces.sort();
         interfaces.dedup();
         let mut reals = Vec::new();
@@ -345,10 +358,14 @@ pub fn services_from_config(
 /// The data-path config for these services. The hash seed comes from the
 /// instance name, so every weir process of an instance (a reload) hashes
 /// flows the same way.
-pub fn global_config(instance: &str, services: &[L4Service], max_new_flows_per_sec: u32) -> GlobalConfig {
-    let seed = instance
-        .bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+pub fn global_config(
+    instance: &str,
+    services: &[L4Service],
+    max_new_flows_per_sec: u32,
+) -> GlobalConfig {
+    let seed = instance.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
     let nat = services.iter().any(|s| s.flags & FRONTEND_FLAG_DSR == 0);
     GlobalConfig {
         hash_seed: seed,
@@ -370,6 +387,8 @@ mod tests {
 
     #[test]
     fn local_address_toward_loopback_is_loopback() {
-        assert!(local_addr_toward("127.0.0.1".parse().unwrap()).unwrap().is_loopback());
+        assert!(local_addr_toward("127.0.0.1".parse().unwrap())
+            .unwrap()
+            .is_loopback());
     }
 }

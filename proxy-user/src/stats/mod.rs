@@ -54,7 +54,9 @@ pub mod format;
 pub mod layout;
 pub mod objects;
 pub mod reader;
+pub mod registry;
 pub mod slots;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
