@@ -56,6 +56,7 @@ const MOV64_REG: u8 = 0xbf;
 const MOV64_IMM: u8 = 0xb7;
 const ADD64_IMM: u8 = 0x07;
 const RSH64_IMM: u8 = 0x77;
+const AND64_IMM: u8 = 0x57;
 const LDX_W: u8 = 0x61;
 const LDX_DW: u8 = 0x79;
 const STX_H: u8 = 0x6b;
@@ -136,7 +137,8 @@ impl RawProgram {
     /// 42-byte Ethernet + IPv4 + UDP header `template` into the frame
     /// (live-frames pages are recycled with whatever the balancer wrote into
     /// them, so every header byte is written again), then a random UDP
-    /// source port, and with `dport_too` the other 16 random bits as the
+    /// source port (one of 4096), or with `dport_too` a random source port
+    /// and the other 16 random bits as the
     /// destination port (for an all-ports service: 2^32 flows), and returns
     /// XDP_TX. The template's UDP checksum must be 0 (none), which the port
     /// changes keep valid.
@@ -148,6 +150,12 @@ impl RawProgram {
         }
         let last = u16::from_ne_bytes([template[40], template[41]]);
         body.push(insn(ST_H, 2, 0, 40, last as i32));
+        if !dport_too {
+            // 4096 flows: few enough that a conntrack of 65536 entries
+            // keeps them all (LRU hits only, after the first 4096).
+            body.push(insn(AND64_IMM, 0, 0, 0, 0x0fff));
+            body.push(insn(ADD64_IMM, 0, 0, 0, 0x1000));
+        }
         body.push(insn(STX_H, 2, 0, 34, 0)); // udp.source = r0
         if dport_too {
             body.push(insn(RSH64_IMM, 0, 0, 0, 16)); // r0 >>= 16
