@@ -452,6 +452,24 @@ fn blast(
     ))
 }
 
+/// Measurements per row; the best is kept. The machine is shared, so a
+/// run can lose its core to other work; the best run is the one that
+/// was disturbed least.
+const PPS_TRIES: usize = 3;
+
+fn best_of(
+    mut f: impl FnMut() -> Result<(f64, u64, Option<f64>), String>,
+) -> Result<(f64, u64, Option<f64>), String> {
+    let mut best: Option<(f64, u64, Option<f64>)> = None;
+    for _ in 0..PPS_TRIES {
+        let r = f()?;
+        if best.as_ref().is_none_or(|b| r.0 > b.0) {
+            best = Some(r);
+        }
+    }
+    best.ok_or_else(|| "no measurement".into())
+}
+
 /// Runs part 2. Needs root and two CPUs.
 pub fn pps() -> Result<Vec<PpsRow>, String> {
     use crate::lab::{attach_raw, Lab};
@@ -520,7 +538,8 @@ pub fn pps() -> Result<Vec<PpsRow>, String> {
         let generator = &spray(&frame, many)?;
         // Warm-up: the first 4096 flows are new flows.
         blast(&lab, generator, &frame, &sinks, Some(&mut weir))?;
-        let (pps, delivered, ns) = blast(&lab, generator, &frame, &sinks, Some(&mut weir))?;
+        let (pps, delivered, ns) =
+            best_of(|| blast(&lab, generator, &frame, &sinks, Some(&mut weir)))?;
         rows.push(PpsRow {
             label: label.into(),
             pps,
@@ -538,7 +557,7 @@ pub fn pps() -> Result<Vec<PpsRow>, String> {
     let frame = client_frame(&crate::lab::real4(0));
     let few = spray(&frame, false)?;
     blast(&lab, &few, &frame, &sinks, None)?;
-    let (pps, delivered, _) = blast(&lab, &few, &frame, &sinks, None)?;
+    let (pps, delivered, _) = best_of(|| blast(&lab, &few, &frame, &sinks, None))?;
     rows.push(PpsRow {
         label: "kernel routing (XDP_PASS on b0)".into(),
         pps,
@@ -557,7 +576,7 @@ pub fn pps() -> Result<Vec<PpsRow>, String> {
         let frame = client_frame("198.18.100.1");
         let few = spray(&frame, false)?;
         blast(&lab, &few, &frame, &sinks, None)?;
-        let (pps, delivered, _) = blast(&lab, &few, &frame, &sinks, None)?;
+        let (pps, delivered, _) = best_of(|| blast(&lab, &few, &frame, &sinks, None))?;
         rows.push(PpsRow {
             label: "nftables DNAT (numgen, 2 reals)".into(),
             pps,
