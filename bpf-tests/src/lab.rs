@@ -275,7 +275,8 @@ impl Lab {
     }
 }
 
-/// A process started in a namespace; killed (SIGKILL) and reaped on drop.
+/// A process started in a namespace; stopped (SIGTERM, then SIGKILL) and
+/// reaped on drop.
 pub struct Spawned {
     /// The process.
     pub child: Child,
@@ -323,7 +324,12 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
+        // SIGTERM first (weir then detaches and removes its pins), SIGKILL
+        // if it is still there after a short, bounded wait.
         if let Ok(None) = self.child.try_wait() {
+            if self.terminate(std::time::Duration::from_secs(2)).is_some() {
+                return;
+            }
             if let Err(e) = self.child.kill() {
                 eprintln!("warning: could not kill {}: {e}", self.shown);
             }
