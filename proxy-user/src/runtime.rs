@@ -280,7 +280,11 @@ fn start_xdp(
         // NAT replies come back from the reals to Weir's local address:
         // the program must also see the interfaces toward the reals.
         if svc.flags & proxy_common::FRONTEND_FLAG_DSR == 0 {
-            ifaces.extend(svc.reals.iter().filter_map(|r| l4::iface::interface_of(r.local_addr)));
+            ifaces.extend(
+                svc.reals
+                    .iter()
+                    .filter_map(|r| l4::iface::interface_of(r.local_addr)),
+            );
         }
     }
     ifaces.sort_unstable();
