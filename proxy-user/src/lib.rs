@@ -9,7 +9,8 @@
 //! - [`tls`]: rustls termination (SNI, reload) and origination.
 //! - [`cli`]: command-line interface (clap).
 //! - [`runtime`]: startup, the listeners, signals and clean shutdown.
-//! - [`relay`]: the TCP relay a frontend runs until the L7 proxy serves it.
+//! - [`proxy`]: the L7 HTTP/1.1 proxy engine serving `mode http` frontends.
+//! - [`relay`]: the TCP relay serving `mode tcp` frontends (and XDP fallback).
 //! - [`origin`]: the built-in demo/test origin server (`weir origin`).
 
 pub mod balance;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod l4;
 pub mod net;
 pub mod origin;
+pub mod proxy;
 pub mod relay;
 pub mod runtime;
 pub mod stats;

@@ -1,0 +1,253 @@
+//! Why a proxied exchange failed, and what follows from it.
+//!
+//! Every failure of the engine is one [`ProxyError`]. Like pingora's error
+//! classification, each variant knows:
+//!
+//! * which [`ErrorSide`] caused it (client, server, or the proxy itself),
+//!   which decides the counter that moves ([`ProxyError::counter`]);
+//! * the status the client gets, if a response can still be sent
+//!   ([`ProxyError::status`]): 400/413/414/431/501 for malformed requests,
+//!   408 for a client that is too slow, 502 for a broken server response,
+//!   503 when no server can take the request, 504 for a server timeout;
+//! * whether another attempt may succeed ([`ProxyError::retryable`]): only
+//!   failures before the server saw the request (connect errors, a pooled
+//!   connection found closed) are retried;
+//! * HAProxy's two-letter termination state for the access log
+//!   ([`ProxyError::termination`]).
+
+use std::io;
+
+use crate::http;
+use crate::stats::Counter;
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSide {
+    /// The client (bad request, timeout, abort).
+    Client,
+    /// A server (connect failure, bad response, timeout).
+    Server,
+    /// The proxy (no backend matched, no server available).
+    Internal,
+}
+
+/// One failure of a proxied exchange.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request is malformed or ambiguous; never forwarded.
+    #[error("bad request: {0}")]
+    BadRequest(http::Error),
+    /// The client sent no complete head within `timeout http-request`
+    /// (or `timeout client` while a body was expected).
+    #[error("client timeout while {0}")]
+    ClientTimeout(&'static str),
+    /// The client closed or reset its connection mid-exchange.
+    #[error("client aborted: {0}")]
+    ClientAborted(io::Error),
+    /// No `use_backend` matched and there is no `default_backend`.
+    #[error("no backend for this request")]
+    NoBackend,
+    /// Every server of the backend is down (or has weight 0).
+    #[error("no server available in backend")]
+    NoServer,
+    /// Every usable server was full for `timeout queue`.
+    #[error("queue timeout")]
+    QueueTimeout,
+    /// A TCP connect to a server failed.
+    #[error("connect to {server} failed: {source}")]
+    Connect {
+        /// Server name.
+        server: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// A TCP connect to a server took longer than `timeout connect`.
+    #[error("connect to {server} timed out")]
+    ConnectTimeout {
+        /// Server name.
+        server: String,
+    },
+    /// A pooled (reused) server connection was closed before it answered
+    /// anything: the request can be sent again on a fresh connection.
+    #[error("reused server connection closed before answering")]
+    StaleConnection,
+    /// The server's response is malformed (broken framing, bad head).
+    #[error("bad response: {0}")]
+    BadResponse(http::Error),
+    /// The server closed or failed mid-exchange.
+    #[error("server aborted: {0}")]
+    ServerAborted(io::Error),
+    /// The server did not answer (or stalled) within `timeout server`.
+    #[error("server timeout")]
+    ServerTimeout,
+}
+
+impl ProxyError {
+    /// Who caused it.
+    pub fn side(&self) -> ErrorSide {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::ClientTimeout(_) | ProxyError::ClientAborted(_) => {
+                ErrorSide::Client
+            }
+            ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => ErrorSide::Internal,
+            ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::StaleConnection
+            | ProxyError::BadResponse(_)
+            | ProxyError::ServerAborted(_)
+            | ProxyError::ServerTimeout => ErrorSide::Server,
+        }
+    }
+
+    /// The status to answer with while no response byte has been sent yet;
+    /// `None` when the client is gone (nothing to answer).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProxyError::BadRequest(e) => Some(e.status()),
+            ProxyError::ClientTimeout(_) => Some(408),
+            ProxyError::ClientAborted(_) => None,
+            ProxyError::NoBackend
+            | ProxyError::NoServer
+            | ProxyError::QueueTimeout
+            | ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. } => Some(503),
+            ProxyError::StaleConnection | ProxyError::BadResponse(_) | ProxyError::ServerAborted(_) => {
+                Some(502)
+            }
+            ProxyError::ServerTimeout => Some(504),
+        }
+    }
+
+    /// True when the server cannot have seen the request, so another
+    /// attempt (same or another server) is safe.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::StaleConnection
+        )
+    }
+
+    /// The counter this failure moves (on the frontend for client errors,
+    /// on the backend and server for server errors).
+    pub fn counter(&self) -> Option<Counter> {
+        match self {
+            ProxyError::BadRequest(_) => Some(Counter::RequestErrors),
+            ProxyError::ClientTimeout(_) | ProxyError::ServerTimeout | ProxyError::ConnectTimeout { .. } => {
+                Some(Counter::Timeouts)
+            }
+            ProxyError::ClientAborted(_) => None,
+            ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
+                Some(Counter::Denied)
+            }
+            ProxyError::Connect { .. } => Some(Counter::ConnectErrors),
+            ProxyError::StaleConnection | ProxyError::BadResponse(_) | ProxyError::ServerAborted(_) => {
+                Some(Counter::ResponseErrors)
+            }
+        }
+    }
+
+    /// HAProxy's termination state (first letter: who, second: when).
+    /// `phase` is the letter of the step the session was in.
+    pub fn termination(&self, phase: u8) -> [u8; 2] {
+        let who = match self {
+            ProxyError::BadRequest(_) => b'P',
+            ProxyError::ClientTimeout(_) => b'c',
+            ProxyError::ClientAborted(_) => b'C',
+            ProxyError::NoBackend | ProxyError::NoServer => b'S',
+            ProxyError::QueueTimeout => b's',
+            ProxyError::Connect { .. } | ProxyError::StaleConnection => b'S',
+            ProxyError::ConnectTimeout { .. } | ProxyError::ServerTimeout => b's',
+            ProxyError::BadResponse(_) => b'P',
+            ProxyError::ServerAborted(_) => b'S',
+        };
+        [who, phase]
+    }
+}
+
+/// Reason phrases for the statuses the engine generates.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Time-out",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Time-out",
+        _ => "Error",
+    }
+}
+
+/// Appends a complete error response with a short HTML body, like
+/// HAProxy's built-in error pages, always with `connection: close`.
+pub fn write_error_response(status: u16, dst: &mut bytes::BytesMut) {
+    use std::fmt::Write as _;
+    let reason = reason_phrase(status);
+    let detail = match status {
+        400 => "Your browser sent an invalid request.",
+        403 => "Request forbidden by administrative rules.",
+        404 => "The requested URL was not found.",
+        408 => "Your browser didn't send a complete request in time.",
+        413 => "The request body is too large.",
+        414 => "The request URI is too long.",
+        431 => "The request header fields are too large.",
+        500 => "An internal server error occurred.",
+        501 => "The request uses an unsupported feature.",
+        502 => "The server returned an invalid or incomplete response.",
+        503 => "No server is available to handle this request.",
+        504 => "The server didn't respond in time.",
+        _ => "The request could not be handled.",
+    };
+    let mut s = String::with_capacity(256);
+    let _ = write!(s, "<html><body><h1>{status} {reason}</h1>\n{detail}\n</body></html>\n");
+    let body_len = s.len();
+    let mut head = String::with_capacity(160 + body_len);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {status} {reason}\r\ncontent-length: {body_len}\r\ncache-control: no-cache\r\n\
+         content-type: text/html\r\nconnection: close\r\n\r\n"
+    );
+    dst.extend_from_slice(head.as_bytes());
+    dst.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_length_matches_body() {
+        for status in [400, 408, 413, 414, 431, 500, 502, 503, 504] {
+            let mut b = bytes::BytesMut::new();
+            write_error_response(status, &mut b);
+            let text = std::str::from_utf8(&b).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")));
+            assert!(head.contains(&format!("content-length: {}\r\n", body.len())), "{text}");
+            assert!(body.contains(&status.to_string()));
+        }
+    }
+
+    #[test]
+    fn classification_decides_status_retry_and_side() {
+        let c = ProxyError::Connect {
+            server: "s1".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!((c.status(), c.retryable(), c.side()), (Some(503), true, ErrorSide::Server));
+        assert_eq!(ProxyError::ServerTimeout.status(), Some(504));
+        assert!(!ProxyError::ServerTimeout.retryable());
+        let bad = ProxyError::BadResponse(http::Error::server(http::ParseError::MultipleContentLength));
+        assert_eq!((bad.status(), bad.counter()), (Some(502), Some(Counter::ResponseErrors)));
+        let req = ProxyError::BadRequest(http::Error::client(http::ParseError::HeadersTooLarge));
+        assert_eq!((req.status(), req.side()), (Some(431), ErrorSide::Client));
+        assert_eq!(ProxyError::ClientTimeout("x").status(), Some(408));
+        assert_eq!(ProxyError::NoBackend.side(), ErrorSide::Internal);
+        assert_eq!(&ProxyError::ServerTimeout.termination(b'H'), b"sH");
+    }
+}

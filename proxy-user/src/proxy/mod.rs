@@ -1,0 +1,430 @@
+//! The L7 (HTTP/1.1) proxy engine that serves `mode http` frontends.
+//!
+//! [`Engine::start`] turns the configuration into shared contexts: one
+//! [`FrontendCtx`] per `mode http` frontend (routes, header rules,
+//! timeouts, counters) and one [`upstream::BackendCtx`] per backend they use
+//! (balancer, servers with their connection pools, health checker, queue).
+//! [`serve`] runs the accept loop of one listener; each client connection is
+//! one task ([`session`]).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`session`] | the client loop: head, route, forward, keep-alive, pipelining |
+//! | [`upstream`] | server choice, `maxconn` queue, connect, retries/redispatch steps |
+//! | [`pool`] | per-server idle keep-alive connections |
+//! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
+//! | [`route`] | `use_backend` conditions and `http-request` header rules |
+//! | [`log`] | the access log (httplog-like or JSON) |
+//! | [`error`] | [`error::ProxyError`]: side, status, retryable, counter |
+//!
+//! Wiring from the runtime:
+//!
+//! ```ignore
+//! let engine = proxy::Engine::start(&cfg, &mut |e| store.register(e.guid(), e.object_type()))?;
+//! for each bind of a `mode http` frontend:
+//!     tokio::spawn(proxy::serve(listener, engine.frontend(&fe.name).unwrap()));
+//! // at shutdown
+//! engine.shutdown().await;
+//! ```
+
+pub mod error;
+pub mod log;
+pub mod pool;
+pub mod route;
+pub mod session;
+pub mod stream;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+use crate::balance::{
+    Algorithm, BalanceError, BuildContext, ConnTracker, Server as BalanceServer,
+    SharedBalancer,
+};
+use crate::config::{self, Backend, Config, Frontend, HttpRequestRule, LogFormat, Mode, Timeouts};
+use crate::health::{self, checker::HealthChecker, checker::HealthEvent, state::Health};
+use crate::http::Limits;
+use crate::stats::{Counter, EntityCounters, ObjectType, Stamp};
+
+use route::Route;
+use upstream::{BackendCtx, ServerCtx};
+
+/// Client connections served at once per listener when the frontend sets no `maxconn`.
+pub const DEFAULT_MAXCONN: usize = crate::relay::DEFAULT_MAX_CONNECTIONS;
+
+/// A `mode http` frontend as the engine uses it.
+#[derive(Debug)]
+pub struct FrontendCtx {
+    /// Config name.
+    pub name: String,
+    /// `use_backend` rules, in order.
+    pub routes: Vec<Route>,
+    /// `default_backend`.
+    pub default_backend: Option<Arc<BackendCtx>>,
+    /// The frontend's `http-request` rules (run before the backend's).
+    pub http_request: Vec<HttpRequestRule>,
+    /// `option forwardfor`.
+    pub forwardfor: bool,
+    /// Client-side timeouts.
+    pub timeouts: Timeouts,
+    /// `option httplog` / `log-format json`; `None`: no access log.
+    pub log_format: Option<LogFormat>,
+    /// Codec limits.
+    pub limits: Limits,
+    /// `maxconn`.
+    pub maxconn: usize,
+    /// Stats counters of this frontend.
+    pub counters: EntityCounters,
+    /// Client connections open now (process-local gauge).
+    pub current_sessions: AtomicU64,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("condition", &self.condition)
+            .field("backend", &self.backend.name)
+            .finish()
+    }
+}
+
+/// An entity that needs stats counters, as handed to [`Engine::start`]'s callback.
+#[derive(Debug, Clone, Copy)]
+pub enum StatsEntity<'a> {
+    /// A frontend.
+    Frontend(&'a Frontend),
+    /// A backend.
+    Backend(&'a Backend),
+    /// A server of a backend.
+    Server(&'a Backend, &'a config::Server),
+}
+
+impl StatsEntity<'_> {
+    /// The entity's `guid`, if configured.
+    pub fn guid(&self) -> Option<&str> {
+        match self {
+            StatsEntity::Frontend(f) => f.guid.as_ref().map(|g| g.as_str()),
+            StatsEntity::Backend(b) => b.guid.as_ref().map(|g| g.as_str()),
+            StatsEntity::Server(_, s) => s.guid.as_ref().map(|g| g.as_str()),
+        }
+    }
+
+    /// Its stats object type.
+    pub fn object_type(&self) -> ObjectType {
+        match self {
+            StatsEntity::Frontend(_) => ObjectType::Frontend,
+            StatsEntity::Backend(_) => ObjectType::Backend,
+            StatsEntity::Server(..) => ObjectType::Server,
+        }
+    }
+}
+
+/// Why the engine cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A backend's `balance` cannot be built.
+    #[error("backend '{backend}': {source}")]
+    Balance {
+        /// Backend name.
+        backend: String,
+        /// Why.
+        source: BalanceError,
+    },
+    /// A route names a backend that does not exist.
+    #[error("frontend '{frontend}': unknown backend '{backend}'")]
+    UnknownBackend {
+        /// Frontend name.
+        frontend: String,
+        /// Missing backend.
+        backend: String,
+    },
+}
+
+/// The running L7 engine: contexts for every `mode http` frontend and the
+/// health checkers of their backends.
+#[derive(Debug)]
+pub struct Engine {
+    frontends: HashMap<String, Arc<FrontendCtx>>,
+    backends: HashMap<String, Arc<BackendCtx>>,
+    checkers: Vec<HealthChecker>,
+}
+
+impl Engine {
+    /// Builds the contexts of every `mode http` frontend and the backends
+    /// they route to, and starts health checks for servers with `check`.
+    /// `counters` is asked once per frontend, backend and server. Must run
+    /// inside a tokio runtime.
+    pub fn start(
+        cfg: &Config,
+        counters: &mut dyn FnMut(StatsEntity<'_>) -> EntityCounters,
+    ) -> Result<Engine, EngineError> {
+        let mut engine = Engine {
+            frontends: HashMap::new(),
+            backends: HashMap::new(),
+            checkers: Vec::new(),
+        };
+        for fe in cfg.frontends.iter().filter(|f| f.mode == Mode::Http) {
+            let mut get_backend = |name: &str| -> Result<Arc<BackendCtx>, EngineError> {
+                if let Some(b) = engine.backends.get(name) {
+                    return Ok(b.clone());
+                }
+                let be = cfg.backend(name).ok_or_else(|| EngineError::UnknownBackend {
+                    frontend: fe.name.clone(),
+                    backend: name.to_string(),
+                })?;
+                let (ctx, checker) = build_backend(be, counters)?;
+                engine.backends.insert(name.to_string(), ctx.clone());
+                engine.checkers.extend(checker);
+                Ok(ctx)
+            };
+            let mut routes = Vec::new();
+            for ub in &fe.use_backends {
+                routes.push(Route {
+                    condition: ub.condition.clone(),
+                    backend: get_backend(&ub.backend)?,
+                });
+            }
+            let default_backend = fe.default_backend.as_deref().map(&mut get_backend).transpose()?;
+            let ctx = FrontendCtx {
+                name: fe.name.clone(),
+                routes,
+                default_backend,
+                http_request: fe.http_request.clone(),
+                forwardfor: fe.forwardfor,
+                timeouts: fe.timeouts,
+                log_format: fe.log_format,
+                limits: Limits::default(),
+                maxconn: fe.maxconn.map_or(DEFAULT_MAXCONN, |m| m as usize),
+                counters: counters(StatsEntity::Frontend(fe)),
+                current_sessions: AtomicU64::new(0),
+            };
+            engine.frontends.insert(fe.name.clone(), Arc::new(ctx));
+        }
+        Ok(engine)
+    }
+
+    /// The context of `mode http` frontend `name`.
+    pub fn frontend(&self, name: &str) -> Option<Arc<FrontendCtx>> {
+        self.frontends.get(name).cloned()
+    }
+
+    /// The context of backend `name`, if a `mode http` frontend uses it.
+    pub fn backend(&self, name: &str) -> Option<Arc<BackendCtx>> {
+        self.backends.get(name).cloned()
+    }
+
+    /// Stops the health checkers.
+    pub async fn shutdown(self) {
+        for c in self.checkers {
+            c.shutdown().await;
+        }
+    }
+}
+
+fn balance_words(be: &Backend) -> (Vec<String>, Vec<&'static str>) {
+    let balance = match &be.balance {
+        config::Balance::RoundRobin => vec!["roundrobin".to_string()],
+        config::Balance::StaticRr => vec!["static-rr".to_string()],
+        config::Balance::LeastConn => vec!["leastconn".to_string()],
+        config::Balance::Source => vec!["source".to_string()],
+        config::Balance::Random => vec!["random".to_string()],
+        config::Balance::Uri { whole: false } => vec!["uri".to_string()],
+        config::Balance::Uri { whole: true } => vec!["uri".to_string(), "whole".to_string()],
+        config::Balance::Hdr(name) => vec![format!("hdr({name})")],
+    };
+    let hash_type = match be.hash_type {
+        config::HashType::MapBased => vec!["map-based"],
+        config::HashType::Consistent => vec!["consistent"],
+    };
+    (balance, hash_type)
+}
+
+fn balance_servers(be: &Backend, up: impl Fn(usize) -> bool) -> Vec<BalanceServer> {
+    be.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| up(*i))
+        .map(|(i, s)| BalanceServer::new(i, s.name.clone(), s.weight, s.backup))
+        .collect()
+}
+
+fn build_backend(
+    be: &Backend,
+    counters: &mut dyn FnMut(StatsEntity<'_>) -> EntityCounters,
+) -> Result<(Arc<BackendCtx>, Option<HealthChecker>), EngineError> {
+    let balance_err = |source| EngineError::Balance {
+        backend: be.name.clone(),
+        source,
+    };
+    let (words, hash_type) = balance_words(be);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let algorithm = Algorithm::from_config(&words, &hash_type).map_err(balance_err)?;
+    let hash_on = match &algorithm {
+        Algorithm::Hash { on, hash_type: _ } => Some(on.clone()),
+        _ => None,
+    };
+    let ctx = BuildContext {
+        conns: ConnTracker::new(be.servers.len()),
+        random_seed: std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15,
+    };
+    let balancer = SharedBalancer::new(&algorithm, &balance_servers(be, |_| true), ctx).map_err(balance_err)?;
+    let mut check_targets = Vec::new();
+    let servers = be
+        .servers
+        .iter()
+        .map(|s| {
+            let check_index = s.check.then(|| {
+                check_targets.push(health::checker::Target {
+                    name: s.name.clone(),
+                    addr: s.addr,
+                    backup: s.backup,
+                });
+                check_targets.len() - 1
+            });
+            ServerCtx {
+                name: s.name.clone(),
+                addr: s.addr,
+                maxconn: s.maxconn,
+                check_index,
+                counters: counters(StatsEntity::Server(be, s)),
+                pool: pool::Pool::default(),
+            }
+        })
+        .collect();
+    let backend = Arc::new(BackendCtx {
+        name: be.name.clone(),
+        balancer,
+        hash_on,
+        servers,
+        health: OnceLock::new(),
+        timeouts: be.timeouts,
+        retries: be.retries,
+        redispatch: be.redispatch,
+        forwardfor: be.forwardfor,
+        http_request: be.http_request.clone(),
+        counters: counters(StatsEntity::Backend(be)),
+        queued: AtomicU64::new(0),
+        released: Notify::new(),
+    });
+    if check_targets.is_empty() {
+        return Ok((backend, None));
+    }
+    let first = be.servers.iter().find(|s| s.check).expect("a checked server");
+    let check_timeout = be
+        .timeouts
+        .check
+        .or(be.timeouts.connect)
+        .unwrap_or(first.inter)
+        .min(first.inter.max(Duration::from_millis(100)));
+    let check = match &be.http_check {
+        Some(hc) => health::AnyCheck::Http(health::http::HttpCheck {
+            method: hc.method.clone(),
+            uri: hc.uri.clone(),
+            host: None,
+            expect: hc
+                .expect_status
+                .map_or(health::http::ExpectStatus::SuccessOrRedirect, health::http::ExpectStatus::Exactly),
+            timeout: check_timeout,
+        }),
+        None => health::AnyCheck::Tcp(health::tcp::TcpCheck::new(check_timeout)),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let checker = HealthChecker::spawn(
+        be.name.clone(),
+        check_targets,
+        check,
+        health::checker::CheckerConfig {
+            inter: first.inter,
+            fastinter: None,
+            downinter: None,
+            thresholds: health::state::Thresholds {
+                rise: first.rise,
+                fall: first.fall,
+                ..health::state::Thresholds::default()
+            },
+        },
+        tx,
+    );
+    let _ = backend.health.set(checker.handle());
+    tokio::spawn(follow_health(backend.clone(), be.clone(), rx));
+    Ok((backend, Some(checker)))
+}
+
+/// Applies health events to a backend: logs each UP/DOWN change (HAProxy's
+/// line), counts check failures and down transitions, and rebuilds the
+/// balancer over the UP servers.
+async fn follow_health(backend: Arc<BackendCtx>, config: Backend, mut events: mpsc::UnboundedReceiver<HealthEvent>) {
+    let by_target: Vec<usize> = (0..backend.servers.len())
+        .filter(|&i| backend.servers[i].check_index.is_some())
+        .collect();
+    while let Some(event) = events.recv().await {
+        match event {
+            HealthEvent::Checked { server, outcome, .. } => {
+                if outcome.is_err() {
+                    backend.servers[by_target[server]].counters.inc(Counter::CheckFailures);
+                    backend.counters.inc(Counter::CheckFailures);
+                }
+            }
+            HealthEvent::StateChanged(change) => {
+                let s = &backend.servers[by_target[change.server]];
+                s.counters.touch(Stamp::LastChange);
+                if change.to == Health::Down {
+                    ::log::warn!("{change}");
+                    s.counters.inc(Counter::DownTransitions);
+                    if change.active_up == 0 && change.backup_up == 0 {
+                        ::log::error!("backend {} has no server available!", backend.name);
+                        backend.counters.inc(Counter::DownTransitions);
+                        backend.counters.touch(Stamp::LastChange);
+                    }
+                } else {
+                    ::log::info!("{change}");
+                }
+                let servers = balance_servers(&config, |i| backend.is_up(i));
+                if let Err(e) = backend.balancer.rebuild(&servers) {
+                    ::log::error!("backend {}: cannot rebuild the balancer: {e}", backend.name);
+                }
+            }
+        }
+    }
+}
+
+/// Accept loop of one listener of a `mode http` frontend: each connection
+/// is served by its own task. At most `maxconn` at once (further accepts
+/// wait). Runs until the task is dropped.
+pub async fn serve(listener: TcpListener, frontend: Arc<FrontendCtx>) {
+    let limit = Arc::new(Semaphore::new(frontend.maxconn));
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let fe = frontend.clone();
+                tokio::spawn(async move {
+                    session::run(fe, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                ::log::warn!("{}: accept failed: {e}", frontend.name);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Binds `addr` and serves frontend `fe` on it in a new task; returns the
+/// bound address (useful with port 0).
+pub async fn listen(addr: SocketAddr, fe: Arc<FrontendCtx>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(serve(listener, fe));
+    Ok(bound)
+}

@@ -1,0 +1,132 @@
+//! Per-server pool of idle keep-alive connections.
+//!
+//! After a response that leaves the server connection reusable, the
+//! connection (with its read buffer, so no allocation on reuse) goes back
+//! here; the next request to the same server takes the most recently used
+//! one (LIFO: the warmest, least likely to have been closed by the server's
+//! own keep-alive timeout). A taken connection is checked for a close or
+//! stray bytes with a non-blocking read before it is used.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per server at most.
+pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 256;
+/// An idle connection older than this is closed rather than reused.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One open connection to a server, with its read buffer.
+#[derive(Debug)]
+pub struct ServerConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes read from the server and not consumed yet.
+    pub buf: BytesMut,
+    /// True when it came from the pool (it may turn out to be stale).
+    pub reused: bool,
+}
+
+/// Idle connections of one server.
+#[derive(Debug)]
+pub struct Pool {
+    idle: Mutex<Vec<(ServerConn, Instant)>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    reuses: AtomicU64,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_IDLE_PER_SERVER, DEFAULT_IDLE_TIMEOUT)
+    }
+}
+
+impl Pool {
+    /// A pool keeping at most `max_idle` connections, each for at most `idle_timeout`.
+    pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+            idle_timeout,
+            reuses: AtomicU64::new(0),
+        }
+    }
+
+    /// A live idle connection, if any. Closed, expired or dirty ones are dropped.
+    pub fn take(&self) -> Option<ServerConn> {
+        loop {
+            let (mut conn, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if since.elapsed() > self.idle_timeout || !conn.buf.is_empty() {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match conn.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    conn.reused = true;
+                    self.reuses.fetch_add(1, Ordering::Relaxed);
+                    return Some(conn);
+                }
+                // EOF, an error, or bytes nobody asked for: unusable.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Returns a connection whose last response ended cleanly.
+    pub fn put(&self, conn: ServerConn) {
+        if !conn.buf.is_empty() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() >= self.max_idle {
+            idle.remove(0); // the coldest one
+        }
+        idle.push((conn, Instant::now()));
+    }
+
+    /// Connections idle in the pool now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// How many times a pooled connection was handed out.
+    pub fn reuses(&self) -> u64 {
+        self.reuses.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn pool_hands_back_live_connections_and_drops_closed_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::default();
+        let a = TcpStream::connect(addr).await.unwrap();
+        let (server_a, _) = listener.accept().await.unwrap();
+        pool.put(ServerConn {
+            stream: a,
+            buf: BytesMut::new(),
+            reused: false,
+        });
+        let c = pool.take().expect("live connection");
+        assert!(c.reused);
+        pool.put(c);
+        // The server closes: the pooled connection must not be handed out.
+        let mut server_a = server_a;
+        server_a.shutdown().await.unwrap();
+        drop(server_a);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.take().is_none());
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(pool.reuses(), 1);
+    }
+}

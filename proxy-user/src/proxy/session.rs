@@ -1,0 +1,660 @@
+//! One client connection: read a request head, route it, get a server
+//! connection, forward the request, stream the response back, and loop for
+//! the next request (keep-alive, pipelining) until either side closes.
+//!
+//! Requests are handled one after the other, so pipelined requests are
+//! answered in order: bytes of the next request simply wait in the read
+//! buffer. Any error the proxy answers itself closes the connection
+//! afterwards (the byte stream cannot be trusted any more), as does a
+//! request or response whose framing the codec rejects: ambiguous requests
+//! are never forwarded.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::balance::SelectKey;
+use crate::http::{
+    encode_request_head, encode_response_head, response_framing, server_connection_reusable,
+    BodyDecoder, Framing, HeadRewrite, KeepAlive, OutgoingBody, RequestHead, ResponseHead, Side,
+    Version, CONTINUE_RESPONSE,
+};
+use crate::stats::Counter;
+
+use super::error::{write_error_response, ErrorSide, ProxyError};
+use super::log::{emit, AccessRecord};
+use super::pool::ServerConn;
+use super::route::{apply_header_rules, choose_backend, RequestRef};
+use super::stream::{flush, stream_body, tunnel, within, BodyMode, StreamError, StreamTimeouts};
+use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
+use super::FrontendCtx;
+
+/// Read buffer allocated for a client connection once it sends something.
+pub const CLIENT_BUF_SIZE: usize = 4 * 1024;
+/// A buffer grown past this (by a large body) is released when the
+/// connection goes idle.
+const KEEP_BUF_CAPACITY: usize = 16 * 1024;
+
+/// What happens after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// What one request did, for counters and the access log.
+#[derive(Default)]
+struct Outcome<'f> {
+    backend: Option<&'f Arc<BackendCtx>>,
+    server: Option<usize>,
+    tq: Option<Duration>,
+    tw: Option<Duration>,
+    tc: Option<Duration>,
+    tr: Option<Duration>,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    retries: u32,
+    /// HAProxy's session step letter: R(equest) Q(ueue) C(onnect) H(eaders) D(ata) T(unnel).
+    phase: u8,
+    termination: Option<[u8; 2]>,
+    response_started: bool,
+}
+
+/// Serves one accepted client connection to the end.
+pub(crate) async fn run(fe: Arc<FrontendCtx>, client: TcpStream, peer: SocketAddr) {
+    fe.counters.session_started();
+    fe.counters.connection();
+    fe.current_sessions.fetch_add(1, Ordering::Relaxed);
+    let _ = client.set_nodelay(true);
+    let mut session = Session {
+        fe: &fe,
+        client,
+        peer,
+        buf: BytesMut::new(),
+        out: BytesMut::new(),
+        set: Vec::new(),
+        del: Vec::new(),
+        requests: 0,
+    };
+    session.serve().await;
+    fe.current_sessions.fetch_sub(1, Ordering::Relaxed);
+}
+
+struct Session<'f> {
+    fe: &'f FrontendCtx,
+    client: TcpStream,
+    peer: SocketAddr,
+    /// Bytes from the client not consumed yet (the next request, pipelined).
+    buf: BytesMut,
+    /// Bytes to write: request heads to the server, responses to the client.
+    out: BytesMut,
+    set: Vec<(&'f str, &'f str)>,
+    del: Vec<&'f str>,
+    requests: u64,
+}
+
+impl<'f> Session<'f> {
+    async fn serve(&mut self) {
+        loop {
+            let started = SystemTime::now();
+            let head = match self.read_head().await {
+                Ok(Some(h)) => h,
+                Ok(None) => return,
+                Err(e) => {
+                    let mut o = Outcome {
+                        phase: b'R',
+                        ..Outcome::default()
+                    };
+                    self.fail(&e, &mut o).await;
+                    self.log(&o, started, Instant::now(), None);
+                    return;
+                }
+            };
+            let (head, first_byte, tq) = head;
+            self.requests += 1;
+            let mut o = Outcome {
+                tq: Some(tq),
+                bytes_in: head.raw().len() as u64,
+                phase: b'R',
+                ..Outcome::default()
+            };
+            self.fe.counters.request();
+            let next = match self.forward(&head, &mut o).await {
+                Ok(next) => next,
+                Err(e) => {
+                    self.fail(&e, &mut o).await;
+                    Next::Close
+                }
+            };
+            self.count_bytes(&o);
+            self.log(&o, started, first_byte, Some(&head));
+            if next == Next::Close {
+                let _ = self.client.shutdown().await;
+                return;
+            }
+            if self.buf.is_empty() && self.buf.capacity() > KEEP_BUF_CAPACITY {
+                self.buf = BytesMut::new();
+            }
+            if self.out.capacity() > KEEP_BUF_CAPACITY {
+                self.out = BytesMut::new();
+            }
+        }
+    }
+
+    /// Reads one request head. `Ok(None)`: the client closed (or idled
+    /// out) cleanly between requests. Returns the head, when its first
+    /// byte arrived, and how long the head took (Tq).
+    async fn read_head(&mut self) -> Result<Option<(RequestHead, Instant, Duration)>, ProxyError> {
+        let fe = self.fe;
+        let first = self.requests == 0;
+        let head_timeout = fe.timeouts.http_request.or(fe.timeouts.client);
+        let idle_timeout = if first {
+            head_timeout
+        } else {
+            fe.timeouts.http_keep_alive.or(head_timeout)
+        };
+        let wait_started = Instant::now();
+        if self.buf.is_empty() {
+            // Wait without a buffer: an idle connection holds no memory for it.
+            match within(idle_timeout, self.client.readable()).await {
+                Err(_) if first => return Err(ProxyError::ClientTimeout("waiting for the request")),
+                Err(_) | Ok(Err(_)) => return Ok(None),
+                Ok(Ok(())) => {}
+            }
+        }
+        let first_byte = if self.buf.is_empty() { Instant::now() } else { wait_started };
+        let started = if first { wait_started } else { first_byte };
+        let deadline = head_timeout.map(|t| started + t);
+        loop {
+            match RequestHead::parse_buf(&mut self.buf, &fe.limits) {
+                Ok(Some(head)) => return Ok(Some((head, first_byte, first_byte.elapsed()))),
+                Ok(None) => {}
+                Err(e) => return Err(ProxyError::BadRequest(e)),
+            }
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(CLIENT_BUF_SIZE);
+            }
+            let read = self.client.read_buf(&mut self.buf);
+            let n = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, read).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(ProxyError::ClientTimeout("receiving the request head")),
+                },
+                None => read.await,
+            };
+            match n {
+                Ok(0) if self.buf.iter().all(|b| b.is_ascii_whitespace()) => return Ok(None),
+                Ok(0) => {
+                    return Err(ProxyError::ClientAborted(std::io::ErrorKind::UnexpectedEof.into()))
+                }
+                Ok(_) => {}
+                Err(_) if self.buf.is_empty() => return Ok(None),
+                Err(e) => return Err(ProxyError::ClientAborted(e)),
+            }
+        }
+    }
+
+    /// Routes, connects and forwards one request and its response.
+    async fn forward(&mut self, head: &RequestHead, o: &mut Outcome<'f>) -> Result<Next, ProxyError> {
+        let fe = self.fe;
+        let req = RequestRef::new(head);
+        let backend = choose_backend(&fe.routes, fe.default_backend.as_ref(), &req).ok_or(ProxyError::NoBackend)?;
+        o.backend = Some(backend);
+        backend.counters.request();
+
+        let mut set = std::mem::take(&mut self.set);
+        let mut del = std::mem::take(&mut self.del);
+        set.clear();
+        del.clear();
+        apply_header_rules(&fe.http_request, &req, &mut set, &mut del);
+        apply_header_rules(&backend.http_request, &req, &mut set, &mut del);
+        let request_framing = head.framing();
+        // We answer `100 Continue` ourselves once a server is connected, so
+        // the server does not see the expectation.
+        let answer_continue = head.expects_continue() && request_framing.has_body();
+        if answer_continue {
+            del.push("expect");
+        }
+        let result = self
+            .forward_to(head, backend, &set, &del, answer_continue, o)
+            .await;
+        self.set = set;
+        self.del = del;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the steps of one exchange share these")]
+    async fn forward_to(
+        &mut self,
+        head: &RequestHead,
+        backend: &'f Arc<BackendCtx>,
+        set: &[(&str, &str)],
+        del: &[&str],
+        answer_continue: bool,
+        o: &mut Outcome<'f>,
+    ) -> Result<Next, ProxyError> {
+        let fe = self.fe;
+        let key = match &backend.hash_on {
+            Some(on) => {
+                let target = std::str::from_utf8(head.target()).unwrap_or("");
+                on.key_hash(self.peer.ip(), target, |name| head.headers().get(name))
+            }
+            None => SelectKey::None,
+        };
+
+        // Server slot and connection, with retries and redispatch.
+        let mut excluded: Vec<usize> = Vec::new();
+        let mut retries_left = backend.retries;
+        let (slot, mut conn) = loop {
+            o.phase = b'Q';
+            let (slot, waited) = backend.acquire(key, &excluded).await?;
+            o.tw = Some(o.tw.unwrap_or_default() + waited);
+            o.server = Some(slot.server);
+            o.phase = b'C';
+            match backend.connect(slot.server).await {
+                Ok((conn, took)) => {
+                    o.tc = Some(took);
+                    break (slot, conn);
+                }
+                Err(e) => {
+                    backend.report_server_error(slot.server, &e);
+                    log::debug!("{}/{}: {e}", backend.name, backend.servers[slot.server].name);
+                    if retries_left == 0 || !e.retryable() {
+                        return Err(e);
+                    }
+                    retries_left -= 1;
+                    o.retries += 1;
+                    let redispatch = backend.redispatch && backend.servers.len() > 1;
+                    backend.count_retry(slot.server, redispatch);
+                    if redispatch {
+                        excluded.push(slot.server);
+                        if excluded.len() >= backend.servers.len() {
+                            excluded.clear();
+                        }
+                    }
+                }
+            }
+        };
+        let server_idx = slot.server;
+        let server = &backend.servers[server_idx];
+        server.counters.request();
+
+        // The request head.
+        o.phase = b'H';
+        let forwarded_for = (fe.forwardfor || backend.forwardfor).then(|| self.peer.ip());
+        let rewrite = HeadRewrite {
+            forwarded_for,
+            forwarded_proto: forwarded_for.map(|_| "http"),
+            set_headers: set,
+            del_headers: del,
+            body: request_framing_out(head.framing()),
+            keep_upgrade: head.upgrade().is_some(),
+            ..HeadRewrite::default()
+        };
+        self.out.clear();
+        encode_request_head(head, &rewrite, &mut self.out);
+        let server_timeout = backend.timeouts.server;
+        let client_timeout = fe.timeouts.client;
+        let has_body = head.framing().has_body();
+        let sent_at;
+        // A pooled connection may have been closed by the server just now:
+        // a request without body is sent again on a new connection.
+        let mut resend_allowed = !has_body;
+        let resp = loop {
+            if let Err(e) = within(server_timeout, conn.stream.write_all(&self.out)).await.unwrap_or_else(|_| {
+                Err(std::io::ErrorKind::TimedOut.into())
+            }) {
+                if conn.reused {
+                    conn = self.fresh_connection(backend, server_idx, o).await?;
+                    continue;
+                }
+                return Err(ProxyError::ServerAborted(e));
+            }
+            if has_body {
+                self.out.clear();
+                if answer_continue && self.buf.is_empty() {
+                    self.write_client(CONTINUE_RESPONSE, o).await?;
+                }
+                let mut decoder = BodyDecoder::new(head.framing(), Side::Client, &fe.limits);
+                let moved = stream_body(
+                    &mut decoder,
+                    &mut self.client,
+                    &mut self.buf,
+                    &mut conn.stream,
+                    &mut self.out,
+                    BodyMode::Pass,
+                    StreamTimeouts {
+                        read: client_timeout,
+                        write: server_timeout,
+                    },
+                )
+                .await;
+                match moved {
+                    Ok(m) => o.bytes_in += m.read,
+                    Err(e) => {
+                        return Err(match e {
+                            StreamError::Decode(e) => ProxyError::BadRequest(e),
+                            StreamError::SourceClosed => {
+                                ProxyError::ClientAborted(std::io::ErrorKind::UnexpectedEof.into())
+                            }
+                            StreamError::SourceIo(e) => ProxyError::ClientAborted(e),
+                            StreamError::SourceTimeout => ProxyError::ClientTimeout("receiving the request body"),
+                            StreamError::SinkIo(e) => ProxyError::ServerAborted(e),
+                            StreamError::SinkTimeout => ProxyError::ServerTimeout,
+                        });
+                    }
+                }
+            }
+            let sent = Instant::now();
+            match self.read_response_head(head, &mut conn, server_timeout, answer_continue, o).await {
+                Ok(resp) => {
+                    sent_at = sent;
+                    break resp;
+                }
+                Err(ProxyError::StaleConnection) if resend_allowed => {
+                    resend_allowed = false;
+                    conn = self.fresh_connection(backend, server_idx, o).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        o.tr = Some(sent_at.elapsed());
+        self.out.clear();
+
+        // The response head.
+        let framing = response_framing(head, &resp).map_err(ProxyError::BadResponse)?;
+        let status = resp.status();
+        let client_keep = head.keep_alive() == KeepAlive::KeepAlive;
+        let client_http10 = head.version() == Version::Http10;
+        let (body, mode, keep) = match framing {
+            Framing::Tunnel => (OutgoingBody::None, BodyMode::Pass, false),
+            Framing::Empty => (OutgoingBody::None, BodyMode::Pass, client_keep),
+            Framing::Length(n) => (OutgoingBody::Length(n), BodyMode::Pass, client_keep),
+            Framing::Chunked if !client_http10 => (OutgoingBody::Chunked, BodyMode::Pass, client_keep),
+            Framing::Chunked => (OutgoingBody::CloseDelimited, BodyMode::Dechunk, false),
+            Framing::CloseDelimited if !client_http10 && client_keep => {
+                (OutgoingBody::Chunked, BodyMode::Rechunk, true)
+            }
+            Framing::CloseDelimited => (OutgoingBody::CloseDelimited, BodyMode::Pass, false),
+        };
+        let connection = match (keep, client_http10) {
+            (false, _) => Some("close"),
+            (true, true) => Some("keep-alive"),
+            (true, false) => None,
+        };
+        encode_response_head(
+            &resp,
+            &HeadRewrite {
+                body,
+                connection,
+                keep_upgrade: framing == Framing::Tunnel,
+                ..HeadRewrite::default()
+            },
+            &mut self.out,
+        );
+        o.status = status;
+        o.response_started = true;
+        fe.counters.response(status);
+        backend.counters.response(status);
+        server.counters.response(status);
+
+        if framing == Framing::Tunnel {
+            o.phase = b'T';
+            let head_len = self.out.len() as u64;
+            flush(&mut self.client, &mut self.out, client_timeout)
+                .await
+                .map_err(|_| ProxyError::ClientAborted(std::io::ErrorKind::BrokenPipe.into()))?;
+            let idle = backend
+                .timeouts
+                .tunnel
+                .or(fe.timeouts.tunnel)
+                .or(match (client_timeout, server_timeout) {
+                    (Some(c), Some(s)) => Some(c.max(s)),
+                    (c, s) => c.or(s),
+                });
+            let to_server = std::mem::take(&mut self.buf);
+            let to_client = std::mem::take(&mut conn.buf);
+            let result = Box::pin(tunnel(&mut self.client, &mut conn.stream, &to_server, &to_client, idle)).await;
+            o.bytes_out = head_len;
+            if let Ok((up, down)) = result {
+                o.bytes_in += up;
+                o.bytes_out += down;
+            } else {
+                o.termination = Some(*b"cT");
+            }
+            backend.report_server_success(server_idx);
+            drop(slot);
+            return Ok(Next::Close);
+        }
+
+        // The response body.
+        o.phase = b'D';
+        let mut decoder = BodyDecoder::new(framing, Side::Server, &fe.limits);
+        let moved = stream_body(
+            &mut decoder,
+            &mut conn.stream,
+            &mut conn.buf,
+            &mut self.client,
+            &mut self.out,
+            mode,
+            StreamTimeouts {
+                read: server_timeout,
+                write: client_timeout,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StreamError::Decode(e) => ProxyError::BadResponse(e),
+            StreamError::SourceClosed => ProxyError::ServerAborted(std::io::ErrorKind::UnexpectedEof.into()),
+            StreamError::SourceIo(e) => ProxyError::ServerAborted(e),
+            StreamError::SourceTimeout => ProxyError::ServerTimeout,
+            StreamError::SinkIo(e) => ProxyError::ClientAborted(e),
+            StreamError::SinkTimeout => ProxyError::ClientTimeout("sending the response"),
+        })?;
+        o.bytes_out += moved.written;
+        backend.report_server_success(server_idx);
+        let reusable = server_connection_reusable(&resp, framing) == KeepAlive::KeepAlive
+            && head.upgrade().is_none()
+            && conn.buf.is_empty();
+        if reusable {
+            conn.reused = false;
+            server.pool.put(conn);
+        }
+        drop(slot);
+        Ok(if keep { Next::KeepAlive } else { Next::Close })
+    }
+
+    /// A new (not pooled) connection to the same server, after a pooled
+    /// one turned out to be closed.
+    async fn fresh_connection(
+        &mut self,
+        backend: &BackendCtx,
+        server: usize,
+        o: &mut Outcome<'f>,
+    ) -> Result<ServerConn, ProxyError> {
+        match backend.connect_new(server).await {
+            Ok((conn, took)) => {
+                o.tc = Some(took);
+                Ok(conn)
+            }
+            Err(e) => {
+                backend.report_server_error(server, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the final response head; interim 1xx responses are passed on
+    /// (except a server's `100 Continue` when we sent our own).
+    async fn read_response_head(
+        &mut self,
+        request: &RequestHead,
+        conn: &mut ServerConn,
+        server_timeout: Option<Duration>,
+        answered_continue: bool,
+        o: &mut Outcome<'f>,
+    ) -> Result<ResponseHead, ProxyError> {
+        let mut received = !conn.buf.is_empty();
+        loop {
+            match ResponseHead::parse_buf(&mut conn.buf, &self.fe.limits) {
+                Ok(Some(resp)) if resp.is_interim() && resp.status() != 101 => {
+                    if resp.status() == 100 && answered_continue {
+                        continue;
+                    }
+                    if request.version() == Version::Http10 {
+                        continue; // RFC 9110 §15.2: no 1xx to HTTP/1.0 clients
+                    }
+                    let mut interim = BytesMut::new();
+                    encode_response_head(&resp, &HeadRewrite::default(), &mut interim);
+                    self.write_client(&interim, o).await?;
+                    continue;
+                }
+                Ok(Some(resp)) => return Ok(resp),
+                Ok(None) => {}
+                Err(e) => return Err(ProxyError::BadResponse(e)),
+            }
+            if conn.buf.capacity() - conn.buf.len() < 1024 {
+                conn.buf.reserve(SERVER_BUF_SIZE);
+            }
+            match within(server_timeout, conn.stream.read_buf(&mut conn.buf)).await {
+                Err(_) => return Err(ProxyError::ServerTimeout),
+                Ok(Ok(0)) | Ok(Err(_)) if !received && conn.reused => return Err(ProxyError::StaleConnection),
+                Ok(Ok(0)) => return Err(ProxyError::ServerAborted(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Err(e)) => return Err(ProxyError::ServerAborted(e)),
+                Ok(Ok(_)) => received = true,
+            }
+        }
+    }
+
+    async fn write_client(&mut self, bytes: &[u8], o: &mut Outcome<'f>) -> Result<(), ProxyError> {
+        match within(self.fe.timeouts.client, self.client.write_all(bytes)).await {
+            Ok(Ok(())) => {
+                o.bytes_out += bytes.len() as u64;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ProxyError::ClientAborted(e)),
+            Err(_) => Err(ProxyError::ClientTimeout("sending the response")),
+        }
+    }
+
+    /// Counts a failure, answers the client if it still can, and records
+    /// the termination state.
+    async fn fail(&mut self, e: &ProxyError, o: &mut Outcome<'f>) {
+        let fe = self.fe;
+        match e.side() {
+            ErrorSide::Client => {
+                if let Some(c) = e.counter() {
+                    fe.counters.inc(c);
+                }
+            }
+            ErrorSide::Server => {
+                // Connect failures were counted per attempt.
+                if !matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }) {
+                    if let (Some(b), Some(s)) = (o.backend, o.server) {
+                        b.report_server_error(s, e);
+                    }
+                }
+            }
+            ErrorSide::Internal => match o.backend {
+                Some(b) => b.counters.inc(Counter::Denied),
+                None => fe.counters.inc(Counter::Denied),
+            },
+        }
+        o.termination = Some(e.termination(o.phase));
+        log::debug!("{} {}: {e}", fe.name, self.peer);
+        if o.response_started {
+            return;
+        }
+        if let Some(status) = e.status() {
+            self.out.clear();
+            write_error_response(status, &mut self.out);
+            let out = std::mem::take(&mut self.out);
+            if self.write_client(&out, o).await.is_ok() {
+                let _ = self.client.shutdown().await;
+            }
+            self.out = out;
+            o.status = status;
+            fe.counters.response(status);
+            if let Some(b) = o.backend {
+                b.counters.response(status);
+            }
+        }
+    }
+
+    fn count_bytes(&self, o: &Outcome<'f>) {
+        self.fe.counters.add(Counter::BytesIn, o.bytes_in);
+        self.fe.counters.add(Counter::BytesOut, o.bytes_out);
+        if let Some(b) = o.backend {
+            b.counters.add(Counter::BytesIn, o.bytes_in);
+            b.counters.add(Counter::BytesOut, o.bytes_out);
+            if let Some(s) = o.server {
+                b.servers[s].counters.add(Counter::BytesIn, o.bytes_in);
+                b.servers[s].counters.add(Counter::BytesOut, o.bytes_out);
+            }
+        }
+    }
+
+    fn log(&self, o: &Outcome<'f>, started: SystemTime, first_byte: Instant, head: Option<&RequestHead>) {
+        let Some(format) = self.fe.log_format else {
+            return;
+        };
+        let (backend, server) = match o.backend {
+            Some(b) => (
+                b.name.as_str(),
+                o.server.map_or("<NOSRV>", |s| b.servers[s].name.as_str()),
+            ),
+            None => (self.fe.name.as_str(), "<NOSRV>"),
+        };
+        let (method, target, version) = match head {
+            Some(h) => (
+                std::str::from_utf8(h.method_bytes()).unwrap_or("-"),
+                std::str::from_utf8(h.target()).unwrap_or("-"),
+                h.version().as_str(),
+            ),
+            None => ("<BADREQ>", "", ""),
+        };
+        emit(
+            &AccessRecord {
+                client: self.peer,
+                started,
+                frontend: &self.fe.name,
+                backend,
+                server,
+                tq: o.tq,
+                tw: o.tw,
+                tc: o.tc,
+                tr: o.tr,
+                ta: first_byte.elapsed(),
+                status: o.status,
+                bytes_out: o.bytes_out,
+                termination: o.termination.unwrap_or(*b"--"),
+                fe_conn: self.fe.current_sessions.load(Ordering::Relaxed),
+                be_conn: o.backend.map_or(0, |b| {
+                    (0..b.servers.len()).map(|i| u64::from(b.active(i))).sum()
+                }),
+                srv_conn: match (o.backend, o.server) {
+                    (Some(b), Some(s)) => u64::from(b.active(s)),
+                    _ => 0,
+                },
+                retries: o.retries,
+                be_queue: o.backend.map_or(0, |b| b.queued.load(Ordering::Relaxed)),
+                method,
+                target,
+                version,
+            },
+            format,
+        );
+    }
+}
+
+/// The outgoing framing of a request body: forwarded as received.
+fn request_framing_out(f: Framing) -> OutgoingBody {
+    OutgoingBody::from(f)
+}

@@ -1,0 +1,298 @@
+//! Moving bodies and tunnels between the two sockets without buffering
+//! whole messages.
+//!
+//! [`stream_body`] feeds what arrives through a [`BodyDecoder`] and writes
+//! each validated piece on as soon as it is decoded: as received
+//! ([`BodyMode::Pass`], which keeps chunk extensions and trailers), re-framed
+//! as chunks ([`BodyMode::Rechunk`], a close-delimited response to a
+//! keep-alive HTTP/1.1 client) or as plain data ([`BodyMode::Dechunk`], a
+//! chunked response to an HTTP/1.0 client). Memory per direction is one read
+//! buffer, whatever the body size.
+//!
+//! [`tunnel`] copies bytes both ways after a `101 Switching Protocols`
+//! until both sides have closed, or neither sent anything for the idle
+//! timeout (`timeout tunnel`).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::http::{encode_chunk, encode_last_chunk, BodyDecoder};
+
+/// Read size while streaming a body.
+pub const BODY_READ_SIZE: usize = 64 * 1024;
+/// Pieces up to this size are copied into the output buffer (one write for
+/// head and small bodies); larger ones are written straight from the read buffer.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+/// How a body is written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// The received bytes, unchanged (framing, extensions, trailers).
+    Pass,
+    /// Decoded data as chunks, then the last chunk.
+    Rechunk,
+    /// Decoded data only (the receiver reads until close).
+    Dechunk,
+}
+
+/// What went wrong while streaming; the caller knows which side is which.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The body's framing is broken.
+    #[error("{0}")]
+    Decode(crate::http::Error),
+    /// The sender closed before the body ended.
+    #[error("sender closed mid-body")]
+    SourceClosed,
+    /// Reading from the sender failed.
+    #[error("read: {0}")]
+    SourceIo(io::Error),
+    /// The sender was idle longer than its timeout.
+    #[error("sender timeout")]
+    SourceTimeout,
+    /// Writing to the receiver failed.
+    #[error("write: {0}")]
+    SinkIo(io::Error),
+    /// The receiver did not accept data within its timeout.
+    #[error("receiver timeout")]
+    SinkTimeout,
+}
+
+/// Timeouts of one streaming direction.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTimeouts {
+    /// Inactivity of the sender.
+    pub read: Option<Duration>,
+    /// Inactivity of the receiver.
+    pub write: Option<Duration>,
+}
+
+/// Bytes moved by [`stream_body`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Moved {
+    /// Read from the sender (body only; bytes already buffered count too).
+    pub read: u64,
+    /// Written to the receiver (including anything pending in `out`).
+    pub written: u64,
+}
+
+/// `io` within `limit` (no limit: as is).
+pub async fn within<T>(
+    limit: Option<Duration>,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> Result<io::Result<T>, tokio::time::error::Elapsed> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, io).await,
+        None => Ok(io.await),
+    }
+}
+
+/// Writes `out` to `dst` and clears it.
+pub async fn flush<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    out: &mut BytesMut,
+    limit: Option<Duration>,
+) -> Result<(), StreamError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    match within(limit, dst.write_all(out)).await {
+        Ok(Ok(())) => {
+            out.clear();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(StreamError::SinkIo(e)),
+        Err(_) => Err(StreamError::SinkTimeout),
+    }
+}
+
+/// Streams one body from `src` (starting with what `src_buf` already
+/// holds) to `dst`. `out` may hold a head not yet written: it goes out with
+/// the first piece of body. On success `src_buf` starts after the body and
+/// everything has been written.
+pub async fn stream_body<R, W>(
+    decoder: &mut BodyDecoder,
+    src: &mut R,
+    src_buf: &mut BytesMut,
+    dst: &mut W,
+    out: &mut BytesMut,
+    mode: BodyMode,
+    timeouts: StreamTimeouts,
+) -> Result<Moved, StreamError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut moved = Moved {
+        written: out.len() as u64,
+        ..Moved::default()
+    };
+    loop {
+        let step = decoder.decode(src_buf).map_err(StreamError::Decode)?;
+        if step.consumed > 0 {
+            moved.read += step.consumed as u64;
+            let before = out.len();
+            match mode {
+                BodyMode::Pass if out.len() + step.consumed > COALESCE_LIMIT => {
+                    flush(dst, out, timeouts.write).await?;
+                    match within(timeouts.write, dst.write_all(&src_buf[..step.consumed])).await {
+                        Ok(Ok(())) => moved.written += step.consumed as u64,
+                        Ok(Err(e)) => return Err(StreamError::SinkIo(e)),
+                        Err(_) => return Err(StreamError::SinkTimeout),
+                    }
+                }
+                BodyMode::Pass => out.extend_from_slice(&src_buf[..step.consumed]),
+                BodyMode::Rechunk => encode_chunk(&src_buf[step.data.clone()], out),
+                BodyMode::Dechunk => out.extend_from_slice(&src_buf[step.data.clone()]),
+            }
+            if out.len() > before {
+                moved.written += (out.len() - before) as u64;
+            }
+            src_buf.advance(step.consumed);
+        }
+        if step.done {
+            if mode == BodyMode::Rechunk {
+                encode_last_chunk(out);
+                moved.written += 5;
+            }
+            flush(dst, out, timeouts.write).await?;
+            return Ok(moved);
+        }
+        if step.consumed > 0 && !src_buf.is_empty() {
+            continue;
+        }
+        // Need more input: send what we have first (the peer may wait for it).
+        if out.len() > COALESCE_LIMIT / 2 || src_buf.is_empty() {
+            flush(dst, out, timeouts.write).await?;
+        }
+        src_buf.reserve(BODY_READ_SIZE);
+        let n = match within(timeouts.read, src.read_buf(src_buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(StreamError::SourceIo(e)),
+            Err(_) => return Err(StreamError::SourceTimeout),
+        };
+        if n == 0 {
+            // The sender closed: the end of a close-delimited body, or a truncation.
+            decoder.finish().map_err(|_| StreamError::SourceClosed)?;
+            if mode == BodyMode::Rechunk {
+                encode_last_chunk(out);
+                moved.written += 5;
+            }
+            flush(dst, out, timeouts.write).await?;
+            return Ok(moved);
+        }
+    }
+}
+
+/// Copies bytes both ways until both directions have ended (each EOF is
+/// passed on as a write shutdown), or nothing moved in either direction for
+/// `idle`. `to_server` / `to_client` are bytes already read and not yet
+/// delivered. Returns (client→server, server→client) byte counts.
+pub async fn tunnel(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    to_server: &[u8],
+    to_client: &[u8],
+    idle: Option<Duration>,
+) -> io::Result<(u64, u64)> {
+    if !to_server.is_empty() {
+        server.write_all(to_server).await?;
+    }
+    if !to_client.is_empty() {
+        client.write_all(to_client).await?;
+    }
+    let origin = Instant::now();
+    let last = AtomicU64::new(0);
+    let (mut cr, mut cw) = client.split();
+    let (mut sr, mut sw) = server.split();
+    let up = copy_until_idle(&mut cr, &mut sw, idle, origin, &last);
+    let down = copy_until_idle(&mut sr, &mut cw, idle, origin, &last);
+    let (a, b) = tokio::try_join!(up, down)?;
+    Ok((a + to_server.len() as u64, b + to_client.len() as u64))
+}
+
+async fn copy_until_idle<R, W>(
+    r: &mut R,
+    w: &mut W,
+    idle: Option<Duration>,
+    origin: Instant,
+    last: &AtomicU64,
+) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match within(idle, r.read(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                // Idle here; the other direction may still be busy.
+                let idle = idle.unwrap_or_default();
+                let since = origin.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
+                if Duration::from_millis(since) < idle {
+                    continue;
+                }
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle timeout"));
+            }
+        };
+        if n == 0 {
+            let _ = w.shutdown().await;
+            return Ok(total);
+        }
+        w.write_all(&buf[..n]).await?;
+        total += n as u64;
+        last.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Framing, Limits, Side};
+
+    #[tokio::test]
+    async fn rechunks_a_close_delimited_body_and_dechunks_a_chunked_one() {
+        let limits = Limits::default();
+        let mut src: &[u8] = b" world";
+        let mut buf = BytesMut::from(&b"hello"[..]);
+        let mut dst = Vec::new();
+        let mut out = BytesMut::new();
+        let mut dec = BodyDecoder::new(Framing::CloseDelimited, Side::Server, &limits);
+        let t = StreamTimeouts { read: None, write: None };
+        stream_body(&mut dec, &mut src, &mut buf, &mut dst, &mut out, BodyMode::Rechunk, t)
+            .await
+            .unwrap();
+        assert_eq!(dst, b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+
+        let mut src: &[u8] = b"";
+        let mut buf = BytesMut::from(&b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nNEXT"[..]);
+        let mut dst = Vec::new();
+        let mut dec = BodyDecoder::new(Framing::Chunked, Side::Server, &limits);
+        stream_body(&mut dec, &mut src, &mut buf, &mut dst, &mut out, BodyMode::Dechunk, t)
+            .await
+            .unwrap();
+        assert_eq!(dst, b"abc");
+        assert_eq!(&buf[..], b"NEXT");
+    }
+
+    #[tokio::test]
+    async fn truncated_length_body_is_an_error() {
+        let limits = Limits::default();
+        let mut src: &[u8] = b"";
+        let mut buf = BytesMut::from(&b"abc"[..]);
+        let mut dst = Vec::new();
+        let mut out = BytesMut::new();
+        let mut dec = BodyDecoder::new(Framing::Length(10), Side::Server, &limits);
+        let t = StreamTimeouts { read: None, write: None };
+        let r = stream_body(&mut dec, &mut src, &mut buf, &mut dst, &mut out, BodyMode::Pass, t).await;
+        assert!(matches!(r, Err(StreamError::SourceClosed)), "{r:?}");
+    }
+}
