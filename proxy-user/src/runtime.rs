@@ -18,7 +18,7 @@ use crate::{
     config::{self, Config, Mode},
     health,
     l4::{self, control::L4Control, service::L4Service, XdpProgram},
-    origin,
+    origin, proxy,
     relay::{Relay, RelayServer, DEFAULT_MAX_CONNECTIONS},
     stats::{self, registry::Registry, StatsStore, StoreOptions},
     tls::{TlsAcceptor, TlsClientSettings, TlsConnector, TlsServerSettings},
@@ -517,11 +517,25 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     // TLS acceptors of `bind ... ssl`, reloaded on SIGHUP.
     let mut acceptors: Vec<Arc<TlsAcceptor>> = Vec::new();
 
-    // Listeners. Until the L7 proxy serves `mode http`, every tcp/http
-    // frontend relays bytes to its default backend's servers. XDP services
-    // are served by the relay only when XDP is not running (fallback).
+    // `mode http` frontends are served by the L7 engine (crate::proxy); one
+    // with a `bind ... ssl` stays on the TLS relay until the engine speaks TLS.
+    let http_engine = proxy::Engine::start(
+        &cfg,
+        &mut proxy::counters_from_registry(&registry, &store),
+    )?;
+
+    // Listeners. `mode tcp` frontends relay bytes to their default
+    // backend's servers. XDP services are served by the relay only when XDP
+    // is not running (fallback).
     for fe in &cfg.frontends {
         if fe.mode == Mode::Udp || (fe.xdp.is_some() && control.is_some()) {
+            continue;
+        }
+        if fe.mode == Mode::Http && fe.binds.iter().all(|b| b.tls.is_none()) {
+            for addr in http_engine.listen_frontend(&cfg, fe)? {
+                banner.push(format!("  frontend  {:<12} http {addr} -> L7 proxy", fe.name));
+                curl_lines.push(format!("  curl http://{addr}/"));
+            }
             continue;
         }
         let backend = fe
@@ -726,6 +740,7 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         // case a table update is still running.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder).await;
     }
+    http_engine.shutdown().await;
     if let Some(sync) = sync {
         sync.finish();
     }

@@ -165,6 +165,15 @@ impl Engine {
         cfg: &Config,
         counters: &mut dyn FnMut(StatsEntity<'_>) -> EntityCounters,
     ) -> Result<Engine, EngineError> {
+        Self::start_with_limits(cfg, Limits::default(), counters)
+    }
+
+    /// [`Engine::start`] with other codec limits (e.g. `require_host: false`).
+    pub fn start_with_limits(
+        cfg: &Config,
+        limits: Limits,
+        counters: &mut dyn FnMut(StatsEntity<'_>) -> EntityCounters,
+    ) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             frontends: HashMap::new(),
             backends: HashMap::new(),
@@ -200,7 +209,7 @@ impl Engine {
                 forwardfor: fe.forwardfor,
                 timeouts: fe.timeouts,
                 log_format: fe.log_format,
-                limits: Limits::default(),
+                limits: limits.clone(),
                 maxconn: fe.maxconn.map_or(DEFAULT_MAXCONN, |m| m as usize),
                 counters: counters(StatsEntity::Frontend(fe)),
                 current_sessions: AtomicU64::new(0),
@@ -392,6 +401,49 @@ async fn follow_health(backend: Arc<BackendCtx>, config: Backend, mut events: mp
                 }
             }
         }
+    }
+}
+
+/// The counters callback for [`Engine::start`] from the runtime's stats
+/// registry; an entity the registry does not know counts locally.
+pub fn counters_from_registry<'r>(
+    registry: &'r crate::stats::registry::Registry,
+    store: &'r crate::stats::StatsStore,
+) -> impl FnMut(StatsEntity<'_>) -> EntityCounters + 'r {
+    move |e| {
+        match e {
+            StatsEntity::Frontend(f) => registry.frontends.get(&f.name),
+            StatsEntity::Backend(b) => registry.backends.get(&b.name),
+            StatsEntity::Server(b, s) => registry.servers.get(&(b.name.clone(), s.name.clone())),
+        }
+        .cloned()
+        .unwrap_or_else(|| store.register(None, e.object_type()))
+    }
+}
+
+impl Engine {
+    /// Binds every (non-TLS) `bind` of `mode http` frontend `fe` and serves
+    /// it in new tasks; returns the bound addresses.
+    pub fn listen_frontend(&self, cfg: &Config, fe: &Frontend) -> anyhow::Result<Vec<SocketAddr>> {
+        use anyhow::Context as _;
+        let ctx = self
+            .frontend(&fe.name)
+            .with_context(|| format!("frontend '{}' is not a mode http frontend", fe.name))?;
+        let mut bound = Vec::new();
+        for bind in fe.binds.iter().filter(|b| b.tls.is_none()) {
+            let listener = crate::net::listen_reuseport(bind.addr).with_context(|| {
+                format!(
+                    "{}:{}: frontend '{}' cannot listen on {}",
+                    cfg.source.display(),
+                    bind.line,
+                    fe.name,
+                    bind.addr
+                )
+            })?;
+            bound.push(listener.local_addr()?);
+            tokio::spawn(serve(listener, ctx.clone()));
+        }
+        Ok(bound)
     }
 }
 
