@@ -18,14 +18,17 @@ const DEFAULTS: &str = "defaults\n    mode http\n    timeout connect 1s\n    tim
 fn count_by_origin(responses: &[l7::Response]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in responses {
-        *m.entry(r.header("x-origin").unwrap_or_default()).or_insert(0) += 1;
+        *m.entry(r.header("x-origin").unwrap_or_default())
+            .or_insert(0) += 1;
     }
     m
 }
 
 #[tokio::test]
 async fn routes_by_host_path_header_and_method_with_not_and_or() {
-    let names = ["api", "static", "exact", "beta", "tenant", "writes", "notget", "fallback"];
+    let names = [
+        "api", "static", "exact", "beta", "tenant", "writes", "notget", "fallback",
+    ];
     let mut origins = Vec::new();
     for n in names {
         origins.push(Origin::start(n).await);
@@ -57,16 +60,46 @@ frontend fe
         c.send(req.as_bytes()).await;
         c.response().await.unwrap().header("x-origin").unwrap()
     };
-    assert_eq!(ask("GET / HTTP/1.1\r\nHost: API.example.com\r\n\r\n").await, "api");
-    assert_eq!(ask("GET /static/a.css HTTP/1.1\r\nHost: w\r\n\r\n").await, "static");
-    assert_eq!(ask("GET /exact?q=1 HTTP/1.1\r\nHost: w\r\n\r\n").await, "exact");
-    assert_eq!(ask("GET /exact/more HTTP/1.1\r\nHost: w\r\n\r\n").await, "fallback");
-    assert_eq!(ask("GET / HTTP/1.1\r\nHost: w\r\nX-Beta: \r\n\r\n").await, "beta");
-    assert_eq!(ask("GET / HTTP/1.1\r\nHost: w\r\nX-Tenant: globex\r\n\r\n").await, "tenant");
-    assert_eq!(ask("GET / HTTP/1.1\r\nHost: w\r\nX-Tenant: other\r\n\r\n").await, "fallback");
-    assert_eq!(ask("PUT / HTTP/1.1\r\nHost: w\r\nContent-Length: 0\r\n\r\n").await, "writes");
-    assert_eq!(ask("DELETE /m/x HTTP/1.1\r\nHost: w\r\n\r\n").await, "notget");
-    assert_eq!(ask("GET /m/x HTTP/1.1\r\nHost: w\r\n\r\n").await, "fallback");
+    assert_eq!(
+        ask("GET / HTTP/1.1\r\nHost: API.example.com\r\n\r\n").await,
+        "api"
+    );
+    assert_eq!(
+        ask("GET /static/a.css HTTP/1.1\r\nHost: w\r\n\r\n").await,
+        "static"
+    );
+    assert_eq!(
+        ask("GET /exact?q=1 HTTP/1.1\r\nHost: w\r\n\r\n").await,
+        "exact"
+    );
+    assert_eq!(
+        ask("GET /exact/more HTTP/1.1\r\nHost: w\r\n\r\n").await,
+        "fallback"
+    );
+    assert_eq!(
+        ask("GET / HTTP/1.1\r\nHost: w\r\nX-Beta: \r\n\r\n").await,
+        "beta"
+    );
+    assert_eq!(
+        ask("GET / HTTP/1.1\r\nHost: w\r\nX-Tenant: globex\r\n\r\n").await,
+        "tenant"
+    );
+    assert_eq!(
+        ask("GET / HTTP/1.1\r\nHost: w\r\nX-Tenant: other\r\n\r\n").await,
+        "fallback"
+    );
+    assert_eq!(
+        ask("PUT / HTTP/1.1\r\nHost: w\r\nContent-Length: 0\r\n\r\n").await,
+        "writes"
+    );
+    assert_eq!(
+        ask("DELETE /m/x HTTP/1.1\r\nHost: w\r\n\r\n").await,
+        "notget"
+    );
+    assert_eq!(
+        ask("GET /m/x HTTP/1.1\r\nHost: w\r\n\r\n").await,
+        "fallback"
+    );
 }
 
 #[tokio::test]
@@ -85,7 +118,10 @@ backend b
     let proxy = start_proxy(&cfg).await;
     let out = send_raw(proxy.addr, b"GET /other HTTP/1.1\r\nHost: w\r\n\r\n").await;
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{text}"
+    );
     assert!(text.contains("No server is available"), "{text}");
     assert_eq!(o.accepted(), 0);
     assert_eq!(proxy.frontend.counters.get(Counter::Responses5xx), 1);
@@ -147,7 +183,9 @@ backend rnd
         let mut seen = HashMap::new();
         for i in 0..20 {
             let r = c.get(&format!("{prefix}{}", i % 4)).await;
-            seen.entry(i % 4).or_insert_with(Vec::new).push(r.header("x-origin").unwrap());
+            seen.entry(i % 4)
+                .or_insert_with(Vec::new)
+                .push(r.header("x-origin").unwrap());
         }
         for v in seen.values() {
             assert!(v.iter().all(|x| x == &v[0]), "{prefix}: {seen:?}");
@@ -156,9 +194,13 @@ backend rnd
     let mut per_user: HashMap<String, Vec<String>> = HashMap::new();
     for i in 0..20 {
         let user = format!("user{}", i % 5);
-        c.send(format!("GET /h/x HTTP/1.1\r\nHost: w\r\nX-User: {user}\r\n\r\n").as_bytes()).await;
+        c.send(format!("GET /h/x HTTP/1.1\r\nHost: w\r\nX-User: {user}\r\n\r\n").as_bytes())
+            .await;
         let r = c.response().await.unwrap();
-        per_user.entry(user).or_default().push(r.header("x-origin").unwrap());
+        per_user
+            .entry(user)
+            .or_default()
+            .push(r.header("x-origin").unwrap());
     }
     for v in per_user.values() {
         assert!(v.iter().all(|x| x == &v[0]), "{per_user:?}");
@@ -173,7 +215,10 @@ backend rnd
         };
         let counts = count_by_origin(&rs);
         assert_eq!(counts.values().sum::<usize>(), 30);
-        assert!(counts.len() == 2, "{prefix} should use both servers: {counts:?}");
+        assert!(
+            counts.len() == 2,
+            "{prefix} should use both servers: {counts:?}"
+        );
     }
 }
 
@@ -188,17 +233,29 @@ async fn keep_alive_reuses_client_and_pooled_server_connections() {
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), format!("hello from o GET /{i}"));
     }
-    assert_eq!(o.accepted(), 1, "one upstream connection for 20 keep-alive requests");
+    assert_eq!(
+        o.accepted(),
+        1,
+        "one upstream connection for 20 keep-alive requests"
+    );
     // New client connections, one request each, closing: the pooled upstream connection is reused.
     for i in 0..5 {
-        let out = send_raw(proxy.addr, format!("GET /c{i} HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n").as_bytes()).await;
+        let out = send_raw(
+            proxy.addr,
+            format!("GET /c{i} HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("connection: close\r\n"), "{text}");
         assert!(text.ends_with(&format!("hello from o GET /c{i}")), "{text}");
     }
     assert_eq!(o.accepted(), 1, "the pool served every later request");
     let be = proxy.engine.backend("b").unwrap();
-    assert!(be.servers[0].pool.reuses() >= 24, "{}", be.servers[0].pool.reuses());
+    assert!(
+        be.servers[0].pool.reuses() >= 24,
+        "{}",
+        be.servers[0].pool.reuses()
+    );
     assert_eq!(proxy.frontend.counters.get(Counter::Requests), 25);
     assert_eq!(proxy.frontend.counters.get(Counter::Sessions), 6);
 }
@@ -222,7 +279,10 @@ async fn slow_client_gets_408_after_http_request_timeout() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(280) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(280) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     assert_eq!(o.accepted(), 0);
     assert_eq!(proxy.frontend.counters.get(Counter::Timeouts), 1);
 }
@@ -237,7 +297,10 @@ async fn keep_alive_idle_connection_is_closed_silently() {
     let proxy = start_proxy(&cfg).await;
     let mut c = Client::connect(proxy.addr).await;
     assert_eq!(c.get("/").await.status, 200);
-    assert!(c.is_closed().await, "closed without a 408 after the keep-alive timeout");
+    assert!(
+        c.is_closed().await,
+        "closed without a 408 after the keep-alive timeout"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +313,10 @@ async fn server_timeout_is_504_and_broken_framing_is_502() {
     let proxy = start_proxy(&cfg).await;
     let out = send_raw(proxy.addr, b"GET /slow/3000 HTTP/1.1\r\nHost: w\r\n\r\n").await;
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 504 Gateway Time-out\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 504 Gateway Time-out\r\n"),
+        "{text}"
+    );
     let out = send_raw(proxy.addr, b"GET /broken HTTP/1.1\r\nHost: w\r\n\r\n").await;
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
@@ -285,17 +351,31 @@ backend nodispatch
     let mut c = Client::connect(proxy.addr).await;
     for _ in 0..6 {
         let r = c.get("/").await;
-        assert_eq!((r.status, r.header("x-origin").as_deref()), (200, Some("live")));
+        assert_eq!(
+            (r.status, r.header("x-origin").as_deref()),
+            (200, Some("live"))
+        );
     }
     let be = proxy.engine.backend("b").unwrap();
-    assert!(be.counters.get(Counter::Retries) >= 3, "{}", be.counters.get(Counter::Retries));
-    assert_eq!(be.counters.get(Counter::Redispatches), be.counters.get(Counter::Retries));
+    assert!(
+        be.counters.get(Counter::Retries) >= 3,
+        "{}",
+        be.counters.get(Counter::Retries)
+    );
+    assert_eq!(
+        be.counters.get(Counter::Redispatches),
+        be.counters.get(Counter::Retries)
+    );
     assert!(be.servers[0].counters.get(Counter::ConnectErrors) >= 3);
 
     let out = send_raw(proxy.addr, b"GET /n/ HTTP/1.1\r\nHost: w\r\n\r\n").await;
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 503 "));
     let nd = proxy.engine.backend("nodispatch").unwrap();
-    assert_eq!(nd.servers[0].counters.get(Counter::ConnectErrors), 3, "1 attempt + 2 retries");
+    assert_eq!(
+        nd.servers[0].counters.get(Counter::ConnectErrors),
+        3,
+        "1 attempt + 2 retries"
+    );
     assert_eq!(nd.counters.get(Counter::Retries), 2);
     assert_eq!(nd.counters.get(Counter::Redispatches), 0);
 }
@@ -335,7 +415,10 @@ backend b
     assert!(be.servers[1].counters.get(Counter::CheckFailures) >= 1);
     let b = Origin::start_on("b", b_addr, true).await; // and comes back
     while !be.is_up(1) {
-        assert!(Instant::now() < deadline + Duration::from_secs(5), "b never came back");
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(5),
+            "b never came back"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut rs = Vec::new();
@@ -353,13 +436,19 @@ async fn chunked_bodies_with_trailers_pass_through_both_ways() {
     let proxy = start_proxy(&cfg).await;
     let mut c = Client::connect(proxy.addr).await;
     let body = "4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nx-checksum: abc\r\n\r\n";
-    c.send(format!("POST /echo HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n{body}").as_bytes())
-        .await;
+    c.send(
+        format!("POST /echo HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+            .as_bytes(),
+    )
+    .await;
     let r = c.response().await.unwrap();
     assert_eq!(r.text(), "wikipedia");
     let seen = o.received_text();
     assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
-    assert!(seen.ends_with(body), "the chunked body, trailer included, reached the origin as sent: {seen}");
+    assert!(
+        seen.ends_with(body),
+        "the chunked body, trailer included, reached the origin as sent: {seen}"
+    );
 
     let r = c.get("/chunked").await;
     assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
@@ -369,7 +458,11 @@ async fn chunked_bodies_with_trailers_pass_through_both_ways() {
     let r = c.get("/close").await;
     assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
     assert_eq!(r.text(), "close-delimited body");
-    assert_eq!(c.get("/after").await.status, 200, "the client connection stayed usable");
+    assert_eq!(
+        c.get("/after").await.status,
+        200,
+        "the client connection stayed usable"
+    );
     // An HTTP/1.0 client gets the chunked body de-chunked, then a close.
     let out = send_raw(proxy.addr, b"GET /chunked HTTP/1.0\r\n\r\n").await;
     let text = String::from_utf8_lossy(&out);
@@ -383,7 +476,8 @@ async fn expect_100_continue_is_answered_before_the_body() {
     let cfg = format!("{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    default_backend b\nbackend b\n    server s {}\n", o.addr);
     let proxy = start_proxy(&cfg).await;
     let mut c = Client::connect(proxy.addr).await;
-    c.send(b"POST /echo HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").await;
+    c.send(b"POST /echo HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .await;
     let mut got = vec![0u8; 25];
     tokio::time::timeout(Duration::from_secs(5), c.stream.read_exact(&mut got))
         .await
@@ -410,7 +504,13 @@ async fn websocket_upgrade_becomes_a_two_way_tunnel() {
     let r = c.response().await.unwrap();
     assert_eq!(r.status, 101);
     assert_eq!(r.header("upgrade").as_deref(), Some("websocket"));
-    assert!(o.received_text().to_ascii_lowercase().contains("upgrade: websocket"), "{}", o.received_text());
+    assert!(
+        o.received_text()
+            .to_ascii_lowercase()
+            .contains("upgrade: websocket"),
+        "{}",
+        o.received_text()
+    );
     for msg in ["ping", "a longer frame of bytes \u{1}\u{2}"] {
         c.send(msg.as_bytes()).await;
         let mut back = vec![0u8; msg.len()];
@@ -437,7 +537,15 @@ async fn pipelined_requests_are_answered_in_order() {
         }
         v
     };
-    assert_eq!(bodies, ["hello from o GET /one", "slow from o", "abc", "hello from o GET /four"]);
+    assert_eq!(
+        bodies,
+        [
+            "hello from o GET /one",
+            "slow from o",
+            "abc",
+            "hello from o GET /four"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -448,7 +556,12 @@ async fn head_204_304_and_interim_responses_have_no_body_and_keep_the_connection
     let mut c = Client::connect(proxy.addr).await;
     c.send(b"HEAD /x HTTP/1.1\r\nHost: w\r\n\r\n").await;
     let r = c.response_to(Method::Head).await.unwrap();
-    assert_eq!(r.header("content-length").as_deref(), Some("20"), "{}", r.head);
+    assert_eq!(
+        r.header("content-length").as_deref(),
+        Some("20"),
+        "{}",
+        r.head
+    );
     assert!(r.body.is_empty());
     let r = c.get("/204").await;
     assert_eq!((r.status, r.body.len()), (204, 0));
@@ -491,10 +604,19 @@ backend b
     let seen = o.received_text().to_ascii_lowercase();
     assert!(seen.starts_with("get /api/v1 http/1.1\r\n"), "{seen}");
     assert!(seen.contains("host: example.com:8080\r\n"), "{seen}");
-    assert!(seen.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"), "{seen}");
+    assert!(
+        seen.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"),
+        "{seen}"
+    );
     assert!(seen.contains("x-forwarded-proto: http\r\n"), "{seen}");
-    assert!(seen.contains("x-env: prod\r\n") && !seen.contains("x-env: dev"), "{seen}");
-    assert!(seen.contains("x-api: yes\r\n") && seen.contains("x-backend: b\r\n"), "{seen}");
+    assert!(
+        seen.contains("x-env: prod\r\n") && !seen.contains("x-env: dev"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("x-api: yes\r\n") && seen.contains("x-backend: b\r\n"),
+        "{seen}"
+    );
     for gone in ["x-secret", "x-hop", "keep-alive:", "te:", "connection:"] {
         assert!(!seen.contains(gone), "{gone} must not be forwarded: {seen}");
     }
@@ -523,7 +645,11 @@ backend short
     for _ in 0..4 {
         let addr = proxy.addr;
         tasks.push(tokio::spawn(async move {
-            send_raw(addr, b"GET /slow/100 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n").await
+            send_raw(
+                addr,
+                b"GET /slow/100 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n",
+            )
+            .await
         }));
     }
     for t in tasks {
@@ -533,10 +659,24 @@ backend short
     assert_eq!(o.max_concurrent(), 1, "maxconn 1 is never exceeded");
 
     let addr = proxy.addr;
-    let slow = tokio::spawn(async move { send_raw(addr, b"GET /slow/1000 HTTP/1.1\r\nHost: w\r\nX-Short: 1\r\n\r\n").await });
+    let slow = tokio::spawn(async move {
+        send_raw(
+            addr,
+            b"GET /slow/1000 HTTP/1.1\r\nHost: w\r\nX-Short: 1\r\n\r\n",
+        )
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let out = send_raw(proxy.addr, b"GET /x HTTP/1.1\r\nHost: w\r\nX-Short: 1\r\n\r\n").await;
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 503 "), "{}", String::from_utf8_lossy(&out));
+    let out = send_raw(
+        proxy.addr,
+        b"GET /x HTTP/1.1\r\nHost: w\r\nX-Short: 1\r\n\r\n",
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 503 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     slow.abort();
 }
 
@@ -554,7 +694,10 @@ async fn malformed_requests_get_4xx_and_never_reach_the_origin() {
     for (req, status) in cases {
         let out = send_raw(proxy.addr, req).await;
         let text = String::from_utf8_lossy(&out);
-        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{status}: {text}");
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{status}: {text}"
+        );
         assert!(text.contains("connection: close"));
     }
     assert_eq!(o.accepted(), 0);
@@ -591,11 +734,23 @@ async fn access_log_has_one_line_per_request_with_timings() {
     assert_eq!(c.get("/b/logged").await.status, 200);
     let _ = send_raw(proxy.addr, b"GET /nothing HTTP/1.1\r\nHost: w\r\n\r\n").await;
     let lines = ACCESS_LINES.lock().unwrap().clone();
-    let ok = lines.iter().find(|l| l.contains("/b/logged")).expect("a line for the request");
+    let ok = lines
+        .iter()
+        .find(|l| l.contains("/b/logged"))
+        .expect("a line for the request");
     assert!(ok.contains(" fe b/s1 "), "{ok}");
-    assert!(ok.contains(" 200 ") && ok.contains("\"GET /b/logged HTTP/1.1\""), "{ok}");
+    assert!(
+        ok.contains(" 200 ") && ok.contains("\"GET /b/logged HTTP/1.1\""),
+        "{ok}"
+    );
     let timings = ok.split(' ').nth(4).unwrap();
     assert_eq!(timings.split('/').count(), 5, "Tq/Tw/Tc/Tr/Ta: {ok}");
-    let nosrv = lines.iter().find(|l| l.contains("/nothing")).expect("a line for the 503");
-    assert!(nosrv.contains(" 503 ") && nosrv.contains("<NOSRV>"), "{nosrv}");
+    let nosrv = lines
+        .iter()
+        .find(|l| l.contains("/nothing"))
+        .expect("a line for the 503");
+    assert!(
+        nosrv.contains(" 503 ") && nosrv.contains("<NOSRV>"),
+        "{nosrv}"
+    );
 }

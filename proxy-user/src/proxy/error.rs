@@ -86,10 +86,12 @@ impl ProxyError {
     /// Who caused it.
     pub fn side(&self) -> ErrorSide {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::ClientTimeout(_) | ProxyError::ClientAborted(_) => {
-                ErrorSide::Client
+            ProxyError::BadRequest(_)
+            | ProxyError::ClientTimeout(_)
+            | ProxyError::ClientAborted(_) => ErrorSide::Client,
+            ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
+                ErrorSide::Internal
             }
-            ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => ErrorSide::Internal,
             ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::StaleConnection
@@ -111,9 +113,9 @@ impl ProxyError {
             | ProxyError::QueueTimeout
             | ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout { .. } => Some(503),
-            ProxyError::StaleConnection | ProxyError::BadResponse(_) | ProxyError::ServerAborted(_) => {
-                Some(502)
-            }
+            ProxyError::StaleConnection
+            | ProxyError::BadResponse(_)
+            | ProxyError::ServerAborted(_) => Some(502),
             ProxyError::ServerTimeout => Some(504),
         }
     }
@@ -123,7 +125,9 @@ impl ProxyError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. } | ProxyError::StaleConnection
+            ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout { .. }
+                | ProxyError::StaleConnection
         )
     }
 
@@ -132,17 +136,17 @@ impl ProxyError {
     pub fn counter(&self) -> Option<Counter> {
         match self {
             ProxyError::BadRequest(_) => Some(Counter::RequestErrors),
-            ProxyError::ClientTimeout(_) | ProxyError::ServerTimeout | ProxyError::ConnectTimeout { .. } => {
-                Some(Counter::Timeouts)
-            }
+            ProxyError::ClientTimeout(_)
+            | ProxyError::ServerTimeout
+            | ProxyError::ConnectTimeout { .. } => Some(Counter::Timeouts),
             ProxyError::ClientAborted(_) => None,
             ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
                 Some(Counter::Denied)
             }
             ProxyError::Connect { .. } => Some(Counter::ConnectErrors),
-            ProxyError::StaleConnection | ProxyError::BadResponse(_) | ProxyError::ServerAborted(_) => {
-                Some(Counter::ResponseErrors)
-            }
+            ProxyError::StaleConnection
+            | ProxyError::BadResponse(_)
+            | ProxyError::ServerAborted(_) => Some(Counter::ResponseErrors),
         }
     }
 
@@ -204,7 +208,10 @@ pub fn write_error_response(status: u16, dst: &mut bytes::BytesMut) {
         _ => "The request could not be handled.",
     };
     let mut s = String::with_capacity(256);
-    let _ = write!(s, "<html><body><h1>{status} {reason}</h1>\n{detail}\n</body></html>\n");
+    let _ = write!(
+        s,
+        "<html><body><h1>{status} {reason}</h1>\n{detail}\n</body></html>\n"
+    );
     let body_len = s.len();
     let mut head = String::with_capacity(160 + body_len);
     let _ = write!(
@@ -228,7 +235,10 @@ mod tests {
             let text = std::str::from_utf8(&b).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             assert!(head.starts_with(&format!("HTTP/1.1 {status} ")));
-            assert!(head.contains(&format!("content-length: {}\r\n", body.len())), "{text}");
+            assert!(
+                head.contains(&format!("content-length: {}\r\n", body.len())),
+                "{text}"
+            );
             assert!(body.contains(&status.to_string()));
         }
     }
@@ -239,11 +249,18 @@ mod tests {
             server: "s1".into(),
             source: io::Error::from(io::ErrorKind::ConnectionRefused),
         };
-        assert_eq!((c.status(), c.retryable(), c.side()), (Some(503), true, ErrorSide::Server));
+        assert_eq!(
+            (c.status(), c.retryable(), c.side()),
+            (Some(503), true, ErrorSide::Server)
+        );
         assert_eq!(ProxyError::ServerTimeout.status(), Some(504));
         assert!(!ProxyError::ServerTimeout.retryable());
-        let bad = ProxyError::BadResponse(http::Error::server(http::ParseError::MultipleContentLength));
-        assert_eq!((bad.status(), bad.counter()), (Some(502), Some(Counter::ResponseErrors)));
+        let bad =
+            ProxyError::BadResponse(http::Error::server(http::ParseError::MultipleContentLength));
+        assert_eq!(
+            (bad.status(), bad.counter()),
+            (Some(502), Some(Counter::ResponseErrors))
+        );
         let req = ProxyError::BadRequest(http::Error::client(http::ParseError::HeadersTooLarge));
         assert_eq!((req.status(), req.side()), (Some(431), ErrorSide::Client));
         assert_eq!(ProxyError::ClientTimeout("x").status(), Some(408));

@@ -45,8 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::balance::{
-    Algorithm, BalanceError, BuildContext, ConnTracker, Server as BalanceServer,
-    SharedBalancer,
+    Algorithm, BalanceError, BuildContext, ConnTracker, Server as BalanceServer, SharedBalancer,
 };
 use crate::config::{self, Backend, Config, Frontend, HttpRequestRule, LogFormat, Mode, Timeouts};
 use crate::health::{self, checker::HealthChecker, checker::HealthEvent, state::Health};
@@ -184,10 +183,12 @@ impl Engine {
                 if let Some(b) = engine.backends.get(name) {
                     return Ok(b.clone());
                 }
-                let be = cfg.backend(name).ok_or_else(|| EngineError::UnknownBackend {
-                    frontend: fe.name.clone(),
-                    backend: name.to_string(),
-                })?;
+                let be = cfg
+                    .backend(name)
+                    .ok_or_else(|| EngineError::UnknownBackend {
+                        frontend: fe.name.clone(),
+                        backend: name.to_string(),
+                    })?;
                 let (ctx, checker) = build_backend(be, counters)?;
                 engine.backends.insert(name.to_string(), ctx.clone());
                 engine.checkers.extend(checker);
@@ -200,7 +201,11 @@ impl Engine {
                     backend: get_backend(&ub.backend)?,
                 });
             }
-            let default_backend = fe.default_backend.as_deref().map(&mut get_backend).transpose()?;
+            let default_backend = fe
+                .default_backend
+                .as_deref()
+                .map(&mut get_backend)
+                .transpose()?;
             let ctx = FrontendCtx {
                 name: fe.name.clone(),
                 routes,
@@ -283,7 +288,8 @@ fn build_backend(
         conns: ConnTracker::new(be.servers.len()),
         random_seed: std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15,
     };
-    let balancer = SharedBalancer::new(&algorithm, &balance_servers(be, |_| true), ctx).map_err(balance_err)?;
+    let balancer = SharedBalancer::new(&algorithm, &balance_servers(be, |_| true), ctx)
+        .map_err(balance_err)?;
     let mut check_targets = Vec::new();
     let servers = be
         .servers
@@ -325,7 +331,11 @@ fn build_backend(
     if check_targets.is_empty() {
         return Ok((backend, None));
     }
-    let first = be.servers.iter().find(|s| s.check).expect("a checked server");
+    let first = be
+        .servers
+        .iter()
+        .find(|s| s.check)
+        .expect("a checked server");
     let check_timeout = be
         .timeouts
         .check
@@ -337,9 +347,10 @@ fn build_backend(
             method: hc.method.clone(),
             uri: hc.uri.clone(),
             host: None,
-            expect: hc
-                .expect_status
-                .map_or(health::http::ExpectStatus::SuccessOrRedirect, health::http::ExpectStatus::Exactly),
+            expect: hc.expect_status.map_or(
+                health::http::ExpectStatus::SuccessOrRedirect,
+                health::http::ExpectStatus::Exactly,
+            ),
             timeout: check_timeout,
         }),
         None => health::AnyCheck::Tcp(health::tcp::TcpCheck::new(check_timeout)),
@@ -369,15 +380,23 @@ fn build_backend(
 /// Applies health events to a backend: logs each UP/DOWN change (HAProxy's
 /// line), counts check failures and down transitions, and rebuilds the
 /// balancer over the UP servers.
-async fn follow_health(backend: Arc<BackendCtx>, config: Backend, mut events: mpsc::UnboundedReceiver<HealthEvent>) {
+async fn follow_health(
+    backend: Arc<BackendCtx>,
+    config: Backend,
+    mut events: mpsc::UnboundedReceiver<HealthEvent>,
+) {
     let by_target: Vec<usize> = (0..backend.servers.len())
         .filter(|&i| backend.servers[i].check_index.is_some())
         .collect();
     while let Some(event) = events.recv().await {
         match event {
-            HealthEvent::Checked { server, outcome, .. } => {
+            HealthEvent::Checked {
+                server, outcome, ..
+            } => {
                 if outcome.is_err() {
-                    backend.servers[by_target[server]].counters.inc(Counter::CheckFailures);
+                    backend.servers[by_target[server]]
+                        .counters
+                        .inc(Counter::CheckFailures);
                     backend.counters.inc(Counter::CheckFailures);
                 }
             }

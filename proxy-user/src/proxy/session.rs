@@ -164,12 +164,18 @@ impl<'f> Session<'f> {
         if self.buf.is_empty() {
             // Wait without a buffer: an idle connection holds no memory for it.
             match within(idle_timeout, self.client.readable()).await {
-                Err(_) if first => return Err(ProxyError::ClientTimeout("waiting for the request")),
+                Err(_) if first => {
+                    return Err(ProxyError::ClientTimeout("waiting for the request"))
+                }
                 Err(_) | Ok(Err(_)) => return Ok(None),
                 Ok(Ok(())) => {}
             }
         }
-        let first_byte = if self.buf.is_empty() { Instant::now() } else { wait_started };
+        let first_byte = if self.buf.is_empty() {
+            Instant::now()
+        } else {
+            wait_started
+        };
         let started = if first { wait_started } else { first_byte };
         let deadline = head_timeout.map(|t| started + t);
         loop {
@@ -192,7 +198,9 @@ impl<'f> Session<'f> {
             match n {
                 Ok(0) if self.buf.iter().all(|b| b.is_ascii_whitespace()) => return Ok(None),
                 Ok(0) => {
-                    return Err(ProxyError::ClientAborted(std::io::ErrorKind::UnexpectedEof.into()))
+                    return Err(ProxyError::ClientAborted(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ))
                 }
                 Ok(_) => {}
                 Err(_) if self.buf.is_empty() => return Ok(None),
@@ -202,10 +210,15 @@ impl<'f> Session<'f> {
     }
 
     /// Routes, connects and forwards one request and its response.
-    async fn forward(&mut self, head: &RequestHead, o: &mut Outcome<'f>) -> Result<Next, ProxyError> {
+    async fn forward(
+        &mut self,
+        head: &RequestHead,
+        o: &mut Outcome<'f>,
+    ) -> Result<Next, ProxyError> {
         let fe = self.fe;
         let req = RequestRef::new(head);
-        let backend = choose_backend(&fe.routes, fe.default_backend.as_ref(), &req).ok_or(ProxyError::NoBackend)?;
+        let backend = choose_backend(&fe.routes, fe.default_backend.as_ref(), &req)
+            .ok_or(ProxyError::NoBackend)?;
         o.backend = Some(backend);
         backend.counters.request();
 
@@ -230,7 +243,10 @@ impl<'f> Session<'f> {
         result
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the steps of one exchange share these")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the steps of one exchange share these"
+    )]
     async fn forward_to(
         &mut self,
         head: &RequestHead,
@@ -265,7 +281,11 @@ impl<'f> Session<'f> {
                 }
                 Err(e) => {
                     backend.report_server_error(slot.server, &e);
-                    log::debug!("{}/{}: {e}", backend.name, backend.servers[slot.server].name);
+                    log::debug!(
+                        "{}/{}: {e}",
+                        backend.name,
+                        backend.servers[slot.server].name
+                    );
                     if retries_left == 0 || !e.retryable() {
                         return Err(e);
                     }
@@ -308,9 +328,10 @@ impl<'f> Session<'f> {
         // a request without body is sent again on a new connection.
         let mut resend_allowed = !has_body;
         let resp = loop {
-            if let Err(e) = within(server_timeout, conn.stream.write_all(&self.out)).await.unwrap_or_else(|_| {
-                Err(std::io::ErrorKind::TimedOut.into())
-            }) {
+            if let Err(e) = within(server_timeout, conn.stream.write_all(&self.out))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+            {
                 if conn.reused {
                     conn = self.fresh_connection(backend, server_idx, o).await?;
                     continue;
@@ -345,7 +366,9 @@ impl<'f> Session<'f> {
                                 ProxyError::ClientAborted(std::io::ErrorKind::UnexpectedEof.into())
                             }
                             StreamError::SourceIo(e) => ProxyError::ClientAborted(e),
-                            StreamError::SourceTimeout => ProxyError::ClientTimeout("receiving the request body"),
+                            StreamError::SourceTimeout => {
+                                ProxyError::ClientTimeout("receiving the request body")
+                            }
                             StreamError::SinkIo(e) => ProxyError::ServerAborted(e),
                             StreamError::SinkTimeout => ProxyError::ServerTimeout,
                         });
@@ -353,7 +376,10 @@ impl<'f> Session<'f> {
                 }
             }
             let sent = Instant::now();
-            match self.read_response_head(head, &mut conn, server_timeout, answer_continue, o).await {
+            match self
+                .read_response_head(head, &mut conn, server_timeout, answer_continue, o)
+                .await
+            {
                 Ok(resp) => {
                     sent_at = sent;
                     break resp;
@@ -377,7 +403,9 @@ impl<'f> Session<'f> {
             Framing::Tunnel => (OutgoingBody::None, BodyMode::Pass, false),
             Framing::Empty => (OutgoingBody::None, BodyMode::Pass, client_keep),
             Framing::Length(n) => (OutgoingBody::Length(n), BodyMode::Pass, client_keep),
-            Framing::Chunked if !client_http10 => (OutgoingBody::Chunked, BodyMode::Pass, client_keep),
+            Framing::Chunked if !client_http10 => {
+                (OutgoingBody::Chunked, BodyMode::Pass, client_keep)
+            }
             Framing::Chunked => (OutgoingBody::CloseDelimited, BodyMode::Dechunk, false),
             Framing::CloseDelimited if !client_http10 && client_keep => {
                 (OutgoingBody::Chunked, BodyMode::Rechunk, true)
@@ -411,17 +439,22 @@ impl<'f> Session<'f> {
             flush(&mut self.client, &mut self.out, client_timeout)
                 .await
                 .map_err(|_| ProxyError::ClientAborted(std::io::ErrorKind::BrokenPipe.into()))?;
-            let idle = backend
-                .timeouts
-                .tunnel
-                .or(fe.timeouts.tunnel)
-                .or(match (client_timeout, server_timeout) {
+            let idle = backend.timeouts.tunnel.or(fe.timeouts.tunnel).or(
+                match (client_timeout, server_timeout) {
                     (Some(c), Some(s)) => Some(c.max(s)),
                     (c, s) => c.or(s),
-                });
+                },
+            );
             let to_server = std::mem::take(&mut self.buf);
             let to_client = std::mem::take(&mut conn.buf);
-            let result = Box::pin(tunnel(&mut self.client, &mut conn.stream, &to_server, &to_client, idle)).await;
+            let result = Box::pin(tunnel(
+                &mut self.client,
+                &mut conn.stream,
+                &to_server,
+                &to_client,
+                idle,
+            ))
+            .await;
             o.bytes_out = head_len;
             if let Ok((up, down)) = result {
                 o.bytes_in += up;
@@ -452,7 +485,9 @@ impl<'f> Session<'f> {
         .await
         .map_err(|e| match e {
             StreamError::Decode(e) => ProxyError::BadResponse(e),
-            StreamError::SourceClosed => ProxyError::ServerAborted(std::io::ErrorKind::UnexpectedEof.into()),
+            StreamError::SourceClosed => {
+                ProxyError::ServerAborted(std::io::ErrorKind::UnexpectedEof.into())
+            }
             StreamError::SourceIo(e) => ProxyError::ServerAborted(e),
             StreamError::SourceTimeout => ProxyError::ServerTimeout,
             StreamError::SinkIo(e) => ProxyError::ClientAborted(e),
@@ -525,8 +560,14 @@ impl<'f> Session<'f> {
             }
             match within(server_timeout, conn.stream.read_buf(&mut conn.buf)).await {
                 Err(_) => return Err(ProxyError::ServerTimeout),
-                Ok(Ok(0)) | Ok(Err(_)) if !received && conn.reused => return Err(ProxyError::StaleConnection),
-                Ok(Ok(0)) => return Err(ProxyError::ServerAborted(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(0)) | Ok(Err(_)) if !received && conn.reused => {
+                    return Err(ProxyError::StaleConnection)
+                }
+                Ok(Ok(0)) => {
+                    return Err(ProxyError::ServerAborted(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ))
+                }
                 Ok(Err(e)) => return Err(ProxyError::ServerAborted(e)),
                 Ok(Ok(_)) => received = true,
             }
@@ -556,7 +597,10 @@ impl<'f> Session<'f> {
             }
             ErrorSide::Server => {
                 // Connect failures were counted per attempt.
-                if !matches!(e, ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }) {
+                if !matches!(
+                    e,
+                    ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+                ) {
                     if let (Some(b), Some(s)) = (o.backend, o.server) {
                         b.report_server_error(s, e);
                     }
@@ -601,7 +645,13 @@ impl<'f> Session<'f> {
         }
     }
 
-    fn log(&self, o: &Outcome<'f>, started: SystemTime, first_byte: Instant, head: Option<&RequestHead>) {
+    fn log(
+        &self,
+        o: &Outcome<'f>,
+        started: SystemTime,
+        first_byte: Instant,
+        head: Option<&RequestHead>,
+    ) {
         let Some(format) = self.fe.log_format else {
             return;
         };

@@ -240,7 +240,10 @@ where
                 if Duration::from_millis(since) < idle {
                     continue;
                 }
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle timeout"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "tunnel idle timeout",
+                ));
             }
         };
         if n == 0 {
@@ -266,19 +269,38 @@ mod tests {
         let mut dst = Vec::new();
         let mut out = BytesMut::new();
         let mut dec = BodyDecoder::new(Framing::CloseDelimited, Side::Server, &limits);
-        let t = StreamTimeouts { read: None, write: None };
-        stream_body(&mut dec, &mut src, &mut buf, &mut dst, &mut out, BodyMode::Rechunk, t)
-            .await
-            .unwrap();
+        let t = StreamTimeouts {
+            read: None,
+            write: None,
+        };
+        stream_body(
+            &mut dec,
+            &mut src,
+            &mut buf,
+            &mut dst,
+            &mut out,
+            BodyMode::Rechunk,
+            t,
+        )
+        .await
+        .unwrap();
         assert_eq!(dst, b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
 
         let mut src: &[u8] = b"";
         let mut buf = BytesMut::from(&b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\nNEXT"[..]);
         let mut dst = Vec::new();
         let mut dec = BodyDecoder::new(Framing::Chunked, Side::Server, &limits);
-        stream_body(&mut dec, &mut src, &mut buf, &mut dst, &mut out, BodyMode::Dechunk, t)
-            .await
-            .unwrap();
+        stream_body(
+            &mut dec,
+            &mut src,
+            &mut buf,
+            &mut dst,
+            &mut out,
+            BodyMode::Dechunk,
+            t,
+        )
+        .await
+        .unwrap();
         assert_eq!(dst, b"abc");
         assert_eq!(&buf[..], b"NEXT");
     }
@@ -291,8 +313,20 @@ mod tests {
         let mut dst = Vec::new();
         let mut out = BytesMut::new();
         let mut dec = BodyDecoder::new(Framing::Length(10), Side::Server, &limits);
-        let t = StreamTimeouts { read: None, write: None };
-        let r = stream_body(&mut dec, &mut src, &mut buf, &mut dst, &mut out, BodyMode::Pass, t).await;
+        let t = StreamTimeouts {
+            read: None,
+            write: None,
+        };
+        let r = stream_body(
+            &mut dec,
+            &mut src,
+            &mut buf,
+            &mut dst,
+            &mut out,
+            BodyMode::Pass,
+            t,
+        )
+        .await;
         assert!(matches!(r, Err(StreamError::SourceClosed)), "{r:?}");
     }
 }

@@ -210,7 +210,12 @@ async fn read_body(
     }
 }
 
-async fn serve_request(stream: &mut TcpStream, buf: &mut BytesMut, head: &RequestHead, st: &ConnState) -> bool {
+async fn serve_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &RequestHead,
+    st: &ConnState,
+) -> bool {
     let path = String::from_utf8_lossy(head.target()).into_owned();
     let method = String::from_utf8_lossy(head.method_bytes()).into_owned();
     let is_head = head.method() == Method::Head;
@@ -220,7 +225,11 @@ async fn serve_request(stream: &mut TcpStream, buf: &mut BytesMut, head: &Reques
         return false;
     };
     let plain = |status: &str, body: &[u8]| {
-        let mut r = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nx-origin: {name}\r\n\r\n", body.len()).into_bytes();
+        let mut r = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nx-origin: {name}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
         if !is_head {
             r.extend_from_slice(body);
         }
@@ -259,14 +268,17 @@ async fn serve_request(stream: &mut TcpStream, buf: &mut BytesMut, head: &Reques
     } else if path == "/204" {
         format!("HTTP/1.1 204 No Content\r\nx-origin: {name}\r\n\r\n").into_bytes()
     } else if path == "/304" {
-        format!("HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\nx-origin: {name}\r\n\r\n").into_bytes()
+        format!("HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\nx-origin: {name}\r\n\r\n")
+            .into_bytes()
     } else if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
         plain("200 OK", format!("slow from {name}").as_bytes())
     } else if path == "/broken" {
-        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_vec()
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+            .to_vec()
     } else if path == "/ws" && head.upgrade().is_some() {
-        let r = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+        let r =
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
         if stream.write_all(r.as_bytes()).await.is_err() {
             return false;
         }
@@ -290,7 +302,10 @@ async fn serve_request(stream: &mut TcpStream, buf: &mut BytesMut, head: &Reques
         r.extend_from_slice(&plain("200 OK", b"after hints"));
         r
     } else {
-        plain("200 OK", format!("hello from {name} {method} {path}").as_bytes())
+        plain(
+            "200 OK",
+            format!("hello from {name} {method} {path}").as_bytes(),
+        )
     };
     stream.write_all(&reply).await.is_ok()
 }
@@ -314,10 +329,13 @@ pub async fn start_proxy(cfg: &str) -> Proxy {
 
 /// [`start_proxy`] with other codec limits.
 pub async fn start_proxy_with(cfg: &str, limits: Limits) -> Proxy {
-    let (cfg, _) = proxy_user::config::parse_str(cfg, "l7-test.cfg").unwrap_or_else(|e| panic!("{e}"));
+    let (cfg, _) =
+        proxy_user::config::parse_str(cfg, "l7-test.cfg").unwrap_or_else(|e| panic!("{e}"));
     let (stats, _) = StatsStore::open(None, 0, StoreOptions::default()).unwrap();
-    let engine =
-        Engine::start_with_limits(&cfg, limits, &mut |e| stats.register(e.guid(), e.object_type())).unwrap();
+    let engine = Engine::start_with_limits(&cfg, limits, &mut |e| {
+        stats.register(e.guid(), e.object_type())
+    })
+    .unwrap();
     let frontend = engine.frontend("fe").expect("frontend fe");
     let addr = proxy_user::proxy::listen("127.0.0.1:0".parse().unwrap(), frontend.clone())
         .await
@@ -413,7 +431,11 @@ impl Client {
             }
         };
         let framing = response_framing_for(method, true, &head).expect("valid response framing");
-        let framing = if framing == Framing::Tunnel { Framing::Empty } else { framing };
+        let framing = if framing == Framing::Tunnel {
+            Framing::Empty
+        } else {
+            framing
+        };
         let mut dec = BodyDecoder::new(framing, Side::Server, &limits);
         let (mut raw_body, mut body) = (Vec::new(), Vec::new());
         loop {
@@ -439,7 +461,8 @@ impl Client {
 
     /// Sends a GET for `path` (keep-alive) and reads the response.
     pub async fn get(&mut self, path: &str) -> Response {
-        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes()).await;
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .await;
         self.response().await.expect("a response")
     }
 
@@ -471,5 +494,9 @@ pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
 
 /// A port with nothing listening.
 pub async fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }

@@ -1,0 +1,123 @@
+//! Bodies are streamed, not buffered: 256 MiB up and 256 MiB down through
+//! a real `weir run` process, whose peak RSS (VmHWM) must stay far below
+//! the body size.
+
+#[path = "support/l7.rs"]
+mod l7;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use l7::{Client, Origin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BODY: u64 = 256 * 1024 * 1024;
+
+struct Weir(Child);
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.0.kill(); // our own child, by handle
+        let _ = self.0.wait();
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_mib_body_streams_both_ways_in_bounded_memory() {
+    let origin = Origin::start_on("big", "127.0.0.1:0".parse().unwrap(), false).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("weir-l7-large-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("weir.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    threads 1\n    log-level warn\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+             frontend fe\n    bind 127.0.0.1:{port}\n    default_backend b\nbackend b\n    server s {}\n",
+            origin.addr
+        ),
+    )
+    .unwrap();
+    let weir = Weir(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--no-xdp", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "weir did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = weir.0.id();
+    let rss_before = peak_rss_kib(pid);
+
+    // Upload: the origin counts the body without keeping it.
+    let mut c = Client::connect(addr).await;
+    c.send(
+        format!("POST /sink HTTP/1.1\r\nHost: big\r\nContent-Length: {BODY}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let block = vec![b'u'; 1 << 20];
+    for _ in 0..BODY / block.len() as u64 {
+        c.stream.write_all(&block).await.unwrap();
+    }
+    let r = c.response().await.unwrap();
+    assert_eq!((r.status, r.text()), (200, BODY.to_string()));
+
+    // Download, counted as it arrives.
+    c.send(
+        format!("GET /size/{BODY} HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let mut s: TcpStream = c.stream;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut head_end = None;
+    let mut head = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        if head_end.is_none() {
+            head.extend_from_slice(&buf[..n]);
+            if let Some(p) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                head_end = Some(p + 4);
+                total += (head.len() - p - 4) as u64;
+            }
+        } else {
+            total += n as u64;
+        }
+    }
+    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(total, BODY);
+
+    let peak = peak_rss_kib(pid);
+    eprintln!("weir peak RSS: {rss_before} KiB before, {peak} KiB after 2 x 256 MiB");
+    assert!(
+        peak < 48 * 1024,
+        "peak RSS {peak} KiB: bodies are being buffered"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
