@@ -2,6 +2,7 @@
 //! module with its options and one `run` function; this file only dispatches.
 
 mod bench_l4;
+mod bench;
 mod build;
 mod run;
 mod test;
@@ -29,6 +30,8 @@ enum Command {
     Test(test::Options),
     /// The L4 (XDP) benchmark: per-packet cost, packets/s, iperf3; updates README.md.
     BenchL4(bench_l4::Options),
+    /// Benchmark the L7 proxy against HAProxy and nginx (`bench l7`).
+    Bench(bench::Options),
 }
 
 fn main() -> Result<()> {
@@ -38,5 +41,6 @@ fn main() -> Result<()> {
         Command::Run(opts) => run::run(&opts),
         Command::Test(opts) => test::run(&opts),
         Command::BenchL4(opts) => bench_l4::run(&opts),
+        Command::Bench(opts) => bench::run(&opts),
     }
 }
