@@ -50,6 +50,9 @@ pub struct Options {
     /// Do not write the table into README.md.
     #[arg(long)]
     no_readme: bool,
+    /// Proxies to run, comma-separated (weir, haproxy, nginx).
+    #[arg(long, value_delimiter = ',', default_values_t = ["weir".to_string(), "haproxy".to_string(), "nginx".to_string()])]
+    proxies: Vec<String>,
 }
 
 /// A process we started; killed (by its PID) and reaped on drop.
@@ -120,7 +123,7 @@ pub fn run(opts: &Options) -> Result<()> {
 
     let mut rows = Vec::new();
     let mut idle = Vec::new();
-    for proxy in ["weir", "haproxy", "nginx"] {
+    for proxy in opts.proxies.iter().map(String::as_str) {
         let addr = free_addr()?;
         let (cfg_path, mut cmd) = proxy_command(
             proxy,
@@ -283,7 +286,7 @@ fn proxy_command(
                 format!(
                     "global\n    threads {threads}\n    log-level warn\n\
                      defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-                     frontend bench\n    bind {addr}\n    maxconn 20000\n    default_backend origin\n\
+                     frontend bench\n    bind {addr}\n    maxconn 9000\n    default_backend origin\n\
                      backend origin\n    server o1 {origin}\n"
                 ),
             )?;
@@ -296,7 +299,7 @@ fn proxy_command(
             std::fs::write(
                 &path,
                 format!(
-                    "global\n    nbthread {threads}\n    maxconn 20000\n\
+                    "global\n    nbthread {threads}\n    maxconn 9000\n\
                      defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    http-reuse always\n\
                      frontend bench\n    bind {addr}\n    default_backend origin\n\
                      backend origin\n    server o1 {origin}\n"
@@ -313,9 +316,9 @@ fn proxy_command(
             std::fs::write(
                 &path,
                 format!(
-                    "daemon off;\nmaster_process off;\nworker_processes {threads};\nworker_rlimit_nofile 40000;\n\
+                    "daemon off;\nmaster_process off;\nworker_processes {threads};\nworker_rlimit_nofile 19000;\n\
                      error_log {prefix}/logs/error.log error;\npid {prefix}/nginx.pid;\n\
-                     events {{ worker_connections 20000; }}\n\
+                     events {{ worker_connections 9000; }}\n\
                      http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
                      \x20 upstream origin {{ server {origin}; keepalive 64; }}\n\
                      \x20 server {{\n    listen {addr};\n    location / {{\n      proxy_pass http://origin;\n\

@@ -112,7 +112,7 @@ impl<'f> Session<'f> {
                         phase: b'R',
                         ..Outcome::default()
                     };
-                    self.fail(&e, &mut o).await;
+                    Box::pin(self.fail(&e, &mut o)).await;
                     self.log(&o, started, Instant::now(), None);
                     return;
                 }
@@ -126,10 +126,12 @@ impl<'f> Session<'f> {
                 ..Outcome::default()
             };
             self.fe.counters.request();
-            let next = match self.forward(&head, &mut o).await {
+            // Boxed: the exchange's state lives only while a request is in
+            // flight, so an idle keep-alive connection's task stays small.
+            let next = match Box::pin(self.forward(&head, &mut o)).await {
                 Ok(next) => next,
                 Err(e) => {
-                    self.fail(&e, &mut o).await;
+                    Box::pin(self.fail(&e, &mut o)).await;
                     Next::Close
                 }
             };
