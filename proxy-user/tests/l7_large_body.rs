@@ -121,3 +121,71 @@ async fn a_256_mib_body_streams_both_ways_in_bounded_memory() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Idle keep-alive connections (each served one request) give their
+/// buffers back: the RSS growth per connection stays under 8 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_cost_under_8_kib_each() {
+    const N: usize = 500;
+    let origin = Origin::start_on("idle", "127.0.0.1:0".parse().unwrap(), false).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("weir-l7-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("weir.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    threads 1\n    log-level warn\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+             frontend fe\n    bind 127.0.0.1:{port}\n    default_backend b\nbackend b\n    server s {}\n",
+            origin.addr
+        ),
+    )
+    .unwrap();
+    let weir = Weir(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--no-xdp", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "weir did not start listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Warm up the allocator and the upstream pool with a few connections.
+    for _ in 0..20 {
+        let mut c = Client::connect(addr).await;
+        assert_eq!(c.get("/warm").await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(weir.0.id());
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut c = Client::connect(addr).await;
+        assert_eq!(c.get(&format!("/r{i}")).await.status, 200);
+        clients.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(weir.0.id());
+    let per_conn = (after.saturating_sub(before) * 1024) as f64 / N as f64;
+    eprintln!("RSS {before} -> {after} KiB: {per_conn:.0} bytes per idle keep-alive connection");
+    assert!(per_conn < 8192.0, "{per_conn:.0} bytes per idle connection");
+    drop(clients);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,9 +9,11 @@
 //! request or response whose framing the codec rejects: ambiguous requests
 //! are never forwarded.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
@@ -141,9 +143,6 @@ impl<'f> Session<'f> {
                 let _ = self.client.shutdown().await;
                 return;
             }
-            if self.buf.is_empty() && self.buf.capacity() > KEEP_BUF_CAPACITY {
-                self.buf = BytesMut::new();
-            }
             if self.out.capacity() > KEEP_BUF_CAPACITY {
                 self.out = BytesMut::new();
             }
@@ -163,20 +162,55 @@ impl<'f> Session<'f> {
             fe.timeouts.http_keep_alive.or(head_timeout)
         };
         let wait_started = Instant::now();
-        if self.buf.is_empty() {
-            // Wait without a buffer: an idle connection holds no memory for it.
-            match within(idle_timeout, self.client.readable()).await {
-                Err(_) if first => {
-                    return Err(ProxyError::ClientTimeout("waiting for the request"))
+        let pipelined = !self.buf.is_empty();
+        if !pipelined {
+            // Wait without a buffer: an idle connection holds no memory for
+            // it. Readiness can be spurious, so a buffer allocated for a read
+            // that finds nothing is released again.
+            let idle_deadline = idle_timeout.map(|t| wait_started + t);
+            loop {
+                let mut readable = std::pin::pin!(self.client.readable());
+                let now = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
+                let ready = match now {
+                    Poll::Ready(r) => Ok(r),
+                    Poll::Pending => {
+                        // Nothing to read yet: the connection goes idle. Its
+                        // buffers are given back until the next request.
+                        self.buf = BytesMut::new();
+                        self.out = BytesMut::new();
+                        match idle_deadline {
+                            Some(d) => tokio::time::timeout_at(d, readable).await,
+                            None => Ok(readable.await),
+                        }
+                    }
+                };
+                match ready {
+                    Err(_) if first => {
+                        return Err(ProxyError::ClientTimeout("waiting for the request"))
+                    }
+                    Err(_) | Ok(Err(_)) => return Ok(None),
+                    Ok(Ok(())) => {}
                 }
-                Err(_) | Ok(Err(_)) => return Ok(None),
-                Ok(Ok(())) => {}
+                let fresh = self.buf.capacity() == 0;
+                if self.buf.capacity() - self.buf.len() < 1024 {
+                    self.buf.reserve(CLIENT_BUF_SIZE);
+                }
+                match self.client.try_read_buf(&mut self.buf) {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if fresh {
+                            self.buf = BytesMut::new();
+                        }
+                    }
+                    Err(_) => return Ok(None),
+                }
             }
         }
-        let first_byte = if self.buf.is_empty() {
-            Instant::now()
-        } else {
+        let first_byte = if pipelined {
             wait_started
+        } else {
+            Instant::now()
         };
         let started = if first { wait_started } else { first_byte };
         let deadline = head_timeout.map(|t| started + t);
