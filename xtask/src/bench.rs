@@ -50,6 +50,9 @@ pub struct Options {
     /// Do not write the table into README.md.
     #[arg(long)]
     no_readme: bool,
+    /// Interleaved rounds per proxy and mode; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Proxies to run, comma-separated (weir, haproxy, nginx).
     #[arg(long, value_delimiter = ',', default_values_t = ["weir".to_string(), "haproxy".to_string(), "nginx".to_string()])]
     proxies: Vec<String>,
@@ -121,59 +124,65 @@ pub fn run(opts: &Options) -> Result<()> {
     )?;
     wait_listening(origin_addr)?;
 
-    let mut rows = Vec::new();
-    let mut idle = Vec::new();
+    // All proxies run side by side (idle when not measured); rounds
+    // interleave them so load from other work on the machine hits each
+    // alike, and the table shows the median of the rounds.
+    let mut running = Vec::new();
     for proxy in opts.proxies.iter().map(String::as_str) {
         let addr = free_addr()?;
-        let (cfg_path, mut cmd) = proxy_command(
-            proxy,
-            &weir,
-            &out_dir,
-            addr,
-            origin_addr,
-            opts.proxy_threads,
-        )?;
+        let (cfg_path, mut cmd) = proxy_command(proxy, &weir, &out_dir, addr, origin_addr, opts.proxy_threads)?;
         eprintln!("[bench] {proxy}: config {}", cfg_path.display());
         let p = spawn(proxy_name(proxy), &mut cmd)?;
         wait_listening(addr)?;
         // Warm up (and open the pooled origin connections).
         wrk(addr, &opts.path, 1, opts.connections, 1, false)?;
-        for (mode, close) in [("keep-alive", false), ("close", true)] {
-            let cpu0 = cpu_ticks(p.pid())?;
-            let w = wrk(
-                addr,
-                &opts.path,
-                opts.wrk_threads,
-                opts.connections,
-                opts.duration,
-                close,
-            )?;
-            let cpu1 = cpu_ticks(p.pid())?;
-            let cpu_us = (cpu1 - cpu0) as f64 * 1e6 / clock_ticks_per_sec();
-            let per_req = if w.requests > 0 {
-                cpu_us / w.requests as f64
-            } else {
-                f64::NAN
-            };
-            eprintln!(
-                "[bench] {proxy} {mode}: {:.0} req/s, p50 {:.0} us, p99 {:.0} us, {per_req:.1} us CPU/req, {} errors, {} non-2xx",
-                w.rps, w.p50_us, w.p99_us, w.errors, w.non_2xx
-            );
+        running.push((p, addr));
+    }
+    let modes = [("keep-alive", false), ("close", true)];
+    let mut samples: Vec<Vec<(WrkResult, f64)>> = vec![Vec::new(); running.len() * modes.len()];
+    for round in 1..=opts.rounds {
+        for (pi, (p, addr)) in running.iter().enumerate() {
+            for (mi, (mode, close)) in modes.iter().enumerate() {
+                let cpu0 = cpu_ticks(p.pid())?;
+                let w = wrk(*addr, &opts.path, opts.wrk_threads, opts.connections, opts.duration, *close)?;
+                let cpu1 = cpu_ticks(p.pid())?;
+                let cpu_us = (cpu1 - cpu0) as f64 * 1e6 / clock_ticks_per_sec();
+                let per_req = if w.requests > 0 { cpu_us / w.requests as f64 } else { f64::NAN };
+                eprintln!(
+                    "[bench] round {round} {} {mode}: {:.0} req/s, p50 {:.0} us, p99 {:.0} us, {per_req:.1} us CPU/req, {} errors, {} non-2xx",
+                    p.name, w.rps, w.p50_us, w.p99_us, w.errors, w.non_2xx
+                );
+                samples[pi * modes.len() + mi].push((w, per_req));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (pi, (p, _)) in running.iter().enumerate() {
+        for (mi, (mode, _)) in modes.iter().enumerate() {
+            let s = &samples[pi * modes.len() + mi];
+            let med = |f: &dyn Fn(&(WrkResult, f64)) -> f64| median(s.iter().map(f).collect());
             rows.push(Row {
-                proxy: proxy_name(proxy),
+                proxy: p.name,
                 mode,
-                wrk: w,
-                cpu_us_per_req: per_req,
+                wrk: WrkResult {
+                    requests: med(&|x| x.0.requests as f64) as u64,
+                    rps: med(&|x| x.0.rps),
+                    p50_us: med(&|x| x.0.p50_us),
+                    p99_us: med(&|x| x.0.p99_us),
+                    errors: s.iter().map(|x| x.0.errors).sum(),
+                    non_2xx: s.iter().map(|x| x.0.non_2xx).sum(),
+                },
+                cpu_us_per_req: med(&|x| x.1),
             });
         }
-        let per_conn = idle_memory(&p, addr, opts.idle)?;
-        eprintln!(
-            "[bench] {proxy}: {:.0} bytes per idle client connection",
-            per_conn
-        );
-        idle.push((proxy_name(proxy), per_conn));
-        drop(p);
     }
+    let mut idle = Vec::new();
+    for (p, addr) in &running {
+        let per_conn = idle_memory(p, *addr, opts.idle)?;
+        eprintln!("[bench] {}: {:.0} bytes per idle client connection", p.name, per_conn);
+        idle.push((p.name, per_conn));
+    }
+    drop(running);
 
     let table = render(&rows, &idle, opts);
     println!("{table}");
@@ -182,6 +191,15 @@ pub fn run(opts: &Options) -> Result<()> {
         update_readme(&root.join("README.md"), &table)?;
     }
     Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn proxy_name(p: &str) -> &'static str {
@@ -445,8 +463,8 @@ fn render(rows: &[Row], idle: &[(&str, f64)], opts: &Options) -> String {
     let _ = writeln!(
         s,
         "`cargo xtask bench l7`: wrk -t{} -c{} -d{}s --latency `{}`, {} proxy worker thread(s), \
-         one `weir origin`, all on one 2-core machine shared with other work.\n",
-        opts.wrk_threads, opts.connections, opts.duration, opts.path, opts.proxy_threads
+         one `weir origin`, all on one 2-core machine shared with other work; median of {} interleaved rounds.\n",
+        opts.wrk_threads, opts.connections, opts.duration, opts.path, opts.proxy_threads, opts.rounds
     );
     let _ = writeln!(
         s,
