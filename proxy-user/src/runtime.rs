@@ -519,10 +519,8 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
 
     // `mode http` frontends are served by the L7 engine (crate::proxy); one
     // with a `bind ... ssl` stays on the TLS relay until the engine speaks TLS.
-    let http_engine = proxy::Engine::start(
-        &cfg,
-        &mut proxy::counters_from_registry(&registry, &store),
-    )?;
+    let http_engine =
+        proxy::Engine::start(&cfg, &mut proxy::counters_from_registry(&registry, &store))?;
 
     // Listeners. `mode tcp` frontends relay bytes to their default
     // backend's servers. XDP services are served by the relay only when XDP
@@ -533,7 +531,10 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         }
         if fe.mode == Mode::Http && fe.binds.iter().all(|b| b.tls.is_none()) {
             for addr in http_engine.listen_frontend(&cfg, fe)? {
-                banner.push(format!("  frontend  {:<12} http {addr} -> L7 proxy", fe.name));
+                banner.push(format!(
+                    "  frontend  {:<12} http {addr} -> L7 proxy",
+                    fe.name
+                ));
                 curl_lines.push(format!("  curl http://{addr}/"));
             }
             continue;

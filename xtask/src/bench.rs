@@ -130,7 +130,14 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut running = Vec::new();
     for proxy in opts.proxies.iter().map(String::as_str) {
         let addr = free_addr()?;
-        let (cfg_path, mut cmd) = proxy_command(proxy, &weir, &out_dir, addr, origin_addr, opts.proxy_threads)?;
+        let (cfg_path, mut cmd) = proxy_command(
+            proxy,
+            &weir,
+            &out_dir,
+            addr,
+            origin_addr,
+            opts.proxy_threads,
+        )?;
         eprintln!("[bench] {proxy}: config {}", cfg_path.display());
         let p = spawn(proxy_name(proxy), &mut cmd)?;
         wait_listening(addr)?;
@@ -144,10 +151,21 @@ pub fn run(opts: &Options) -> Result<()> {
         for (pi, (p, addr)) in running.iter().enumerate() {
             for (mi, (mode, close)) in modes.iter().enumerate() {
                 let cpu0 = cpu_ticks(p.pid())?;
-                let w = wrk(*addr, &opts.path, opts.wrk_threads, opts.connections, opts.duration, *close)?;
+                let w = wrk(
+                    *addr,
+                    &opts.path,
+                    opts.wrk_threads,
+                    opts.connections,
+                    opts.duration,
+                    *close,
+                )?;
                 let cpu1 = cpu_ticks(p.pid())?;
                 let cpu_us = (cpu1 - cpu0) as f64 * 1e6 / clock_ticks_per_sec();
-                let per_req = if w.requests > 0 { cpu_us / w.requests as f64 } else { f64::NAN };
+                let per_req = if w.requests > 0 {
+                    cpu_us / w.requests as f64
+                } else {
+                    f64::NAN
+                };
                 eprintln!(
                     "[bench] round {round} {} {mode}: {:.0} req/s, p50 {:.0} us, p99 {:.0} us, {per_req:.1} us CPU/req, {} errors, {} non-2xx",
                     p.name, w.rps, w.p50_us, w.p99_us, w.errors, w.non_2xx
@@ -179,7 +197,10 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut idle = Vec::new();
     for (p, addr) in &running {
         let per_conn = idle_memory(p, *addr, opts.idle)?;
-        eprintln!("[bench] {}: {:.0} bytes per idle client connection", p.name, per_conn);
+        eprintln!(
+            "[bench] {}: {:.0} bytes per idle client connection",
+            p.name, per_conn
+        );
         idle.push((p.name, per_conn));
     }
     drop(running);
