@@ -754,3 +754,58 @@ async fn access_log_has_one_line_per_request_with_timings() {
         "{nosrv}"
     );
 }
+
+#[tokio::test]
+async fn backup_server_serves_only_while_every_active_server_is_down() {
+    let active = Origin::start("active").await;
+    let backup = Origin::start("backup").await;
+    let active_addr = active.addr;
+    let cfg = format!(
+        "{DEFAULTS}
+frontend fe
+    bind 127.0.0.1:1
+    default_backend b
+backend b
+    timeout connect 200ms
+    default-server check inter 100ms rise 1 fall 1
+    server a {active_addr}
+    server spare {} backup
+",
+        backup.addr
+    );
+    let proxy = start_proxy(&cfg).await;
+    let be = proxy.engine.backend("b").unwrap();
+    let mut c = Client::connect(proxy.addr).await;
+    for _ in 0..4 {
+        assert_eq!(
+            c.get("/").await.header("x-origin").as_deref(),
+            Some("active")
+        );
+    }
+    drop(active);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while be.is_up(0) {
+        assert!(Instant::now() < deadline, "active server never marked down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            c.get("/").await.header("x-origin").as_deref(),
+            Some("backup")
+        );
+    }
+    let _active = Origin::start_on("active", active_addr, true).await;
+    while !be.is_up(0) {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(5),
+            "active server never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(
+            c.get("/").await.header("x-origin").as_deref(),
+            Some("active")
+        );
+    }
+}
