@@ -517,8 +517,7 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
     // TLS acceptors of `bind ... ssl`, reloaded on SIGHUP.
     let mut acceptors: Vec<Arc<TlsAcceptor>> = Vec::new();
 
-    // `mode http` frontends are served by the L7 engine (crate::proxy); one
-    // with a `bind ... ssl` stays on the TLS relay until the engine speaks TLS.
+    // `mode http` frontends are served by the L7 engine (crate::proxy).
     let http_engine =
         proxy::Engine::start(&cfg, &mut proxy::counters_from_registry(&registry, &store))?;
 
@@ -529,13 +528,19 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
         if fe.mode == Mode::Udp || (fe.xdp.is_some() && control.is_some()) {
             continue;
         }
-        if fe.mode == Mode::Http && fe.binds.iter().all(|b| b.tls.is_none()) {
-            for addr in http_engine.listen_frontend(&cfg, fe)? {
+        if fe.mode == Mode::Http {
+            for (addr, tls) in http_engine.listen_frontend(&cfg, fe)? {
+                let (scheme, insecure) = if tls.is_some() {
+                    ("https", "-k ")
+                } else {
+                    ("http", "")
+                };
+                acceptors.extend(tls);
                 banner.push(format!(
-                    "  frontend  {:<12} http {addr} -> L7 proxy",
+                    "  frontend  {:<12} {scheme} {addr} -> L7 proxy",
                     fe.name
                 ));
-                curl_lines.push(format!("  curl http://{addr}/"));
+                curl_lines.push(format!("  curl {insecure}{scheme}://{addr}/"));
             }
             continue;
         }

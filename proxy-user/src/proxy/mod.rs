@@ -51,6 +51,7 @@ use crate::config::{self, Backend, Config, Frontend, HttpRequestRule, LogFormat,
 use crate::health::{self, checker::HealthChecker, checker::HealthEvent, state::Health};
 use crate::http::Limits;
 use crate::stats::{Counter, EntityCounters, ObjectType, Stamp};
+use crate::tls::{TlsAcceptor, TlsServerSettings};
 
 use route::Route;
 use upstream::{BackendCtx, ServerCtx};
@@ -441,26 +442,39 @@ pub fn counters_from_registry<'r>(
 }
 
 impl Engine {
-    /// Binds every (non-TLS) `bind` of `mode http` frontend `fe` and serves
-    /// it in new tasks; returns the bound addresses.
-    pub fn listen_frontend(&self, cfg: &Config, fe: &Frontend) -> anyhow::Result<Vec<SocketAddr>> {
+    /// Binds every `bind` of `mode http` frontend `fe` (TLS-terminating the
+    /// `ssl` ones) and serves them in new tasks. Returns each bound address
+    /// with its TLS acceptor, which the caller reloads on SIGHUP.
+    pub fn listen_frontend(
+        &self,
+        cfg: &Config,
+        fe: &Frontend,
+    ) -> anyhow::Result<Vec<(SocketAddr, Option<Arc<TlsAcceptor>>)>> {
         use anyhow::Context as _;
         let ctx = self
             .frontend(&fe.name)
             .with_context(|| format!("frontend '{}' is not a mode http frontend", fe.name))?;
         let mut bound = Vec::new();
-        for bind in fe.binds.iter().filter(|b| b.tls.is_none()) {
-            let listener = crate::net::listen_reuseport(bind.addr).with_context(|| {
+        for bind in &fe.binds {
+            let place = || {
                 format!(
-                    "{}:{}: frontend '{}' cannot listen on {}",
+                    "{}:{}: frontend '{}'",
                     cfg.source.display(),
                     bind.line,
-                    fe.name,
-                    bind.addr
+                    fe.name
                 )
-            })?;
-            bound.push(listener.local_addr()?);
-            tokio::spawn(serve(listener, ctx.clone()));
+            };
+            let tls = match &bind.tls {
+                None => None,
+                Some(settings) => Some(Arc::new(
+                    TlsAcceptor::new(TlsServerSettings::from(settings))
+                        .with_context(|| format!("{}: bind {} ssl", place(), bind.addr))?,
+                )),
+            };
+            let listener = crate::net::listen_reuseport(bind.addr)
+                .with_context(|| format!("{} cannot listen on {}", place(), bind.addr))?;
+            bound.push((listener.local_addr()?, tls.clone()));
+            tokio::spawn(serve_with_tls(listener, ctx.clone(), tls));
         }
         Ok(bound)
     }
@@ -470,6 +484,16 @@ impl Engine {
 /// is served by its own task. At most `maxconn` at once (further accepts
 /// wait). Runs until the task is dropped.
 pub async fn serve(listener: TcpListener, frontend: Arc<FrontendCtx>) {
+    serve_with_tls(listener, frontend, None).await;
+}
+
+/// [`serve`], TLS-terminating every connection with `tls` when given
+/// (`bind ... ssl`); requests then carry `X-Forwarded-Proto: https`.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    frontend: Arc<FrontendCtx>,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
     let limit = Arc::new(Semaphore::new(frontend.maxconn));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -477,11 +501,28 @@ pub async fn serve(listener: TcpListener, frontend: Arc<FrontendCtx>) {
         };
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
                 let fe = frontend.clone();
-                tokio::spawn(async move {
-                    session::run(fe, stream, peer).await;
-                    drop(permit);
-                });
+                // Two spawn sites, so a plain connection's task is not sized
+                // for a TLS stream.
+                match &tls {
+                    None => {
+                        tokio::spawn(async move {
+                            session::run(fe, stream, peer, "http").await;
+                            drop(permit);
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            // A failed handshake is counted and logged by the acceptor.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                session::run(fe, stream, peer, "https").await;
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
             Err(e) => {
                 ::log::warn!("{}: accept failed: {e}", frontend.name);

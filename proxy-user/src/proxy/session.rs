@@ -17,7 +17,7 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -28,6 +28,7 @@ use crate::http::{
     Version, CONTINUE_RESPONSE,
 };
 use crate::stats::Counter;
+use crate::tls::ServerTlsStream;
 
 use super::error::{write_error_response, ErrorSide, ProxyError};
 use super::log::{emit, AccessRecord};
@@ -69,16 +70,42 @@ struct Outcome<'f> {
     response_started: bool,
 }
 
-/// Serves one accepted client connection to the end.
-pub(crate) async fn run(fe: Arc<FrontendCtx>, client: TcpStream, peer: SocketAddr) {
+/// A client connection a session can serve: plain TCP, or TLS over TCP
+/// (`bind ... ssl`).
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The socket itself when reads need no decryption: an idle connection
+    /// then waits for readiness without holding a read buffer.
+    fn plain_socket(&self) -> Option<&TcpStream>;
+}
+
+impl ClientIo for TcpStream {
+    fn plain_socket(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl ClientIo for ServerTlsStream<TcpStream> {
+    fn plain_socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
+/// Serves one accepted client connection to the end. `scheme` (`http` or
+/// `https`) is what `X-Forwarded-Proto` says.
+pub(crate) async fn run<S: ClientIo>(
+    fe: Arc<FrontendCtx>,
+    client: S,
+    peer: SocketAddr,
+    scheme: &'static str,
+) {
     fe.counters.session_started();
     fe.counters.connection();
     fe.current_sessions.fetch_add(1, Ordering::Relaxed);
-    let _ = client.set_nodelay(true);
     let mut session = Session {
         fe: &fe,
         client,
         peer,
+        scheme,
         buf: BytesMut::new(),
         out: BytesMut::new(),
         set: Vec::new(),
@@ -89,10 +116,11 @@ pub(crate) async fn run(fe: Arc<FrontendCtx>, client: TcpStream, peer: SocketAdd
     fe.current_sessions.fetch_sub(1, Ordering::Relaxed);
 }
 
-struct Session<'f> {
+struct Session<'f, S> {
     fe: &'f FrontendCtx,
-    client: TcpStream,
+    client: S,
     peer: SocketAddr,
+    scheme: &'static str,
     /// Bytes from the client not consumed yet (the next request, pipelined).
     buf: BytesMut,
     /// Bytes to write: request heads to the server, responses to the client.
@@ -102,7 +130,7 @@ struct Session<'f> {
     requests: u64,
 }
 
-impl<'f> Session<'f> {
+impl<'f, S: ClientIo> Session<'f, S> {
     async fn serve(&mut self) {
         loop {
             let started = SystemTime::now();
@@ -168,8 +196,30 @@ impl<'f> Session<'f> {
             // it. Readiness can be spurious, so a buffer allocated for a read
             // that finds nothing is released again.
             let idle_deadline = idle_timeout.map(|t| wait_started + t);
-            loop {
-                let mut readable = std::pin::pin!(self.client.readable());
+            if self.client.plain_socket().is_none() {
+                // TLS: bytes only make sense after decryption, so the wait is
+                // a read through the TLS layer, with a buffer.
+                if self.buf.capacity() - self.buf.len() < 1024 {
+                    self.buf.reserve(CLIENT_BUF_SIZE);
+                }
+                let read = self.client.read_buf(&mut self.buf);
+                let got = match idle_deadline {
+                    Some(d) => tokio::time::timeout_at(d, read).await,
+                    None => Ok(read.await),
+                };
+                match got {
+                    Err(_) if first => {
+                        return Err(ProxyError::ClientTimeout("waiting for the request"))
+                    }
+                    Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+                    Ok(Ok(_)) => {}
+                }
+            }
+            while self.buf.is_empty() {
+                let Some(socket) = self.client.plain_socket() else {
+                    unreachable!("a TLS read above filled the buffer");
+                };
+                let mut readable = std::pin::pin!(socket.readable());
                 let now = std::future::poll_fn(|cx| Poll::Ready(readable.as_mut().poll(cx))).await;
                 let ready = match now {
                     Poll::Ready(r) => Ok(r),
@@ -195,9 +245,9 @@ impl<'f> Session<'f> {
                 if self.buf.capacity() - self.buf.len() < 1024 {
                     self.buf.reserve(CLIENT_BUF_SIZE);
                 }
-                match self.client.try_read_buf(&mut self.buf) {
+                match socket.try_read_buf(&mut self.buf) {
                     Ok(0) => return Ok(None),
-                    Ok(_) => break,
+                    Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if fresh {
                             self.buf = BytesMut::new();
@@ -347,7 +397,7 @@ impl<'f> Session<'f> {
         let forwarded_for = (fe.forwardfor || backend.forwardfor).then(|| self.peer.ip());
         let rewrite = HeadRewrite {
             forwarded_for,
-            forwarded_proto: forwarded_for.map(|_| "http"),
+            forwarded_proto: forwarded_for.map(|_| self.scheme),
             set_headers: set,
             del_headers: del,
             body: request_framing_out(head.framing()),

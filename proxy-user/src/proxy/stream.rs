@@ -201,8 +201,8 @@ where
 /// passed on as a write shutdown), or nothing moved in either direction for
 /// `idle`. `to_server` / `to_client` are bytes already read and not yet
 /// delivered. Returns (client→server, server→client) byte counts.
-pub async fn tunnel(
-    client: &mut TcpStream,
+pub async fn tunnel<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut C,
     server: &mut TcpStream,
     to_server: &[u8],
     to_client: &[u8],
@@ -216,7 +216,7 @@ pub async fn tunnel(
     }
     let origin = Instant::now();
     let last = AtomicU64::new(0);
-    let (mut cr, mut cw) = client.split();
+    let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = server.split();
     let up = copy_until_idle(&mut cr, &mut sw, idle, origin, &last);
     let down = copy_until_idle(&mut sr, &mut cw, idle, origin, &last);
