@@ -528,7 +528,7 @@ fn update_readme(path: &Path, table: &str) -> Result<()> {
         (Some(a), Some(b)) if a < b => {
             format!("{}{block}{}", &text[..a], &text[b + README_END.len()..])
         }
-        _ => format!("{text}\n## Benchmarks\n\n{block}\n"),
+        _ => format!("{text}\n## Benchmarks: L7\n\n{block}\n"),
     };
     std::fs::write(path, new)?;
     eprintln!("[bench] table written to {}", path.display());
