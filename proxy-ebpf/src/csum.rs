@@ -44,34 +44,9 @@ pub fn apply(csum: [u8; 2], diff: u64) -> [u8; 2] {
     (!fold((!old) as u64 + diff)).to_be_bytes()
 }
 
-/// Computes a fresh checksum over `bytes` (used for a new IPv4 header).
+/// Applies a host-order difference to a checksum read from the packet as a
+/// native-order u16 (byte-order independence of the one's-complement sum).
 #[inline(always)]
-pub fn compute<const N: usize>(bytes: &[u8; N]) -> [u8; 2] {
-    (!fold(add_words(0, bytes))).to_be_bytes()
-}
-
-/// One's-complement difference between `old` and `new` (same length, a
-/// multiple of 4), in host byte order, from the kernel's `bpf_csum_diff`.
-#[inline(always)]
-pub fn diff<const N: usize>(old: &mut [u8; N], new: &mut [u8; N]) -> u64 {
-    // SAFETY: both pointers cover N valid bytes (packet bytes checked by the
-    // caller's bounds check, or our stack); the helper only reads them.
-    let d = unsafe {
-        aya_ebpf::helpers::bpf_csum_diff(
-            old.as_mut_ptr().cast(),
-            N as u32,
-            new.as_mut_ptr().cast(),
-            N as u32,
-            0,
-        )
-    };
-    d as u32 as u64
-}
-
-/// Applies a host-order difference to a checksum stored in the packet, in
-/// host order too (byte-order independence of the one's-complement sum).
-#[inline(always)]
-pub fn apply_ne(csum: [u8; 2], diff: u64) -> [u8; 2] {
-    let old = u16::from_ne_bytes(csum);
-    (!fold((!old) as u64 + diff)).to_ne_bytes()
+pub fn apply_u16(csum: u16, diff: u64) -> u16 {
+    !fold((!csum) as u64 + diff)
 }

@@ -25,8 +25,8 @@ use crate::{
         WEIR_REAL_STATS, WEIR_RINGS, WEIR_SVC_STATS, WEIR_TX_PORTS,
     },
     parse::{
-        bytes_at, mut_at, Headers, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6, IPV4_MIN_HDR_LEN,
-        IPV6_HDR_LEN, PROTO_ICMP, PROTO_ICMPV6,
+        addr_words, bytes_at, mut_at, ptr_at, Headers, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6,
+        IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, PROTO_ICMP, PROTO_ICMPV6,
     },
 };
 
@@ -232,8 +232,8 @@ pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64
     } else {
         count(|c| c.nat_forward += 1);
         let r = Rewrite {
-            src: real.local_addr,
-            dst: real.addr,
+            src: addr_words(&real.local_addr),
+            dst: addr_words(&real.addr),
             sport: state.nat_port,
             dport: if real.port == 0 { dport } else { real.port },
             family,
@@ -311,8 +311,8 @@ pub fn nat_reply(ctx: &XdpContext, s: &mut Scratch, bytes: u64) -> Option<u32> {
         }
     }
     let r = Rewrite {
-        src: rev.vip,
-        dst: rev.client,
+        src: addr_words(&rev.vip),
+        dst: addr_words(&rev.client),
         sport: rev.vip_port,
         dport: rev.client_port,
         family: h.family,
@@ -323,10 +323,10 @@ pub fn nat_reply(ctx: &XdpContext, s: &mut Scratch, bytes: u64) -> Option<u32> {
 
 /// A NAT rewrite: the new source and destination of a packet.
 pub struct Rewrite {
-    /// New source address.
-    pub src: [u8; 16],
+    /// New source address, as native-order words (IPv4: the first).
+    pub src: [u32; 4],
     /// New destination address.
-    pub dst: [u8; 16],
+    pub dst: [u32; 4],
     /// New source port, network byte order.
     pub sport: u16,
     /// New destination port, network byte order.
@@ -337,65 +337,93 @@ pub struct Rewrite {
     pub proto: u8,
 }
 
+/// Replaces the 32-bit word at `p` with `new`; returns the one's-complement
+/// difference (~old + new), the way `bpf_csum_diff` sums (host order: the
+/// one's-complement sum is byte-order independent, RFC 1071 §2(B)).
+#[inline(always)]
+fn swap_word(p: *mut u32, new: u32) -> u64 {
+    // SAFETY: p points into the packet, bounds-checked by the caller.
+    unsafe {
+        let old = p.read();
+        p.write(new);
+        (!old) as u64 + new as u64
+    }
+}
+
 /// Rewrites source and destination address and port, fixing the IPv4
 /// header checksum and the TCP/UDP checksum incrementally, and decrements
 /// the TTL / hop limit (Weir forwards like a router).
 ///
-/// The checksum differences come from the `bpf_csum_diff` helper, which
-/// sums 16-bit words in host byte order; a one's-complement sum is
-/// byte-order independent (RFC 1071 §2(B)), so the stored checksums are
-/// read, updated and written back in host order too. A separate BPF
-/// function so its temporaries get their own stack frame.
+/// The checksum differences are summed here over 32-bit words (~old + new,
+/// folded at the end), which is what `bpf_csum_diff` computes, without
+/// three helper calls; stored checksums are read, updated and written back
+/// in host order. A separate BPF function so its temporaries get their own
+/// stack frame.
 #[inline(never)]
 fn rewrite(ctx: &XdpContext, r: &Rewrite) -> Option<()> {
-    let v4 = r.family == family::V4;
-    let l4 = if v4 { L4_V4 } else { L4_V6 };
-    let csum_off = if r.proto == proto::TCP { 16 } else { 6 };
-    let mut new_ports = [0u8; 4];
-    new_ports[..2].copy_from_slice(&r.sport.to_ne_bytes());
-    new_ports[2..].copy_from_slice(&r.dport.to_ne_bytes());
-    let ports = mut_at::<4>(ctx, l4)?;
-    let mut l4_diff = csum::diff(ports, &mut new_ports);
-    *ports = new_ports;
-    if v4 {
-        let ip = mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3)?;
-        let ttl = ip[8];
+    // Two copies with constant offsets: the verifier checks packet bounds
+    // per path, and a family-dependent offset would merge them.
+    if r.family == family::V4 {
+        rewrite_at::<true>(ctx, r)
+    } else {
+        rewrite_at::<false>(ctx, r)
+    }
+}
+
+#[inline(always)]
+fn rewrite_at<const V4: bool>(ctx: &XdpContext, r: &Rewrite) -> Option<()> {
+    let l4 = if V4 { L4_V4 } else { L4_V6 };
+    let (start, data_end) = crate::parse::bounds(ctx);
+    // One bounds check covers the ports and the IP header (TCP's checksum
+    // at 16 is checked on its own below).
+    if start + l4 + 8 > data_end {
+        return None;
+    }
+    let at = |off: usize| (start + off) as *mut u32;
+    let new_ports = (r.sport as u32) | ((r.dport as u32) << 16);
+    let mut l4_diff = swap_word(at(l4), new_ports);
+    if V4 {
+        // SAFETY: inside the checked range.
+        let ttl = unsafe { *((start + L3 + 8) as *const u8) };
         if ttl <= 1 {
             return None; // the kernel would answer time-exceeded; we drop
         }
-        let mut addrs = [0u8; 8];
-        addrs[..4].copy_from_slice(&r.src[..4]);
-        addrs[4..].copy_from_slice(&r.dst[..4]);
-        let old = mut_at::<8>(ctx, L3 + 12)?;
-        let addr_diff = csum::diff(old, &mut addrs);
-        *old = addrs;
+        let addr_diff = swap_word(at(L3 + 12), r.src[0]) + swap_word(at(L3 + 16), r.dst[0]);
         l4_diff += addr_diff;
-        let ip = mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3)?;
-        ip[8] = ttl - 1;
-        // TTL is the low byte of its host-order word: -1 is + !1 in one's complement.
-        let c = csum::apply_ne([ip[10], ip[11]], addr_diff + (!1u16) as u64);
-        ip[10..12].copy_from_slice(&c);
+        // SAFETY: inside the checked range.
+        unsafe {
+            *((start + L3 + 8) as *mut u8) = ttl - 1;
+            let c = (start + L3 + 10) as *mut u16;
+            // TTL is the low byte of its host-order word: -1 is + !1 in one's complement.
+            *c = csum::apply_u16(*c, addr_diff + (!1u16) as u64);
+        }
     } else {
-        let mut addrs = [0u8; 32];
-        addrs[..16].copy_from_slice(&r.src);
-        addrs[16..].copy_from_slice(&r.dst);
-        let old = mut_at::<32>(ctx, L3 + 8)?;
-        l4_diff += csum::diff(old, &mut addrs);
-        *old = addrs;
-        let ip = mut_at::<IPV6_HDR_LEN>(ctx, L3)?;
-        if ip[7] <= 1 {
+        // SAFETY: inside the checked range.
+        let hop = unsafe { &mut *((start + L3 + 7) as *mut u8) };
+        if *hop <= 1 {
             return None;
         }
-        ip[7] -= 1;
-    }
-    let l4_csum = mut_at::<2>(ctx, l4 + csum_off)?;
-    // IPv4 UDP checksum 0 means "none" and stays so.
-    if !(r.proto == proto::UDP && v4 && *l4_csum == [0, 0]) {
-        let mut c = csum::apply_ne(*l4_csum, l4_diff);
-        if r.proto == proto::UDP && c == [0, 0] {
-            c = [0xFF, 0xFF]; // RFC 768: a computed 0 is sent as all ones
+        *hop -= 1;
+        for i in 0..4 {
+            l4_diff += swap_word(at(L3 + 8 + 4 * i), r.src[i]);
+            l4_diff += swap_word(at(L3 + 24 + 4 * i), r.dst[i]);
         }
-        *l4_csum = c;
+    }
+    let c = if r.proto == proto::TCP {
+        ptr_at::<u16>(ctx, l4 + 16)?
+    } else {
+        (start + l4 + 6) as *mut u16
+    };
+    // SAFETY: bounds-checked (TCP by ptr_at, UDP by the check above).
+    unsafe {
+        // IPv4 UDP checksum 0 means "none" and stays so.
+        if !(r.proto == proto::UDP && V4 && *c == 0) {
+            let mut n = csum::apply_u16(*c, l4_diff);
+            if r.proto == proto::UDP && n == 0 {
+                n = 0xFFFF; // RFC 768: a computed 0 is sent as all ones
+            }
+            *c = n;
+        }
     }
     Some(())
 }
@@ -426,40 +454,65 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo) -> u32 {
         count(|c| c.drop_encap += 1);
         return xdp_action::XDP_DROP;
     }
-    let Some(eth) = mut_at::<ETH_HDR_LEN>(ctx, 0) else {
-        return xdp_action::XDP_DROP;
-    };
-    let ok = if fam == family::V4 {
-        mut_at::<IPV4_MIN_HDR_LEN>(ctx, L3).map(|outer| {
-            let mut o = [0u8; IPV4_MIN_HDR_LEN];
-            o[0] = 0x45;
-            o[2..4].copy_from_slice(&((IPV4_MIN_HDR_LEN + inner_len) as u16).to_be_bytes());
-            o[8] = OWN_TTL;
-            o[9] = PROTO_IPIP;
-            o[12..16].copy_from_slice(&real.local_addr[..4]);
-            o[16..20].copy_from_slice(&real.addr[..4]);
-            let c = csum::compute(&o);
-            o[10..12].copy_from_slice(&c);
-            eth[..12].fill(0);
-            eth[12..14].copy_from_slice(&ETH_P_IPV4.to_be_bytes());
-            *outer = o;
-        })
-    } else {
-        mut_at::<IPV6_HDR_LEN>(ctx, L3).map(|outer| {
-            let mut o = [0u8; IPV6_HDR_LEN];
-            o[0] = 0x60;
-            o[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
-            o[6] = PROTO_IPV6_IN_IP;
-            o[7] = OWN_TTL;
-            o[8..24].copy_from_slice(&real.local_addr);
-            o[24..40].copy_from_slice(&real.addr);
-            eth[..12].fill(0);
-            eth[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
-            *outer = o;
-        })
-    };
-    if ok.is_none() {
-        return xdp_action::XDP_DROP;
+    // The outer header is written as words (see parse::ptr_at); the
+    // Ethernet addresses are cleared (forward() fills them in).
+    let (start, end) = crate::parse::bounds(ctx);
+    let local = addr_words(&real.local_addr);
+    let remote = addr_words(&real.addr);
+    // SAFETY: each branch checks its headers against the packet end.
+    unsafe {
+        if fam == family::V4 {
+            if start + L4_V4 > end {
+                return xdp_action::XDP_DROP;
+            }
+            let w = start as *mut u32;
+            // Ethernet: 12 zero bytes of MACs, then the type (at 12).
+            w.write(0);
+            w.add(1).write(0);
+            w.add(2).write(0);
+            ((start + 12) as *mut u16).write(ETH_P_IPV4.to_be());
+            // IPv4: version/IHL, TOS, total length | id, flags/offset |
+            // TTL, protocol, checksum | source | destination.
+            let ip = (start + L3) as *mut u16;
+            let mut o = [0u16; IPV4_MIN_HDR_LEN / 2];
+            o[0] = u16::from_ne_bytes([0x45, 0]);
+            o[1] = ((IPV4_MIN_HDR_LEN + inner_len) as u16).to_be();
+            o[4] = u16::from_ne_bytes([OWN_TTL, PROTO_IPIP]);
+            o[6] = local[0] as u16;
+            o[7] = (local[0] >> 16) as u16;
+            o[8] = remote[0] as u16;
+            o[9] = (remote[0] >> 16) as u16;
+            let mut sum = 0u64;
+            for x in o {
+                sum += x as u64;
+            }
+            o[5] = !csum::fold(sum);
+            for (i, x) in o.into_iter().enumerate() {
+                ip.add(i).write(x);
+            }
+        } else {
+            if start + L4_V6 > end {
+                return xdp_action::XDP_DROP;
+            }
+            let w = start as *mut u32;
+            w.write(0);
+            w.add(1).write(0);
+            w.add(2).write(0);
+            ((start + 12) as *mut u16).write(ETH_P_IPV6.to_be());
+            let ip = (start + L3) as *mut u32;
+            ip.write(u32::from_ne_bytes([0x60, 0, 0, 0]));
+            let len = (inner_len as u16).to_be_bytes();
+            ip.add(1).write(u32::from_ne_bytes([
+                len[0],
+                len[1],
+                PROTO_IPV6_IN_IP,
+                OWN_TTL,
+            ]));
+            for i in 0..4 {
+                ip.add(2 + i).write(local[i]);
+                ip.add(6 + i).write(remote[i]);
+            }
+        }
     }
     let outer_proto = if fam == family::V4 {
         PROTO_IPIP
@@ -469,54 +522,58 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo) -> u32 {
     forward(ctx, fam, outer_proto)
 }
 
+/// `bpf_fib_lookup` parameters, 8-byte aligned so they can be cleared
+/// with eight 8-byte stores (the verifier wants aligned stack accesses; a
+/// plain zeroed() became a call to a byte-at-a-time memset subprogram).
+#[repr(C, align(8))]
+struct Fib(FibParams);
+
 /// Routes the (rewritten) packet with bpf_fib_lookup: fills in the MACs and
 /// sends it out with XDP_TX (same interface) or XDP_REDIRECT (another one).
 #[inline(never)]
 fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8) -> u32 {
-    // SAFETY: an all-zero bpf_fib_lookup is a valid starting point.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let mut fib = core::mem::MaybeUninit::<Fib>::uninit();
+    let words = fib.as_mut_ptr().cast::<u64>();
+    for i in 0..core::mem::size_of::<Fib>() / 8 {
+        // SAFETY: inside `fib`; volatile so LLVM keeps word stores instead of a memset call.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+    // SAFETY: every byte was just written; all-zero is a valid bpf_fib_lookup.
+    let p = unsafe { &mut (*fib.as_mut_ptr()).0 };
     p.l4_protocol = l4_proto;
     p.ifindex = ctx.ingress_ifindex() as u32;
-    let ok = if fam == family::V4 {
-        bytes_at::<IPV4_MIN_HDR_LEN>(ctx, L3).map(|ip| {
-            p.family = 2; // AF_INET
-            p.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[2], ip[3]]);
-            p.__bindgen_anon_2.tos = ip[1];
-            p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
-            p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
-        })
-    } else {
-        bytes_at::<IPV6_HDR_LEN>(ctx, L3).map(|ip| {
-            p.family = 10; // AF_INET6
-            p.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[4], ip[5]]) + IPV6_HDR_LEN as u16;
-            let mut s = [0u32; 4];
-            let mut d = [0u32; 4];
-            for i in 0..4 {
-                s[i] = u32::from_ne_bytes([
-                    ip[8 + i * 4],
-                    ip[9 + i * 4],
-                    ip[10 + i * 4],
-                    ip[11 + i * 4],
-                ]);
-                d[i] = u32::from_ne_bytes([
-                    ip[24 + i * 4],
-                    ip[25 + i * 4],
-                    ip[26 + i * 4],
-                    ip[27 + i * 4],
-                ]);
+    let (start, end) = crate::parse::bounds(ctx);
+    let ip = (start + L3) as *const u8;
+    // SAFETY: each branch checks its IP header against the packet end; the
+    // pointers are typed for word loads (see parse::ptr_at).
+    unsafe {
+        if fam == family::V4 {
+            if start + L4_V4 > end {
+                return xdp_action::XDP_DROP;
             }
-            p.__bindgen_anon_3.ipv6_src = s;
-            p.__bindgen_anon_4.ipv6_dst = d;
-        })
-    };
-    if ok.is_none() {
-        return xdp_action::XDP_DROP;
+            p.family = 2; // AF_INET
+            p.__bindgen_anon_1.tot_len = u16::from_be(*(ip.add(2) as *const u16));
+            p.__bindgen_anon_2.tos = *ip.add(1);
+            p.__bindgen_anon_3.ipv4_src = *(ip.add(12) as *const u32);
+            p.__bindgen_anon_4.ipv4_dst = *(ip.add(16) as *const u32);
+        } else {
+            if start + L4_V6 > end {
+                return xdp_action::XDP_DROP;
+            }
+            p.family = 10; // AF_INET6
+            p.__bindgen_anon_1.tot_len =
+                u16::from_be(*(ip.add(4) as *const u16)) + IPV6_HDR_LEN as u16;
+            let w = ip.add(8) as *const u32;
+            p.__bindgen_anon_3.ipv6_src = [*w, *w.add(1), *w.add(2), *w.add(3)];
+            let w = ip.add(24) as *const u32;
+            p.__bindgen_anon_4.ipv6_dst = [*w, *w.add(1), *w.add(2), *w.add(3)];
+        }
     }
     // SAFETY: p is a properly sized bpf_fib_lookup on our stack.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.ctx.cast(),
-            &mut p,
+            p,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )

@@ -44,23 +44,28 @@ pub enum Malformed {
 }
 
 /// Offsets and fields of a parsed IP packet.
-#[repr(C)]
+///
+/// The addresses come first and the struct is 8-byte aligned, so LLVM
+/// copies and clears them with 8-byte loads and stores (a byte-aligned
+/// 16-byte array would become a call to a byte-at-a-time `memset`/`memcpy`
+/// BPF subprogram).
+#[repr(C, align(8))]
 #[derive(Clone, Copy)]
 pub struct Headers {
-    /// Offset of the TCP/UDP/ICMP header.
-    pub l4: usize,
-    /// `family::V4` or `family::V6`.
-    pub family: u8,
-    /// IP protocol of the L4 header.
-    pub proto: u8,
     /// Source address (IPv4 in the first 4 bytes).
     pub src: [u8; 16],
     /// Destination address.
     pub dst: [u8; 16],
+    /// Offset of the TCP/UDP/ICMP header.
+    pub l4: usize,
     /// Source port, network byte order (ICMP: type, code).
     pub sport: u16,
     /// Destination port, network byte order (ICMP: 0).
     pub dport: u16,
+    /// `family::V4` or `family::V6`.
+    pub family: u8,
+    /// IP protocol of the L4 header.
+    pub proto: u8,
     /// One or two VLAN tags were present.
     pub vlan: bool,
     /// IPv4 options (IHL > 5) or IPv6 extension headers were present.
@@ -120,6 +125,47 @@ pub fn mut_at<'a, const N: usize>(ctx: &'a XdpContext, offset: usize) -> Option<
     }
     // SAFETY: the range is inside the packet (checked above), which is writable in XDP.
     Some(unsafe { &mut *((start + offset) as *mut [u8; N]) })
+}
+
+/// A 16-byte address field holding an IPv4 address (the rest zero).
+#[inline(always)]
+pub fn v4_addr(a: [u8; 4]) -> [u8; 16] {
+    words_to_addr([u32::from_ne_bytes(a), 0, 0, 0])
+}
+
+/// Four native-order words as the 16 bytes they are in memory.
+#[inline(always)]
+pub fn words_to_addr(w: [u32; 4]) -> [u8; 16] {
+    // SAFETY: [u32; 4] and [u8; 16] have the same size; every bit pattern is valid.
+    unsafe { core::mem::transmute(w) }
+}
+
+/// The four native-order words of a 16-byte address, read as four word
+/// loads. Every address this is used on sits at a 4-byte aligned offset
+/// of a map value (map values are 8-byte aligned) or of `Headers`.
+#[inline(always)]
+pub fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    let p = a.as_ptr().cast::<u32>();
+    // SAFETY: 16 readable bytes; see above for the alignment (and BPF loads
+    // from map values and the stack would be correct unaligned on x86-64 too).
+    unsafe { [p.read(), p.add(1).read(), p.add(2).read(), p.add(3).read()] }
+}
+
+/// A pointer to a `T` at `offset` in the packet, bounds-checked, for word
+/// loads and stores.
+///
+/// The pointer is typed, so LLVM emits one 2/4/8-byte load or store per
+/// access instead of a byte at a time; the address may be unaligned in
+/// the packet, which BPF allows for packet memory (the verifier enforces
+/// packet alignment only under BPF_F_STRICT_ALIGNMENT, and the JITs of
+/// x86-64 and arm64 do unaligned accesses natively).
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let (start, end) = bounds(ctx);
+    if start + offset + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
 }
 
 #[inline(always)]
@@ -183,12 +229,11 @@ fn parse_ipv4(
     h.l4 = l3 + ihl;
     h.family = family::V4;
     h.proto = hdr[9];
-    h.src = [0; 16];
-    h.dst = [0; 16];
     h.vlan = vlan;
     h.ip_extras = ihl > IPV4_MIN_HDR_LEN;
-    h.src[..4].copy_from_slice(&hdr[12..16]);
-    h.dst[..4].copy_from_slice(&hdr[16..20]);
+    // Whole 16-byte values (aligned stores), IPv4 in the first 4 bytes.
+    h.src = v4_addr([hdr[12], hdr[13], hdr[14], hdr[15]]);
+    h.dst = v4_addr([hdr[16], hdr[17], hdr[18], hdr[19]]);
     parse_l4(ctx, h)
 }
 
