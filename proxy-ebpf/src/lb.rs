@@ -9,7 +9,10 @@
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_NOEXIST},
-    helpers::{bpf_fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_xdp_adjust_head},
+    helpers::{
+        bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_redirect,
+        bpf_xdp_adjust_head,
+    },
     programs::XdpContext,
 };
 use proxy_common::{
@@ -21,8 +24,8 @@ use proxy_common::{
 use crate::{
     csum,
     maps::{
-        Scratch, WEIR_CONFIG, WEIR_CT, WEIR_FLOOD, WEIR_L4_STATS, WEIR_NAT_REV, WEIR_REALS,
-        WEIR_REAL_STATS, WEIR_RINGS, WEIR_SVC_STATS, WEIR_TX_PORTS,
+        Scratch, WEIR_CONFIG, WEIR_CT, WEIR_FLOOD, WEIR_L4_STATS, WEIR_NAT_REV, WEIR_NEXTHOP,
+        WEIR_REALS, WEIR_REAL_STATS, WEIR_RINGS, WEIR_SVC_STATS, WEIR_TX_PORTS,
     },
     parse::{
         addr_words, bytes_at, mut_at, ptr_at, Headers, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6,
@@ -228,7 +231,7 @@ pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64
     count_flow(svc.id, real_id, bytes, new);
     if dsr {
         count(|c| c.dsr_encap += 1);
-        encap_and_send(ctx, family, real)
+        encap_and_send(ctx, family, real, real_id)
     } else {
         count(|c| c.nat_forward += 1);
         let r = Rewrite {
@@ -239,7 +242,9 @@ pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64
             family,
             proto: l4_proto,
         };
-        rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| forward(ctx, family, l4_proto))
+        rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| {
+            forward(ctx, family, l4_proto, real_id)
+        })
     }
 }
 
@@ -318,7 +323,9 @@ pub fn nat_reply(ctx: &XdpContext, s: &mut Scratch, bytes: u64) -> Option<u32> {
         family: h.family,
         proto: h.proto,
     };
-    Some(rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| forward(ctx, h.family, h.proto)))
+    Some(rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| {
+        forward(ctx, h.family, h.proto, NO_REAL)
+    }))
 }
 
 /// A NAT rewrite: the new source and destination of a packet.
@@ -431,7 +438,7 @@ fn rewrite_at<const V4: bool>(ctx: &XdpContext, r: &Rewrite) -> Option<()> {
 /// Encapsulates the packet for direct server return (IPIP for IPv4,
 /// IPv6-in-IPv6 for IPv6), Katran style, and sends it toward the real.
 #[inline(never)]
-fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo) -> u32 {
+fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u32 {
     let (outer_len, inner_len) = if fam == family::V4 {
         let Some(ip) = bytes_at::<4>(ctx, L3) else {
             return xdp_action::XDP_DROP;
@@ -519,7 +526,7 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo) -> u32 {
     } else {
         PROTO_IPV6_IN_IP
     };
-    forward(ctx, fam, outer_proto)
+    forward(ctx, fam, outer_proto, real_id)
 }
 
 /// `bpf_fib_lookup` parameters, 8-byte aligned so they can be cleared
@@ -528,10 +535,74 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo) -> u32 {
 #[repr(C, align(8))]
 struct Fib(FibParams);
 
-/// Routes the (rewritten) packet with bpf_fib_lookup: fills in the MACs and
-/// sends it out with XDP_TX (same interface) or XDP_REDIRECT (another one).
+/// How long a next-hop cache entry is used before the route is looked up
+/// again (per CPU and real): the longest a route or neighbour change takes
+/// to reach packets toward a real.
+const NEXTHOP_TTL_NS: u64 = NS_PER_SEC;
+
+/// Routes the (rewritten) packet: fills in the MACs and sends it out with
+/// XDP_TX (same interface) or XDP_REDIRECT (another one).
+///
+/// Packets toward a real (`real` is its id; NO_REAL for NAT replies) first
+/// try this CPU's next-hop cache entry for the real: it is used when it is
+/// younger than NEXTHOP_TTL_NS and was made for the same family, source and
+/// destination address and ingress interface, and for a packet at least as
+/// long (so `bpf_fib_lookup`'s MTU check still holds). Otherwise, and for
+/// NAT replies, `bpf_fib_lookup` decides, and a success refills the entry.
+/// Only successes are cached: no-neighbour and no-route results are looked
+/// up again on every packet.
 #[inline(never)]
-fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8) -> u32 {
+fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8, real: u32) -> u32 {
+    let ingress = ctx.ingress_ifindex() as u32;
+    let (start, end) = crate::parse::bounds(ctx);
+    let ip = (start + L3) as *const u8;
+    let mut src = [0u32; 4];
+    let mut dst = [0u32; 4];
+    let tot_len: u16;
+    let tos: u8;
+    // SAFETY: each branch checks its IP header against the packet end; the
+    // pointers are typed for word loads (see parse::ptr_at).
+    unsafe {
+        if fam == family::V4 {
+            if start + L4_V4 > end {
+                return xdp_action::XDP_DROP;
+            }
+            tot_len = u16::from_be(*(ip.add(2) as *const u16));
+            tos = *ip.add(1);
+            src[0] = *(ip.add(12) as *const u32);
+            dst[0] = *(ip.add(16) as *const u32);
+        } else {
+            if start + L4_V6 > end {
+                return xdp_action::XDP_DROP;
+            }
+            tot_len = u16::from_be(*(ip.add(4) as *const u16)) + IPV6_HDR_LEN as u16;
+            tos = 0;
+            let w = ip.add(8) as *const u32;
+            src = [*w, *w.add(1), *w.add(2), *w.add(3)];
+            let w = ip.add(24) as *const u32;
+            dst = [*w, *w.add(1), *w.add(2), *w.add(3)];
+        }
+    }
+    let cache = if real == NO_REAL {
+        None
+    } else {
+        WEIR_NEXTHOP.get_ptr_mut(real)
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(nh) = cache {
+        // SAFETY: per-CPU value, only this CPU touches it while the program runs.
+        let nh = unsafe { &*nh };
+        if nh.max_len >= tot_len
+            && nh.expires_ns > now
+            && nh.family == fam
+            && nh.ingress == ingress
+            && nh.src == src
+            && nh.dst == dst
+        {
+            return send(ctx, &nh.macs, nh.ifindex, ingress);
+        }
+    }
     let mut fib = core::mem::MaybeUninit::<Fib>::uninit();
     let words = fib.as_mut_ptr().cast::<u64>();
     for i in 0..core::mem::size_of::<Fib>() / 8 {
@@ -541,33 +612,17 @@ fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8) -> u32 {
     // SAFETY: every byte was just written; all-zero is a valid bpf_fib_lookup.
     let p = unsafe { &mut (*fib.as_mut_ptr()).0 };
     p.l4_protocol = l4_proto;
-    p.ifindex = ctx.ingress_ifindex() as u32;
-    let (start, end) = crate::parse::bounds(ctx);
-    let ip = (start + L3) as *const u8;
-    // SAFETY: each branch checks its IP header against the packet end; the
-    // pointers are typed for word loads (see parse::ptr_at).
-    unsafe {
-        if fam == family::V4 {
-            if start + L4_V4 > end {
-                return xdp_action::XDP_DROP;
-            }
-            p.family = 2; // AF_INET
-            p.__bindgen_anon_1.tot_len = u16::from_be(*(ip.add(2) as *const u16));
-            p.__bindgen_anon_2.tos = *ip.add(1);
-            p.__bindgen_anon_3.ipv4_src = *(ip.add(12) as *const u32);
-            p.__bindgen_anon_4.ipv4_dst = *(ip.add(16) as *const u32);
-        } else {
-            if start + L4_V6 > end {
-                return xdp_action::XDP_DROP;
-            }
-            p.family = 10; // AF_INET6
-            p.__bindgen_anon_1.tot_len =
-                u16::from_be(*(ip.add(4) as *const u16)) + IPV6_HDR_LEN as u16;
-            let w = ip.add(8) as *const u32;
-            p.__bindgen_anon_3.ipv6_src = [*w, *w.add(1), *w.add(2), *w.add(3)];
-            let w = ip.add(24) as *const u32;
-            p.__bindgen_anon_4.ipv6_dst = [*w, *w.add(1), *w.add(2), *w.add(3)];
-        }
+    p.ifindex = ingress;
+    p.__bindgen_anon_1.tot_len = tot_len;
+    if fam == family::V4 {
+        p.family = 2; // AF_INET
+        p.__bindgen_anon_2.tos = tos;
+        p.__bindgen_anon_3.ipv4_src = src[0];
+        p.__bindgen_anon_4.ipv4_dst = dst[0];
+    } else {
+        p.family = 10; // AF_INET6
+        p.__bindgen_anon_3.ipv6_src = src;
+        p.__bindgen_anon_4.ipv6_dst = dst;
     }
     // SAFETY: p is a properly sized bpf_fib_lookup on our stack.
     let rc = unsafe {
@@ -590,18 +645,41 @@ fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8) -> u32 {
             return xdp_action::XDP_DROP;
         }
     }
-    let Some(eth) = mut_at::<12>(ctx, 0) else {
+    let mut macs = [0u16; 6];
+    for i in 0..3 {
+        macs[i] = u16::from_ne_bytes([p.dmac[2 * i], p.dmac[2 * i + 1]]);
+        macs[3 + i] = u16::from_ne_bytes([p.smac[2 * i], p.smac[2 * i + 1]]);
+    }
+    if let Some(nh) = cache {
+        // SAFETY: as above.
+        let nh = unsafe { &mut *nh };
+        nh.src = src;
+        nh.dst = dst;
+        nh.macs = macs;
+        nh.max_len = tot_len;
+        nh.family = fam;
+        nh.ifindex = p.ifindex;
+        nh.ingress = ingress;
+        nh.expires_ns = now + NEXTHOP_TTL_NS;
+    }
+    send(ctx, &macs, p.ifindex, ingress)
+}
+
+/// Writes the MACs and sends the frame out of `ifindex`.
+#[inline(always)]
+fn send(ctx: &XdpContext, macs: &[u16; 6], ifindex: u32, ingress: u32) -> u32 {
+    let Some(eth) = ptr_at::<[u16; 6]>(ctx, 0) else {
         return xdp_action::XDP_DROP;
     };
-    eth[..6].copy_from_slice(&p.dmac);
-    eth[6..].copy_from_slice(&p.smac);
-    if p.ifindex == ctx.ingress_ifindex() as u32 {
+    // SAFETY: bounds-checked by ptr_at.
+    unsafe { *eth = *macs };
+    if ifindex == ingress {
         return xdp_action::XDP_TX;
     }
-    match WEIR_TX_PORTS.redirect(p.ifindex, 0) {
+    match WEIR_TX_PORTS.redirect(ifindex, 0) {
         Ok(action) => action,
         // Not in the devmap: the slower per-packet redirect still works.
-        Err(_) => unsafe { bpf_redirect(p.ifindex, 0) as u32 },
+        Err(_) => unsafe { bpf_redirect(ifindex, 0) as u32 },
     }
 }
 
@@ -725,5 +803,5 @@ fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
         return xdp_action::XDP_PASS;
     };
     count(|c| c.icmp_too_big += 1);
-    encap_and_send(ctx, fam, real)
+    encap_and_send(ctx, fam, real, real_id)
 }

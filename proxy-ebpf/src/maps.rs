@@ -86,6 +86,38 @@ pub static WEIR_TX_PORTS: DevMapHash<64> = DevMapHash::new();
 #[btf_map]
 pub static WEIR_DECAP_STATS: PerCpuArray<TrafficCounters, 1> = PerCpuArray::new();
 
+/// A cached `bpf_fib_lookup` result for the route toward one real.
+/// Internal to the data path (not pinned, not read by userspace).
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct NextHop {
+    /// Source address the lookup was made with (native-order words; IPv4: the first).
+    pub src: [u32; 4],
+    /// Destination address the lookup was made with.
+    pub dst: [u32; 4],
+    /// Destination MAC, then source MAC (as written into the frame).
+    pub macs: [u16; 6],
+    /// Largest IP total length the lookup accepted (its MTU check); 0 = empty entry.
+    pub max_len: u16,
+    /// Address family of the lookup.
+    pub family: u8,
+    /// Reserved.
+    pub _pad: u8,
+    /// Egress interface.
+    pub ifindex: u32,
+    /// Ingress interface the lookup was made from.
+    pub ingress: u32,
+    /// The entry is used until this CLOCK_MONOTONIC (coarse) time.
+    pub expires_ns: u64,
+}
+
+/// Next-hop cache: the last successful route lookup toward each real, per
+/// CPU, indexed by real id. Lets forwarding skip `bpf_fib_lookup` for
+/// packets to a real this CPU routed less than `NEXTHOP_TTL_NS` ago (see
+/// `lb::forward` for when an entry is used). Never pinned: a reload starts empty.
+#[btf_map]
+pub static WEIR_NEXTHOP: PerCpuArray<NextHop, { MAX_REALS as usize }> = PerCpuArray::new();
+
 /// Per-CPU scratch space for the large per-packet temporaries (parsed
 /// headers, flow keys, the NAT reverse entry). BPF programs get a 512-byte
 /// stack for the whole call chain; keeping these here leaves room. Never
