@@ -171,7 +171,14 @@ pub fn provision_program(program: &mut XdpProgram, suite: &L4Suite) -> Result<Ve
         .set_config(&GlobalConfig {
             hash_seed: crate::fixtures::HASH_SEED,
             max_new_flows_per_sec: 0,
-            policy: suite.policy,
+            // As weir's userspace does (l4::control): the all-ports lookup is
+            // skipped when no service uses port 0.
+            policy: suite.policy
+                | if suite.services.iter().any(|s| s.vip.port() == 0) {
+                    0
+                } else {
+                    proxy_common::POLICY_NO_ALL_PORTS
+                },
             _pad: 0,
         })
         .map_err(|e| format!("config: {e}"))?;

@@ -9,10 +9,7 @@
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_NOEXIST},
-    helpers::{
-        bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_redirect,
-        bpf_xdp_adjust_head,
-    },
+    helpers::{bpf_fib_lookup, bpf_ktime_get_coarse_ns, bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
 use proxy_common::{
@@ -144,18 +141,23 @@ fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)
 #[inline(always)]
 fn flood_guarded() -> bool {
     let limit = config().max_new_flows_per_sec as u64;
+    if limit == 0 {
+        return false; // no guard configured: no clock read, no state
+    }
     let Some(state) = WEIR_FLOOD.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: per-CPU value owned by this CPU for the program's run.
     let state = unsafe { &mut *state };
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The coarse clock (tick resolution) is plenty for a one-second window
+    // and costs no clock-source read.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if now.wrapping_sub(state.window_start_ns) >= NS_PER_SEC {
         state.window_start_ns = now;
         state.new_flows = 0;
     }
     state.new_flows += 1;
-    limit != 0 && state.new_flows > limit
+    state.new_flows > limit
 }
 
 #[inline(always)]
@@ -268,24 +270,31 @@ fn nat_port(s: &mut Scratch, real: &RealInfo, service: u32) -> Option<u16> {
     s.rkey.proto = key.proto;
     s.rkey.family = key.family;
     s.rkey._pad = [0; 2];
-    let mut hash = proxy_common::flow_hash(&s.key, 0, NAT_PORT_SEED);
+    let mut hash = 0;
     for i in 0..NAT_PORT_TRIES {
         if i > 0 {
+            if i == 1 {
+                // Only flows whose own port is taken pay for this hash.
+                hash = proxy_common::flow_hash(&s.key, 0, NAT_PORT_SEED);
+            }
             let port = NAT_PORT_MIN + hash % (65536 - NAT_PORT_MIN);
             s.rkey.dport = (port as u16).to_be();
             hash = proxy_common::hash_mix(hash, i);
         }
+        // Insert first: a new flow's reply tuple is almost always free, so
+        // this is one map operation instead of a lookup and an insert.
+        if WEIR_NAT_REV
+            .insert(&s.rkey, &s.reverse, BPF_NOEXIST as u64)
+            .is_ok()
+        {
+            return Some(s.rkey.dport);
+        }
+        // Taken: by this very flow (another CPU balanced it, or it is not
+        // in conntrack), or by another one.
         // SAFETY: compared in place at once; nothing keeps the reference.
-        match unsafe { WEIR_NAT_REV.get(&s.rkey) } {
-            Some(existing) if *existing == s.reverse => return Some(s.rkey.dport),
-            Some(_) => continue,
-            None => {
-                if WEIR_NAT_REV
-                    .insert(&s.rkey, &s.reverse, BPF_NOEXIST as u64)
-                    .is_ok()
-                {
-                    return Some(s.rkey.dport);
-                }
+        if let Some(existing) = unsafe { WEIR_NAT_REV.get(&s.rkey) } {
+            if *existing == s.reverse {
+                return Some(s.rkey.dport);
             }
         }
     }

@@ -30,7 +30,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use parse::{Malformed, Parsed};
-use proxy_common::{proto, FrontendInfo, FrontendKey, FRONTEND_FLAG_XDP, POLICY_NAT_ACTIVE};
+use proxy_common::{
+    proto, FrontendInfo, FrontendKey, FRONTEND_FLAG_XDP, POLICY_NAT_ACTIVE, POLICY_NO_ALL_PORTS,
+};
 
 #[xdp]
 pub fn weir_xdp(ctx: XdpContext) -> u32 {
@@ -64,9 +66,10 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
                 proto: h.proto,
                 family: h.family,
             };
-            let Some(svc) = lookup_frontend(&key) else {
+            let policy = lb::policy();
+            let Some(svc) = lookup_frontend(&key, policy) else {
                 stats::with_packet_counters(|c| c.not_matched += 1);
-                if lb::policy() & POLICY_NAT_ACTIVE != 0 {
+                if policy & POLICY_NAT_ACTIVE != 0 {
                     if let Some(action) = lb::nat_reply(ctx, scratch, bytes) {
                         return action;
                     }
@@ -130,13 +133,17 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
 }
 
 /// Looks the destination up as an exact (addr, proto, port) frontend, then as
-/// an all-ports (port 0) one. ICMP packets look up port 0 of their protocol.
+/// an all-ports (port 0) one, unless the config says there is none
+/// (`POLICY_NO_ALL_PORTS`). ICMP packets look up port 0 of their protocol.
 #[inline(always)]
-fn lookup_frontend(key: &FrontendKey) -> Option<FrontendInfo> {
+fn lookup_frontend(key: &FrontendKey, policy: u32) -> Option<FrontendInfo> {
     if key.proto == proto::TCP || key.proto == proto::UDP {
         // SAFETY: the value is copied out immediately; nothing keeps the reference.
         if let Some(info) = unsafe { maps::WEIR_FRONTENDS.get(key) } {
             return Some(*info);
+        }
+        if policy & POLICY_NO_ALL_PORTS != 0 {
+            return None;
         }
     }
     let any_port = FrontendKey { port: 0, ..*key };

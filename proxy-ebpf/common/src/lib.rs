@@ -229,6 +229,13 @@ pub const POLICY_DROP_IPV6_EXT: u32 = 1 << 2;
 /// Some service uses NAT: look non-VIP TCP/UDP packets up in NAT_REVERSE (replies from reals).
 pub const POLICY_NAT_ACTIVE: u32 = 1 << 3;
 
+/// No frontend uses port 0 (all ports): a TCP/UDP packet whose exact
+/// (address, protocol, port) lookup misses is not for a VIP, and the
+/// all-ports lookup is skipped (one hash lookup less for every packet that
+/// is not for a VIP, NAT replies included). Userspace sets it only when it
+/// holds; clear means "look", which is always correct.
+pub const POLICY_NO_ALL_PORTS: u32 = 1 << 4;
+
 /// Per-CPU state of the new-flow flood guard.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -39,9 +39,24 @@ impl L4Control {
         mut program: XdpProgram,
         mut services: Vec<L4Service>,
         counted: Vec<(FrontendKey, FrontendInfo)>,
-        config: proxy_common::GlobalConfig,
+        mut config: proxy_common::GlobalConfig,
     ) -> Result<Self, ControlError> {
         let (stride, _) = service::rings_len(&services);
+        // No TCP/UDP all-ports frontend: the data path skips that second
+        // lookup. (The ICMP entries of every VIP use port 0 by design; ICMP
+        // always looks port 0 up.)
+        let is_all_ports = |k: &FrontendKey| {
+            k.port == 0
+                && (k.proto == proxy_common::proto::TCP || k.proto == proxy_common::proto::UDP)
+        };
+        let all_ports = counted.iter().any(|(k, _)| is_all_ports(k))
+            || services
+                .iter()
+                .flat_map(|s| s.frontend_entries(stride))
+                .any(|(k, _)| is_all_ports(&k));
+        if !all_ports {
+            config.policy |= proxy_common::POLICY_NO_ALL_PORTS;
+        }
         program.set_config(&config)?;
         let reals: Vec<_> = services.iter().flat_map(|s| s.real_infos()).collect();
         let reals_written = reals.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
