@@ -1,8 +1,8 @@
 //! `cargo xtask`: Weir's developer commands. Each subcommand lives in its own
 //! module with its options and one `run` function; this file only dispatches.
 
-mod bench_l4;
 mod bench;
+mod bench_l4;
 mod build;
 mod run;
 mod test;
