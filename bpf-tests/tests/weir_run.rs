@@ -110,7 +110,7 @@ impl Instance {
                 "global\n    instance {name}\n    shm-stats-file {}\n    stats-sync-interval 100ms\n\
                  demo-origin s1 127.0.0.1:{o1}\n    demo-origin s2 127.0.0.1:{o2}\n\
                  defaults\n    mode http\n    timeout connect 2s\n\
-                 frontend web\n    guid web\n    bind 127.0.0.1:{fe}\n    default_backend demo\n\
+                 frontend web\n    guid web\n    bind 127.0.0.1:{fe} guid web.l1\n    default_backend demo\n\
                  backend demo\n    guid demo\n    server s1 127.0.0.1:{o1} guid demo.s1\n    server s2 127.0.0.1:{o2} guid demo.s2\n",
                 stats.display()
             ),
@@ -233,6 +233,15 @@ fn reload_with_overlap_takes_over_xdp_and_keeps_every_counter() {
     // Upstream connections are pooled: backends and servers count requests.
     let server_a = inst.counter("demo.s1", "requests") + inst.counter("demo.s2", "requests");
     assert_eq!(sessions_a, 6);
+    assert_eq!(
+        inst.counter("web.l1", "sessions"),
+        6,
+        "listener object counts its connections"
+    );
+    assert!(
+        inst.counter("web.l1", "packets_in") >= 18,
+        "listener gets its XDP packets"
+    );
     assert!(packets_a >= 18, "XDP packets mirrored: {packets_a}");
     assert_eq!(server_a, 6);
 
@@ -253,6 +262,7 @@ fn reload_with_overlap_takes_over_xdp_and_keeps_every_counter() {
         10,
         "frontend continues, no reset"
     );
+    assert_eq!(inst.counter("web.l1", "sessions"), 10, "listener continues");
     assert_eq!(
         inst.counter("web", "requests"),
         10,
