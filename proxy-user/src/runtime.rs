@@ -305,6 +305,9 @@ struct CheckedReals {
     /// (index of the real in the service, what to check).
     targets: Vec<(usize, health::checker::Target)>,
     inter: Duration,
+    /// How long one check may take: `timeout check`, else `timeout connect`,
+    /// else `inter` (a loaded machine must not mark a healthy real down).
+    timeout: Duration,
     rise: u32,
     fall: u32,
 }
@@ -347,6 +350,11 @@ fn spawn_l4_health(
                     backend: be.name.clone(),
                     targets,
                     inter: first.inter,
+                    timeout: be
+                        .timeouts
+                        .check
+                        .or(be.timeouts.connect)
+                        .unwrap_or(first.inter),
                     rise: first.rise,
                     fall: first.fall,
                 })
@@ -359,6 +367,7 @@ fn spawn_l4_health(
         backend,
         targets,
         inter,
+        timeout,
         rise,
         fall,
     } in services
@@ -368,9 +377,7 @@ fn spawn_l4_health(
         let checker = health::checker::HealthChecker::spawn(
             backend,
             targets.into_iter().map(|(_, t)| t).collect(),
-            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(
-                inter.min(DEFAULT_CONNECT_TIMEOUT),
-            )),
+            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(timeout)),
             health::checker::CheckerConfig {
                 inter,
                 fastinter: None,
@@ -529,7 +536,7 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             continue;
         }
         if fe.mode == Mode::Http {
-            for (addr, tls) in http_engine.listen_frontend(&cfg, fe)? {
+            for (addr, tls) in http_engine.listen_frontend(&cfg, fe, &registry)? {
                 let (scheme, insecure) = if tls.is_some() {
                     ("https", "-k ")
                 } else {
@@ -637,7 +644,11 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 }
             };
             let scheme = if tls.is_some() { "https" } else { "http" };
-            tokio::spawn(relay.clone().run(listener, max, tls));
+            let counters = registry
+                .listeners
+                .get(&(fe.name.clone(), bind.addr.to_string()))
+                .cloned();
+            tokio::spawn(relay.clone().run(listener, max, tls, counters));
             let how = if fe.xdp.is_some() {
                 " (userspace fallback of an XDP service)"
             } else {
@@ -816,6 +827,19 @@ fn mirror_plan(
     for fe in &cfg.frontends {
         if let Some(h) = registry.frontends.get(&fe.name) {
             plan.frontends.push((h.clone(), slots_of(&fe.name)));
+        }
+        for b in &fe.binds {
+            if let Some(h) = registry
+                .listeners
+                .get(&(fe.name.clone(), b.addr.to_string()))
+            {
+                let slot: Vec<u32> = entries
+                    .iter()
+                    .filter(|e| e.frontend == fe.name && e.addr == b.addr)
+                    .map(|e| e.info.id)
+                    .collect();
+                plan.frontends.push((h.clone(), slot));
+            }
         }
         if let Some(h) = registry.l4_services.get(&fe.name) {
             plan.services.push((h.clone(), slots_of(&fe.name)));

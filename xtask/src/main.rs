@@ -1,8 +1,9 @@
 //! `cargo xtask`: Weir's developer commands. Each subcommand lives in its own
 //! module with its options and one `run` function; this file only dispatches.
 
-mod bench_l4;
 mod bench;
+mod bench_l4;
+mod bench_stats;
 mod build;
 mod run;
 mod test;
@@ -30,6 +31,8 @@ enum Command {
     Test(test::Options),
     /// The L4 (XDP) benchmark: per-packet cost, packets/s, iperf3; updates README.md.
     BenchL4(bench_l4::Options),
+    /// The shm-stats-file benchmark: update cost, file size, sync pass over real BPF maps.
+    BenchStats(bench_stats::Options),
     /// Benchmark the L7 proxy against HAProxy and nginx (`bench l7`).
     Bench(bench::Options),
 }
@@ -42,5 +45,6 @@ fn main() -> Result<()> {
         Command::Test(opts) => test::run(&opts),
         Command::BenchL4(opts) => bench_l4::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
+        Command::BenchStats(opts) => bench_stats::run(&opts),
     }
 }
