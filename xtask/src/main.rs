@@ -1,8 +1,9 @@
 //! `cargo xtask`: Weir's developer commands. Each subcommand lives in its own
 //! module with its options and one `run` function; this file only dispatches.
 
-mod bench_l4;
 mod bench;
+mod bench_l4;
+mod bench_tls;
 mod build;
 mod run;
 mod test;
@@ -30,7 +31,7 @@ enum Command {
     Test(test::Options),
     /// The L4 (XDP) benchmark: per-packet cost, packets/s, iperf3; updates README.md.
     BenchL4(bench_l4::Options),
-    /// Benchmark the L7 proxy against HAProxy and nginx (`bench l7`).
+    /// Benchmark the L7 proxy (`bench l7`) or its TLS (`bench tls`) against HAProxy and nginx.
     Bench(bench::Options),
 }
 
