@@ -310,7 +310,13 @@ fn proxy_command(
 /// is a 200 and returns "TLSv1.3 TLS_AES_256_GCM_SHA384 X25519".
 fn probe(addr: SocketAddr) -> Result<String> {
     let mut child = Command::new("openssl")
-        .args(["s_client", "-brief", "-connect", &addr.to_string()])
+        .args([
+            "s_client",
+            "-brief",
+            "-ign_eof",
+            "-connect",
+            &addr.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -438,7 +444,7 @@ fn render(rows: &[Row], opts: &Options) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {} |",
+            "| {} | {} | {:.0} | {:.0} µs | {:.0} | {:.0} µs | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {} |",
             r.key.label(),
             r.proxy,
             r.tls13.per_sec,

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`session`] | the client loop: head, route, forward, keep-alive, pipelining |
 //! | [`upstream`] | server choice, `maxconn` queue, connect, retries/redispatch steps |
-//! | [`pool`] | per-server idle keep-alive connections |
+//! | [`pool`] | per-server idle keep-alive connections, plain or TLS ([`pool::ServerStream`]) |
 //! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
 //! | [`log`] | the access log (httplog-like or JSON) |
