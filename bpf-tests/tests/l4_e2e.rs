@@ -35,8 +35,9 @@ const UDP_PORT0: u16 = 30000;
 /// Every process and thread of the scenario runs on this CPU, so each
 /// flow stays on one CPU (conntrack is per CPU; see `Lab::spawn_on`).
 const CPU: usize = 0;
-/// Bound of every wait.
-const WAIT: Duration = Duration::from_secs(20);
+/// Bound of every wait for a state change (health checks, failover); generous
+/// because a loaded 2-core CI machine can delay checks by seconds.
+const WAIT: Duration = Duration::from_secs(45);
 
 /// The weir binary `cargo xtask test` built (WEIR_BIN overrides).
 fn weir_bin() -> PathBuf {

@@ -110,7 +110,7 @@ impl Instance {
                 "global\n    instance {name}\n    shm-stats-file {}\n    stats-sync-interval 100ms\n\
                  demo-origin s1 127.0.0.1:{o1}\n    demo-origin s2 127.0.0.1:{o2}\n\
                  defaults\n    mode http\n    timeout connect 2s\n\
-                 frontend web\n    guid web\n    bind 127.0.0.1:{fe}\n    default_backend demo\n\
+                 frontend web\n    guid web\n    bind 127.0.0.1:{fe} guid web.l1\n    default_backend demo\n\
                  backend demo\n    guid demo\n    server s1 127.0.0.1:{o1} guid demo.s1\n    server s2 127.0.0.1:{o2} guid demo.s2\n",
                 stats.display()
             ),
@@ -220,6 +220,8 @@ fn reload_with_overlap_takes_over_xdp_and_keeps_every_counter() {
     if !bpf_tests::require_bpf("reload_with_overlap_takes_over_xdp_and_keeps_every_counter") {
         return;
     }
+    let ns = bpf_tests::netns::NetNs::new("reload").expect("create netns");
+    let _inside = ns.enter().expect("enter netns");
     let inst = Instance::new("reload");
     let (mut a, _) = inst.start();
     for _ in 0..6 {
@@ -228,8 +230,18 @@ fn reload_with_overlap_takes_over_xdp_and_keeps_every_counter() {
     std::thread::sleep(Duration::from_millis(400)); // > stats-sync-interval
     let sessions_a = inst.counter("web", "sessions");
     let packets_a = inst.counter("web", "packets_in");
-    let server_a = inst.counter("demo.s1", "sessions") + inst.counter("demo.s2", "sessions");
+    // Upstream connections are pooled: backends and servers count requests.
+    let server_a = inst.counter("demo.s1", "requests") + inst.counter("demo.s2", "requests");
     assert_eq!(sessions_a, 6);
+    assert_eq!(
+        inst.counter("web.l1", "sessions"),
+        6,
+        "listener object counts its connections"
+    );
+    assert!(
+        inst.counter("web.l1", "packets_in") >= 18,
+        "listener gets its XDP packets"
+    );
     assert!(packets_a >= 18, "XDP packets mirrored: {packets_a}");
     assert_eq!(server_a, 6);
 
@@ -250,9 +262,15 @@ fn reload_with_overlap_takes_over_xdp_and_keeps_every_counter() {
         10,
         "frontend continues, no reset"
     );
-    assert_eq!(inst.counter("demo", "sessions"), 10, "backend continues");
+    assert_eq!(inst.counter("web.l1", "sessions"), 10, "listener continues");
     assert_eq!(
-        inst.counter("demo.s1", "sessions") + inst.counter("demo.s2", "sessions"),
+        inst.counter("web", "requests"),
+        10,
+        "frontend requests continue"
+    );
+    assert_eq!(inst.counter("demo", "requests"), 10, "backend continues");
+    assert_eq!(
+        inst.counter("demo.s1", "requests") + inst.counter("demo.s2", "requests"),
         10,
         "servers continue"
     );
@@ -277,58 +295,19 @@ fn weir_run_proxies_counts_in_xdp_and_stops_cleanly_on_sigterm() {
     // `lo` has attached, and weir (a child of this thread) starts in it.
     let ns = bpf_tests::netns::NetNs::new("run").expect("create netns");
     let _inside = ns.enter().expect("enter netns");
-    let (fe, o1, o2) = (free_port(), free_port(), free_port());
-    let instance = format!("e2e-{}", std::process::id());
-    let dir = std::env::temp_dir().join(&instance);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("weir.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global\n    instance {instance}\n    demo-origin s1 127.0.0.1:{o1}\n    demo-origin s2 127.0.0.1:{o2}\n\
-             defaults\n    mode http\n    timeout connect 2s\n\
-             frontend web\n    guid web\n    bind 127.0.0.1:{fe}\n    default_backend demo\n\
-             backend demo\n    guid demo\n    server s1 127.0.0.1:{o1} guid demo.s1\n    server s2 127.0.0.1:{o2} guid demo.s2\n"
-        ),
-    )
-    .unwrap();
-    let mut weir = Weir(
-        Command::new(weir_bin())
-            .args(["run", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start weir"),
-    );
-    // Wait (bounded) for the banner's last line.
-    let mut stdout = BufReader::new(weir.0.stdout.take().unwrap());
-    let mut banner = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !banner.contains("Stop with") {
-        assert!(
-            Instant::now() < deadline,
-            "no banner from weir within 20 s: {banner}"
-        );
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("weir exited early; banner so far: {banner}");
-        }
-        banner.push_str(&line);
-    }
+    let inst = Instance::new("e2e");
+    let (mut weir, banner) = inst.start();
     assert!(banner.contains("xdp"), "XDP attached: {banner}");
-    let pin = format!("/sys/fs/bpf/weir/{instance}/WEIR_FE_STATS");
+    let pin_dir = format!("/sys/fs/bpf/weir/{}", inst.name);
     assert!(
-        banner.contains(&format!(
-            "bpftool map dump pinned /sys/fs/bpf/weir/{instance}/"
-        )),
+        banner.contains(&format!("bpftool map dump pinned {pin_dir}/")),
         "{banner}"
     );
-
+    let pin = format!("{pin_dir}/WEIR_FE_STATS");
     let before = bpftool_frontend_packets(&pin, 0);
     let mut origins = Vec::new();
     for _ in 0..10 {
-        let reply = http_get(fe);
+        let reply = http_get(inst.port);
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         origins.push(reply.lines().last().unwrap_or_default().to_string());
     }
@@ -340,25 +319,10 @@ fn weir_run_proxies_counts_in_xdp_and_stops_cleanly_on_sigterm() {
         after >= before + 30,
         "XDP counted {before} -> {after} packets for 10 requests"
     );
-
-    // SIGTERM: exit 0, pins gone.
-    // SAFETY: kill(2) on the PID of the child we spawned and still own.
-    unsafe { libc::kill(weir.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = weir.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "weir did not stop within 10 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = stop(&mut weir);
     assert!(status.success(), "weir exit status after SIGTERM: {status}");
     assert!(
-        !std::path::Path::new(&format!("/sys/fs/bpf/weir/{instance}")).exists(),
+        !std::path::Path::new(&pin_dir).exists(),
         "pin directory removed"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -142,11 +142,13 @@ impl Relay {
     /// Accept loop: runs until the task is dropped.
     /// With `tls`, each connection is TLS-terminated first (`bind ... ssl`);
     /// a failed handshake is counted and logged by the acceptor and dropped.
+    /// `listener` counts this bind's connections (`bind ... guid G`).
     pub async fn run(
         self: Arc<Self>,
         listener: TcpListener,
         max_connections: usize,
         tls: Option<Arc<TlsAcceptor>>,
+        listener_counters: Option<EntityCounters>,
     ) {
         let limit = Arc::new(Semaphore::new(max_connections));
         loop {
@@ -155,6 +157,10 @@ impl Relay {
             };
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    if let Some(c) = &listener_counters {
+                        c.connection();
+                        c.session_started();
+                    }
                     let _ = stream.set_nodelay(true);
                     let relay = self.clone();
                     let tls = tls.clone();
@@ -220,7 +226,7 @@ mod tests {
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(relay.clone().run(listener, 4, None));
+        tokio::spawn(relay.clone().run(listener, 4, None, None));
         for _ in 0..2 {
             let mut c = TcpStream::connect(addr).await.unwrap();
             c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")

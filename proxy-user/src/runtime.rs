@@ -529,7 +529,7 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             continue;
         }
         if fe.mode == Mode::Http {
-            for (addr, tls) in http_engine.listen_frontend(&cfg, fe)? {
+            for (addr, tls) in http_engine.listen_frontend(&cfg, fe, &registry)? {
                 let (scheme, insecure) = if tls.is_some() {
                     ("https", "-k ")
                 } else {
@@ -637,7 +637,11 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
                 }
             };
             let scheme = if tls.is_some() { "https" } else { "http" };
-            tokio::spawn(relay.clone().run(listener, max, tls));
+            let counters = registry
+                .listeners
+                .get(&(fe.name.clone(), bind.addr.to_string()))
+                .cloned();
+            tokio::spawn(relay.clone().run(listener, max, tls, counters));
             let how = if fe.xdp.is_some() {
                 " (userspace fallback of an XDP service)"
             } else {
@@ -816,6 +820,19 @@ fn mirror_plan(
     for fe in &cfg.frontends {
         if let Some(h) = registry.frontends.get(&fe.name) {
             plan.frontends.push((h.clone(), slots_of(&fe.name)));
+        }
+        for b in &fe.binds {
+            if let Some(h) = registry
+                .listeners
+                .get(&(fe.name.clone(), b.addr.to_string()))
+            {
+                let slot: Vec<u32> = entries
+                    .iter()
+                    .filter(|e| e.frontend == fe.name && e.addr == b.addr)
+                    .map(|e| e.info.id)
+                    .collect();
+                plan.frontends.push((h.clone(), slot));
+            }
         }
         if let Some(h) = registry.l4_services.get(&fe.name) {
             plan.services.push((h.clone(), slots_of(&fe.name)));

@@ -279,6 +279,8 @@ pub struct Bind {
     pub interface: Option<String>,
     /// `ssl ...`: TLS termination settings.
     pub tls: Option<BindTls>,
+    /// `guid G`: the listener's stats object (HAProxy's per-bind counters).
+    pub guid: Option<Guid>,
     /// Line of the `bind` statement.
     pub line: usize,
 }

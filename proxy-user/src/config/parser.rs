@@ -170,6 +170,7 @@ pub(crate) const SERVER_OPTIONS: &[&str] = &[
 
 pub(crate) const BIND_OPTIONS: &[&str] = &[
     "interface",
+    "guid",
     "ssl",
     "crt",
     "strict-sni",
@@ -433,7 +434,7 @@ impl Parser<'_> {
                 col,
                 format!("duplicate guid '{guid}' on {what}: already used by {other} at line {other_line}"),
             )
-            .hint("every frontend, backend, listen and server needs its own guid"));
+            .hint("every frontend, backend, listen, bind and server needs its own guid"));
         }
         self.guids.insert(guid.clone(), (what, line));
         Ok(())

@@ -933,3 +933,21 @@ fn http_check_expect_without_httpchk_is_warned_once_where_written() {
     assert_eq!(lines, [Some(6)]);
     assert_eq!(cfg.backend("b").unwrap().http_check, None);
 }
+
+#[test]
+fn a_bind_guid_names_a_listener_and_must_be_unique_like_every_guid() {
+    let (cfg, _) = ok(&web("    bind 127.0.0.1:81 guid web.listener81", ""));
+    let fe = cfg.frontend("web").unwrap();
+    assert_eq!(
+        fe.binds[1].guid.as_ref().unwrap().as_str(),
+        "web.listener81"
+    );
+    assert_eq!(fe.binds[0].guid, None);
+    // The first holder keeps the guid; the later backend is the error.
+    let e = one_err(
+        &web("    bind 127.0.0.1:81 guid be-app", ""),
+        13,
+        "duplicate guid 'be-app' on backend 'app': already used by bind 127.0.0.1:81 of frontend 'web' at line 10",
+    );
+    assert!(e.hint.unwrap().contains("bind"));
+}

@@ -506,10 +506,12 @@ impl Engine {
     /// Binds every `bind` of `mode http` frontend `fe` (TLS-terminating the
     /// `ssl` ones) and serves them in new tasks. Returns each bound address
     /// with its TLS acceptor, which the caller reloads on SIGHUP.
+    /// Binds with a guid count their connections in `registry.listeners`.
     pub fn listen_frontend(
         &self,
         cfg: &Config,
         fe: &Frontend,
+        registry: &crate::stats::registry::Registry,
     ) -> anyhow::Result<Vec<(SocketAddr, Option<Arc<TlsAcceptor>>)>> {
         use anyhow::Context as _;
         let ctx = self
@@ -535,7 +537,11 @@ impl Engine {
             let listener = crate::net::listen_reuseport(bind.addr)
                 .with_context(|| format!("{} cannot listen on {}", place(), bind.addr))?;
             bound.push((listener.local_addr()?, tls.clone()));
-            tokio::spawn(serve_with_tls(listener, ctx.clone(), tls));
+            let counters = registry
+                .listeners
+                .get(&(fe.name.clone(), bind.addr.to_string()))
+                .cloned();
+            tokio::spawn(serve_listener(listener, ctx.clone(), tls, counters));
         }
         Ok(bound)
     }
@@ -555,6 +561,17 @@ pub async fn serve_with_tls(
     frontend: Arc<FrontendCtx>,
     tls: Option<Arc<TlsAcceptor>>,
 ) {
+    serve_listener(listener, frontend, tls, None).await;
+}
+
+/// [`serve_with_tls`], also counting accepted connections into the
+/// listener's stats object (`bind ... guid G`) when there is one.
+pub async fn serve_listener(
+    listener: TcpListener,
+    frontend: Arc<FrontendCtx>,
+    tls: Option<Arc<TlsAcceptor>>,
+    listener_counters: Option<crate::stats::EntityCounters>,
+) {
     let limit = Arc::new(Semaphore::new(frontend.maxconn));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -562,6 +579,10 @@ pub async fn serve_with_tls(
         };
         match listener.accept().await {
             Ok((stream, peer)) => {
+                if let Some(c) = &listener_counters {
+                    c.connection();
+                    c.session_started();
+                }
                 let _ = stream.set_nodelay(true);
                 let fe = frontend.clone();
                 // Two spawn sites, so a plain connection's task is not sized

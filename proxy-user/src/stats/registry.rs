@@ -25,6 +25,8 @@ pub struct Registry {
     pub l4_services: HashMap<String, EntityCounters>,
     /// Reals of XDP services, by (frontend, server).
     pub l4_reals: HashMap<(String, String), EntityCounters>,
+    /// Listeners (`bind ... guid G`), by (frontend, bind address).
+    pub listeners: HashMap<(String, String), EntityCounters>,
 }
 
 /// One entity to register.
@@ -42,6 +44,7 @@ enum Kind {
     Server,
     L4Service,
     L4Real,
+    Listener,
 }
 
 impl Registry {
@@ -63,6 +66,16 @@ impl Registry {
                 guid: guid(&fe.guid),
                 ty,
             });
+            // Only binds with a guid get a listener object (HAProxy counts
+            // per listener only when asked to).
+            for b in fe.binds.iter().filter(|b| b.guid.is_some()) {
+                entries.push(Entry {
+                    kind: Kind::Listener,
+                    key: (fe.name.clone(), b.addr.to_string()),
+                    guid: guid(&b.guid),
+                    ty: ObjectType::Listener,
+                });
+            }
             if fe.xdp.is_some() {
                 if let Some(be) = fe.default_backend.as_deref().and_then(|b| cfg.backend(b)) {
                     for s in &be.servers {
@@ -110,6 +123,7 @@ impl Registry {
             servers: HashMap::new(),
             l4_services: HashMap::new(),
             l4_reals: HashMap::new(),
+            listeners: HashMap::new(),
         };
         for (entry, handle) in entries.into_iter().zip(handles) {
             let (a, b) = entry.key;
@@ -119,6 +133,7 @@ impl Registry {
                 Kind::Server => reg.servers.insert((a, b), handle),
                 Kind::L4Service => reg.l4_services.insert(a, handle),
                 Kind::L4Real => reg.l4_reals.insert((a, b), handle),
+                Kind::Listener => reg.listeners.insert((a, b), handle),
             };
         }
         (reg, warnings)

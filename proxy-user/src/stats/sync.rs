@@ -20,7 +20,7 @@ use crate::l4::control::L4Control;
 /// What to mirror: (entity, map, slot, kind of counters).
 #[derive(Clone)]
 pub struct MirrorPlan {
-    /// Frontends counted by XDP: their handle and FRONTEND_STATS slots.
+    /// Frontends and listeners counted by XDP: their handle and FRONTEND_STATS slots.
     pub frontends: Vec<(EntityCounters, Vec<u32>)>,
     /// XDP services: handle and stats slots (per VIP).
     pub services: Vec<(EntityCounters, Vec<u32>)>,

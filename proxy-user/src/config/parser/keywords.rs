@@ -127,7 +127,11 @@ impl Parser<'_> {
                 )?;
             }
             "bind" => {
-                let bind = parse_bind(line)?;
+                let (bind, guid_col) = parse_bind(line)?;
+                if let (Some(g), Some(col)) = (&bind.guid, guid_col) {
+                    let what = format!("bind {} of {}", bind.addr, sec.describe());
+                    self.claim_guid(g, what, n, col)?;
+                }
                 sec.binds.push(bind);
             }
             "default_backend" => {

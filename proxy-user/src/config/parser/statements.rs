@@ -4,10 +4,12 @@
 use super::values::*;
 use super::*;
 
-pub(super) fn parse_bind(line: &Line) -> Result<Bind, Problem> {
+/// Parses a `bind` line; the guid comes back with its column, to be claimed.
+pub(super) fn parse_bind(line: &Line) -> Result<(Bind, Option<usize>), Problem> {
     let a = args(line, 1, usize::MAX)?;
     let addr = parse_addr(&a[0], false)?;
     let mut interface = None;
+    let mut guid = None;
     let mut ssl = None;
     let mut certs = Vec::new();
     let mut strict_sni = None;
@@ -33,6 +35,15 @@ pub(super) fn parse_bind(line: &Line) -> Result<Bind, Problem> {
                     .hint("Linux interface names are 1-15 characters"));
                 }
                 interface = Some(v.text.clone());
+                i += 1;
+            }
+            "guid" => {
+                let v = value()?;
+                let g = Guid::parse(&v.text).map_err(|m| {
+                    Problem::new(v.col, format!("invalid guid: {m}"))
+                        .hint("use 1-127 characters of [A-Za-z0-9.:_-]")
+                })?;
+                guid = Some((g, v.col));
                 i += 1;
             }
             "ssl" => ssl = Some(w.col),
@@ -112,12 +123,17 @@ pub(super) fn parse_bind(line: &Line) -> Result<Bind, Problem> {
             None
         }
     };
-    Ok(Bind {
-        addr,
-        interface,
-        tls,
-        line: line.number,
-    })
+    let col = guid.as_ref().map(|(_, c)| *c);
+    Ok((
+        Bind {
+            addr,
+            interface,
+            tls,
+            guid: guid.map(|(g, _)| g),
+            line: line.number,
+        },
+        col,
+    ))
 }
 
 /// Parses `server`/`default-server` options; `guid` only when `allow_guid`.
