@@ -285,3 +285,112 @@ async fn a_bad_ca_file_is_a_start_error_naming_file_and_line() {
     );
     assert!(text.contains("/nonexistent/ca.pem"), "{text}");
 }
+
+/// A TLS origin that answers an upgrade with `101` and then echoes bytes.
+async fn echo_upgrade_tls_origin(acceptor: Arc<TlsAcceptor>) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut tls) = acceptor.accept(tcp).await else {
+            return;
+        };
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = tls
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await;
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tls.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn an_upgrade_becomes_a_tunnel_over_the_upstream_tls_connection() {
+    let ca = TestCa::new("upstream ca");
+    let dir = tempdir();
+    let pem = p(dir.path(), "origin.pem");
+    ca.leaf(&["origin.weir.test"], KeyKind::EcdsaP256)
+        .write_bundle(&ca, &pem);
+    let origin_tls = Arc::new(TlsAcceptor::new(TlsServerSettings::with_certs([pem])).unwrap());
+    let (addr, task) = echo_upgrade_tls_origin(origin_tls).await;
+    let ca_file = p(dir.path(), "ca.pem");
+    ca.write_cert(&ca_file);
+    let cfg = config(&format!(
+        "{addr} ssl verify required ca-file {} sni origin.weir.test",
+        ca_file.display()
+    ))
+    .replace("\nbackend b\n", "\nbackend b\n    timeout tunnel 5s\n");
+    let proxy = start_proxy(&cfg).await;
+
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET /ws HTTP/1.1\r\nHost: w\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await;
+    let r = c.response().await.expect("101");
+    assert_eq!(r.status, 101, "{}", r.head);
+    for msg in ["ping", "a longer frame of bytes \u{1}\u{2}"] {
+        c.send(msg.as_bytes()).await;
+        let mut back = vec![0u8; msg.len()];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            c.stream.read_exact(&mut back),
+        )
+        .await
+        .expect("echo in time")
+        .unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn checked_ssl_servers_are_checked_with_tcp_connects() {
+    let ca = TestCa::new("upstream ca");
+    let dir = tempdir();
+    let (origin, origin_tls) = tls_origin(&ca, dir.path(), KeyKind::EcdsaP256).await;
+    // `option httpchk` would send plain HTTP to the TLS port and fail: the
+    // engine checks this backend with TCP connects instead.
+    let cfg = config(&format!(
+        "{} ssl verify none check inter 100ms rise 1 fall 1",
+        origin.addr
+    ))
+    .replace(
+        "\nbackend b\n",
+        "\nbackend b\n    option httpchk GET /health\n",
+    );
+    let proxy = start_proxy(&cfg).await;
+    let backend = proxy.engine.backend("b").unwrap();
+    // Several check intervals: an HTTP check would have failed by now.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(backend.is_up(0), "the TCP check keeps the ssl server UP");
+    assert_eq!(backend.servers[0].counters.get(Counter::CheckFailures), 0);
+    let mut client = Client::connect(proxy.addr).await;
+    assert_eq!(client.get("/").await.status, 200);
+    // TCP checks do not handshake: the only TLS connection is the request's.
+    assert_eq!(origin_tls.counters().handshakes(), 1);
+
+    // The origin goes away: the TCP check marks the server DOWN.
+    drop(origin);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while backend.is_up(0) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!backend.is_up(0), "a closed port is DOWN");
+}
