@@ -305,6 +305,9 @@ struct CheckedReals {
     /// (index of the real in the service, what to check).
     targets: Vec<(usize, health::checker::Target)>,
     inter: Duration,
+    /// How long one check may take: `timeout check`, else `timeout connect`,
+    /// else `inter` (a loaded machine must not mark a healthy real down).
+    timeout: Duration,
     rise: u32,
     fall: u32,
 }
@@ -347,6 +350,11 @@ fn spawn_l4_health(
                     backend: be.name.clone(),
                     targets,
                     inter: first.inter,
+                    timeout: be
+                        .timeouts
+                        .check
+                        .or(be.timeouts.connect)
+                        .unwrap_or(first.inter),
                     rise: first.rise,
                     fall: first.fall,
                 })
@@ -359,6 +367,7 @@ fn spawn_l4_health(
         backend,
         targets,
         inter,
+        timeout,
         rise,
         fall,
     } in services
@@ -368,9 +377,7 @@ fn spawn_l4_health(
         let checker = health::checker::HealthChecker::spawn(
             backend,
             targets.into_iter().map(|(_, t)| t).collect(),
-            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(
-                inter.min(DEFAULT_CONNECT_TIMEOUT),
-            )),
+            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(timeout)),
             health::checker::CheckerConfig {
                 inter,
                 fastinter: None,

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_l4;
+mod bench_stats;
 mod bench_tls;
 mod build;
 mod run;
@@ -31,6 +32,8 @@ enum Command {
     Test(test::Options),
     /// The L4 (XDP) benchmark: per-packet cost, packets/s, iperf3; updates README.md.
     BenchL4(bench_l4::Options),
+    /// The shm-stats-file benchmark: update cost, file size, sync pass over real BPF maps.
+    BenchStats(bench_stats::Options),
     /// Benchmark the L7 proxy (`bench l7`) or its TLS (`bench tls`) against HAProxy and nginx.
     Bench(bench::Options),
 }
@@ -43,5 +46,6 @@ fn main() -> Result<()> {
         Command::Test(opts) => test::run(&opts),
         Command::BenchL4(opts) => bench_l4::run(&opts),
         Command::Bench(opts) => bench::run(&opts),
+        Command::BenchStats(opts) => bench_stats::run(&opts),
     }
 }

@@ -524,6 +524,28 @@ impl XdpProgram {
             }))
     }
 
+    /// Every slot of a per-CPU [`FlowCounters`] map, summed over CPUs, in one
+    /// batch read (falls back to one read per slot where the kernel has no
+    /// batch operations).
+    pub fn flow_counters_all(&self, name: &'static str) -> Result<Vec<FlowCounters>, L4Error> {
+        let map = self.ebpf.map(name).ok_or(L4Error::MissingMap { name })?;
+        let aya::maps::Map::PerCpuArray(data) = map else {
+            return Err(L4Error::MissingMap { name });
+        };
+        let len = data.info().map(|i| i.max_entries()).unwrap_or(0);
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| L4Error::Map {
+            name,
+            source: Box::new(MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            })),
+        })?;
+        match maps::read_flow_counters_batch(data, len, cpus) {
+            Ok(v) => Ok(v),
+            Err(_) => (0..len).map(|i| self.flow_counters(name, i)).collect(),
+        }
+    }
+
     /// Sums every counter; `frontend_ids` are the stats slots in use.
     pub fn snapshot(&self, frontend_ids: &[u32]) -> Result<maps::CounterSnapshot, L4Error> {
         maps::snapshot(&self.ebpf, frontend_ids)

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use proxy_common::{
-    family, map_names, verdict, FrontendInfo, FrontendKey, PacketCounters, TrafficCounters,
-    MAX_FRONTENDS,
+    family, map_names, verdict, FlowCounters, FrontendInfo, FrontendKey, PacketCounters,
+    TrafficCounters, MAX_FRONTENDS,
 };
 
 use super::loader::L4Error;
@@ -140,6 +140,92 @@ pub fn snapshot(ebpf: &aya::Ebpf, frontend_ids: &[u32]) -> Result<CounterSnapsho
         ));
     }
     Ok(snap)
+}
+
+/// Reads every slot of a per-CPU [`FlowCounters`] array, summed over CPUs,
+/// with `BPF_MAP_LOOKUP_BATCH`: one syscall per few thousand slots instead of
+/// one per slot (the stats sync reads whole maps every second).
+pub fn read_flow_counters_batch(
+    map: &MapData,
+    len: u32,
+    cpus: usize,
+) -> std::io::Result<Vec<FlowCounters>> {
+    use std::os::fd::{AsFd, AsRawFd};
+    /// BPF_MAP_LOOKUP_BATCH from include/uapi/linux/bpf.h.
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    /// The `batch` member of `union bpf_attr`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+        // bpf_attr is larger; the kernel wants the rest zeroed.
+        _rest: [u64; 8],
+    }
+    const CHUNK: u32 = 1024;
+    // Per-CPU values are rounded up to 8 bytes per CPU (FlowCounters already is).
+    let stride = std::mem::size_of::<FlowCounters>() * cpus;
+    let mut keys = vec![0u32; CHUNK as usize];
+    let mut values = vec![0u8; stride * CHUNK as usize];
+    let mut out = Vec::with_capacity(len as usize);
+    let fd = map.fd().as_fd().as_raw_fd() as u32;
+    let mut in_batch: u32 = 0;
+    let mut out_batch: u32 = 0;
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &in_batch as *const u32 as u64
+            },
+            out_batch: &mut out_batch as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK,
+            map_fd: fd,
+            ..BatchAttr::default()
+        };
+        // SAFETY: every pointer in attr refers to a live buffer of the size
+        // the kernel is told (count keys, count * stride value bytes).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as u32,
+            )
+        };
+        let err = (rc < 0).then(std::io::Error::last_os_error);
+        let done = matches!(&err, Some(e) if e.raw_os_error() == Some(libc::ENOENT));
+        if let Some(e) = err.filter(|_| !done) {
+            return Err(e);
+        }
+        for i in 0..attr.count as usize {
+            let cell = &values[i * stride..(i + 1) * stride];
+            let mut sum = FlowCounters::default();
+            for cpu in cell.chunks_exact(std::mem::size_of::<FlowCounters>()) {
+                // SAFETY: FlowCounters is plain integers; the chunk is its size.
+                let v: FlowCounters = unsafe { std::ptr::read_unaligned(cpu.as_ptr().cast()) };
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+                sum.new_flows += v.new_flows;
+            }
+            out.push(sum);
+        }
+        if done || out.len() >= len as usize {
+            break;
+        }
+        in_batch = out_batch;
+        first = false;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

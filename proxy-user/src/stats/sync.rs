@@ -15,7 +15,7 @@ use std::{
 use proxy_common::{map_names, FlowCounters};
 
 use super::{Counter, EntityCounters, StatsError};
-use crate::l4::control::L4Control;
+use crate::l4::{control::L4Control, XdpProgram};
 
 /// What to mirror: (entity, map, slot, kind of counters).
 #[derive(Clone)]
@@ -28,26 +28,14 @@ pub struct MirrorPlan {
     pub reals: Vec<(EntityCounters, u32)>,
 }
 
-fn mirror3(
-    handle: &EntityCounters,
-    counters: [Counter; 3],
-    read: impl FnOnce() -> Option<[u64; 3]>,
-) -> Result<(), StatsError> {
-    let t0 = handle.mirror_begin(counters[0])?;
-    let t1 = handle.mirror_begin(counters[1])?;
-    let t2 = handle.mirror_begin(counters[2])?;
-    let Some(v) = read() else {
-        return Ok(()); // map unreadable this round: nothing committed, next round catches up
-    };
-    t0.commit(v[0]);
-    t1.commit(v[1]);
-    t2.commit(v[2]);
-    Ok(())
-}
-
 /// One sync pass.
 pub fn sync_once(control: &L4Control, plan: &MirrorPlan) -> Result<(), StatsError> {
-    let program = control.program();
+    sync_program(control.program(), plan)
+}
+
+/// One sync pass over the maps of `program` (what [`sync_once`] does; the
+/// benchmark calls it on a program of its own).
+pub fn sync_program(program: &XdpProgram, plan: &MirrorPlan) -> Result<(), StatsError> {
     // Frontends served in userspace count their own bytes (L7); from XDP
     // they only get the packets it saw for their addresses.
     for (handle, slots) in &plan.frontends {
@@ -56,22 +44,59 @@ pub fn sync_once(control: &L4Control, plan: &MirrorPlan) -> Result<(), StatsErro
             token.commit(snap.frontends.iter().map(|(_, c)| c.packets).sum());
         }
     }
-    let sum = |map: &'static str, ids: &[u32]| -> Option<[u64; 3]> {
+    // Whole maps in one batch read each; tokens are taken first (see above).
+    let l4 = [Counter::PacketsIn, Counter::BytesIn, Counter::NewFlows];
+    let mut tokens = Vec::with_capacity(3 * (plan.services.len() + plan.reals.len()));
+    let handles = plan
+        .services
+        .iter()
+        .map(|(h, _)| h)
+        .chain(plan.reals.iter().map(|(h, _)| h));
+    for handle in handles {
+        for c in l4 {
+            tokens.push(handle.mirror_begin(c)?);
+        }
+    }
+    let services = if plan.services.is_empty() {
+        Vec::new()
+    } else {
+        program
+            .flow_counters_all(map_names::SERVICE_STATS)
+            .ok()
+            .unwrap_or_default()
+    };
+    let reals = if plan.reals.is_empty() {
+        Vec::new()
+    } else {
+        program
+            .flow_counters_all(map_names::REAL_STATS)
+            .ok()
+            .unwrap_or_default()
+    };
+    let sum = |table: &[FlowCounters], ids: &[u32]| -> Option<[u64; 3]> {
         let mut total = FlowCounters::default();
         for &id in ids {
-            let c = program.flow_counters(map, id).ok()?;
+            let c = table.get(id as usize)?;
             total.packets += c.packets;
             total.bytes += c.bytes;
             total.new_flows += c.new_flows;
         }
         Some([total.packets, total.bytes, total.new_flows])
     };
-    let l4 = [Counter::PacketsIn, Counter::BytesIn, Counter::NewFlows];
-    for (handle, slots) in &plan.services {
-        mirror3(handle, l4, || sum(map_names::SERVICE_STATS, slots))?;
-    }
-    for (handle, id) in &plan.reals {
-        mirror3(handle, l4, || sum(map_names::REAL_STATS, &[*id]))?;
+    let sums = plan
+        .services
+        .iter()
+        .map(|(_, slots)| sum(&services, slots))
+        .chain(plan.reals.iter().map(|(_, id)| sum(&reals, &[*id])));
+    let mut tokens = tokens.into_iter();
+    for values in sums {
+        for v in 0..3 {
+            let token = tokens.next().expect("three tokens per entity");
+            // A map unreadable this round: nothing committed; the next round catches up.
+            if let Some(values) = values {
+                token.commit(values[v]);
+            }
+        }
     }
     Ok(())
 }
