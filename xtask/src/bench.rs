@@ -26,21 +26,21 @@ use xtask::{exec, is_root, which, workspace_root};
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// What to benchmark (only `l7`).
-    #[arg(value_parser = ["l7"])]
+    /// What to benchmark: `l7`, or `tls` (see bench_tls.rs).
+    #[arg(value_parser = ["l7", "tls"])]
     target: String,
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 10)]
-    duration: u32,
+    pub(crate) duration: u32,
     /// wrk connections.
     #[arg(long, default_value_t = 50)]
-    connections: u32,
+    pub(crate) connections: u32,
     /// wrk threads.
     #[arg(long, default_value_t = 1)]
-    wrk_threads: u32,
+    pub(crate) wrk_threads: u32,
     /// Worker threads of each proxy.
     #[arg(long, default_value_t = 1)]
-    proxy_threads: u32,
+    pub(crate) proxy_threads: u32,
     /// Idle client connections for the memory measurement.
     #[arg(long, default_value_t = 2000)]
     idle: usize,
@@ -49,18 +49,21 @@ pub struct Options {
     path: String,
     /// Do not write the table into README.md.
     #[arg(long)]
-    no_readme: bool,
+    pub(crate) no_readme: bool,
     /// Interleaved rounds per proxy and mode; the table shows medians.
     #[arg(long, default_value_t = 3)]
-    rounds: u32,
+    pub(crate) rounds: u32,
     /// Proxies to run, comma-separated (weir, haproxy, nginx).
     #[arg(long, value_delimiter = ',', default_values_t = ["weir".to_string(), "haproxy".to_string(), "nginx".to_string()])]
-    proxies: Vec<String>,
+    pub(crate) proxies: Vec<String>,
+    /// `bench tls`: parallel `openssl s_time` clients in the handshake runs.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) handshake_clients: u32,
 }
 
 /// A process we started; killed (by its PID) and reaped on drop.
-struct Owned {
-    name: &'static str,
+pub(crate) struct Owned {
+    pub(crate) name: &'static str,
     child: Child,
 }
 
@@ -72,19 +75,19 @@ impl Drop for Owned {
 }
 
 impl Owned {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
 
 #[derive(Debug, Default, Clone)]
-struct WrkResult {
-    requests: u64,
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    errors: u64,
-    non_2xx: u64,
+pub(crate) struct WrkResult {
+    pub(crate) requests: u64,
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) errors: u64,
+    pub(crate) non_2xx: u64,
 }
 
 struct Row {
@@ -95,34 +98,17 @@ struct Row {
 }
 
 pub fn run(opts: &Options) -> Result<()> {
+    if opts.target == "tls" {
+        return crate::bench_tls::run(opts);
+    }
     let root = workspace_root();
     let out_dir = target_dir(&root).join("bench");
     std::fs::create_dir_all(&out_dir)?;
     ensure_tools()?;
     raise_fd_limit();
-    eprintln!("[bench] building weir (release)");
-    exec(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "proxy-user",
-        "--bin",
-        "weir",
-    ]))?;
-    let weir = target_dir(&root).join("release").join("weir");
+    let weir = build_weir(&root)?;
 
-    let origin_addr = free_addr()?;
-    let _origin = spawn(
-        "origin",
-        Command::new(&weir).args([
-            "origin",
-            "--listen",
-            &origin_addr.to_string(),
-            "--name",
-            "bench",
-        ]),
-    )?;
-    wait_listening(origin_addr)?;
+    let (_origin, origin_addr) = start_origin(&weir)?;
 
     // All proxies run side by side (idle when not measured); rounds
     // interleave them so load from other work on the machine hits each
@@ -214,7 +200,32 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// Builds the `weir` binary (release) and returns its path.
+pub(crate) fn build_weir(root: &Path) -> Result<PathBuf> {
+    eprintln!("[bench] building weir (release)");
+    exec(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "proxy-user",
+        "--bin",
+        "weir",
+    ]))?;
+    Ok(target_dir(root).join("release").join("weir"))
+}
+
+/// Starts `weir origin` on a free loopback port.
+pub(crate) fn start_origin(weir: &Path) -> Result<(Owned, SocketAddr)> {
+    let addr = free_addr()?;
+    let origin = spawn(
+        "origin",
+        Command::new(weir).args(["origin", "--listen", &addr.to_string(), "--name", "bench"]),
+    )?;
+    wait_listening(addr)?;
+    Ok((origin, addr))
+}
+
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     match v.len() {
         0 => f64::NAN,
@@ -223,7 +234,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn proxy_name(p: &str) -> &'static str {
+pub(crate) fn proxy_name(p: &str) -> &'static str {
     match p {
         "weir" => "weir",
         "haproxy" => "HAProxy",
@@ -231,12 +242,12 @@ fn proxy_name(p: &str) -> &'static str {
     }
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }
 
 /// Installs wrk, haproxy and nginx from Debian's archive when missing (as root).
-fn ensure_tools() -> Result<()> {
+pub(crate) fn ensure_tools() -> Result<()> {
     let missing: Vec<&str> = [
         ("wrk", "wrk"),
         ("haproxy", "haproxy"),
@@ -266,11 +277,11 @@ fn ensure_tools() -> Result<()> {
     )
 }
 
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| Path::new("/usr/sbin").join(name))
 }
 
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -284,11 +295,11 @@ fn raise_fd_limit() {
     }
 }
 
-fn free_addr() -> Result<SocketAddr> {
+pub(crate) fn free_addr() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-fn spawn(name: &'static str, cmd: &mut Command) -> Result<Owned> {
+pub(crate) fn spawn(name: &'static str, cmd: &mut Command) -> Result<Owned> {
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -297,7 +308,7 @@ fn spawn(name: &'static str, cmd: &mut Command) -> Result<Owned> {
     Ok(Owned { name, child })
 }
 
-fn wait_listening(addr: SocketAddr) -> Result<()> {
+pub(crate) fn wait_listening(addr: SocketAddr) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
@@ -372,7 +383,7 @@ fn proxy_command(
     })
 }
 
-fn clock_ticks_per_sec() -> f64 {
+pub(crate) fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
@@ -383,7 +394,7 @@ fn clock_ticks_per_sec() -> f64 {
 }
 
 /// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the `(comm)` which may contain spaces.
     let rest = &stat[stat.rfind(')').context("bad /proc stat")? + 2..];
@@ -424,6 +435,17 @@ fn wrk(
     secs: u32,
     close: bool,
 ) -> Result<WrkResult> {
+    wrk_url(&format!("http://{addr}{path}"), threads, conns, secs, close)
+}
+
+/// wrk against `url` (http or https) with `--latency`.
+pub(crate) fn wrk_url(
+    url: &str,
+    threads: u32,
+    conns: u32,
+    secs: u32,
+    close: bool,
+) -> Result<WrkResult> {
     let mut cmd = Command::new(tool("wrk"));
     cmd.args([
         "--latency",
@@ -434,7 +456,7 @@ fn wrk(
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
-    cmd.arg(format!("http://{addr}{path}"));
+    cmd.arg(url);
     let out = cmd.output().context("cannot run wrk")?;
     if !out.status.success() {
         bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -456,7 +478,7 @@ fn parse_duration_us(s: &str) -> f64 {
     num.parse::<f64>().unwrap_or(f64::NAN) * mult
 }
 
-fn parse_wrk(text: &str) -> WrkResult {
+pub(crate) fn parse_wrk(text: &str) -> WrkResult {
     let mut r = WrkResult::default();
     for line in text.lines() {
         let t = line.trim();
@@ -522,13 +544,25 @@ const README_START: &str = "<!-- bench:l7:start -->";
 const README_END: &str = "<!-- bench:l7:end -->";
 
 fn update_readme(path: &Path, table: &str) -> Result<()> {
+    replace_readme_block(path, README_START, README_END, "Benchmarks: L7", table)
+}
+
+/// Replaces the block between the `start` and `end` markers of README.md
+/// with `table` (appends a `## heading` section with the block if absent).
+pub(crate) fn replace_readme_block(
+    path: &Path,
+    start: &str,
+    end: &str,
+    heading: &str,
+    table: &str,
+) -> Result<()> {
     let text = std::fs::read_to_string(path)?;
-    let block = format!("{README_START}\n{table}{README_END}");
-    let new = match (text.find(README_START), text.find(README_END)) {
+    let block = format!("{start}\n{table}{end}");
+    let new = match (text.find(start), text.find(end)) {
         (Some(a), Some(b)) if a < b => {
-            format!("{}{block}{}", &text[..a], &text[b + README_END.len()..])
+            format!("{}{block}{}", &text[..a], &text[b + end.len()..])
         }
-        _ => format!("{text}\n## Benchmarks: L7\n\n{block}\n"),
+        _ => format!("{text}\n## {heading}\n\n{block}\n"),
     };
     std::fs::write(path, new)?;
     eprintln!("[bench] table written to {}", path.display());

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_l4;
 mod bench_stats;
+mod bench_tls;
 mod build;
 mod run;
 mod test;
@@ -33,7 +34,7 @@ enum Command {
     BenchL4(bench_l4::Options),
     /// The shm-stats-file benchmark: update cost, file size, sync pass over real BPF maps.
     BenchStats(bench_stats::Options),
-    /// Benchmark the L7 proxy against HAProxy and nginx (`bench l7`).
+    /// Benchmark the L7 proxy (`bench l7`) or its TLS (`bench tls`) against HAProxy and nginx.
     Bench(bench::Options),
 }
 

@@ -61,6 +61,16 @@ pub enum ProxyError {
         /// Why.
         source: io::Error,
     },
+    /// The TLS handshake with an `ssl` server failed (certificate refused,
+    /// no common parameters, timeout, closed). The server has not seen the
+    /// request, so it is retried like a connect error.
+    #[error("tls handshake with {server} failed: {source}")]
+    Tls {
+        /// Server name.
+        server: String,
+        /// Why.
+        source: crate::tls::TlsConnectError,
+    },
     /// A TCP connect to a server took longer than `timeout connect`.
     #[error("connect to {server} timed out")]
     ConnectTimeout {
@@ -93,6 +103,7 @@ impl ProxyError {
                 ErrorSide::Internal
             }
             ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
@@ -112,6 +123,7 @@ impl ProxyError {
             | ProxyError::NoServer
             | ProxyError::QueueTimeout
             | ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
             | ProxyError::ConnectTimeout { .. } => Some(503),
             ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
@@ -126,6 +138,7 @@ impl ProxyError {
         matches!(
             self,
             ProxyError::Connect { .. }
+                | ProxyError::Tls { .. }
                 | ProxyError::ConnectTimeout { .. }
                 | ProxyError::StaleConnection
         )
@@ -143,7 +156,7 @@ impl ProxyError {
             ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
                 Some(Counter::Denied)
             }
-            ProxyError::Connect { .. } => Some(Counter::ConnectErrors),
+            ProxyError::Connect { .. } | ProxyError::Tls { .. } => Some(Counter::ConnectErrors),
             ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
             | ProxyError::ServerAborted(_) => Some(Counter::ResponseErrors),
@@ -159,7 +172,9 @@ impl ProxyError {
             ProxyError::ClientAborted(_) => b'C',
             ProxyError::NoBackend | ProxyError::NoServer => b'S',
             ProxyError::QueueTimeout => b's',
-            ProxyError::Connect { .. } | ProxyError::StaleConnection => b'S',
+            ProxyError::Connect { .. } | ProxyError::Tls { .. } | ProxyError::StaleConnection => {
+                b'S'
+            }
             ProxyError::ConnectTimeout { .. } | ProxyError::ServerTimeout => b's',
             ProxyError::BadResponse(_) => b'P',
             ProxyError::ServerAborted(_) => b'S',

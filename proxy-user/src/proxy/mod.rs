@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`session`] | the client loop: head, route, forward, keep-alive, pipelining |
 //! | [`upstream`] | server choice, `maxconn` queue, connect, retries/redispatch steps |
-//! | [`pool`] | per-server idle keep-alive connections |
+//! | [`pool`] | per-server idle keep-alive connections, plain or TLS ([`pool::ServerStream`]) |
 //! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
 //! | [`log`] | the access log (httplog-like or JSON) |
@@ -51,7 +51,7 @@ use crate::config::{self, Backend, Config, Frontend, HttpRequestRule, LogFormat,
 use crate::health::{self, checker::HealthChecker, checker::HealthEvent, state::Health};
 use crate::http::Limits;
 use crate::stats::{Counter, EntityCounters, ObjectType, Stamp};
-use crate::tls::{TlsAcceptor, TlsServerSettings};
+use crate::tls::{TlsAcceptor, TlsClientSettings, TlsConfigError, TlsConnector, TlsServerSettings};
 
 use route::Route;
 use upstream::{BackendCtx, ServerCtx};
@@ -137,6 +137,21 @@ pub enum EngineError {
         /// Why.
         source: BalanceError,
     },
+    /// A `server ... ssl` line's TLS settings cannot be loaded (e.g. a
+    /// missing or unparsable `ca-file`).
+    #[error("{file}:{line}: server '{backend}/{server}': TLS settings: {source}")]
+    Tls {
+        /// The configuration file.
+        file: String,
+        /// Line of the `server` statement.
+        line: usize,
+        /// Backend name.
+        backend: String,
+        /// Server name.
+        server: String,
+        /// Why (boxed: it is large and rare).
+        source: Box<TlsConfigError>,
+    },
     /// A route names a backend that does not exist.
     #[error("frontend '{frontend}': unknown backend '{backend}'")]
     UnknownBackend {
@@ -190,7 +205,7 @@ impl Engine {
                         frontend: fe.name.clone(),
                         backend: name.to_string(),
                     })?;
-                let (ctx, checker) = build_backend(be, counters)?;
+                let (ctx, checker) = build_backend(cfg, be, counters)?;
                 engine.backends.insert(name.to_string(), ctx.clone());
                 engine.checkers.extend(checker);
                 Ok(ctx)
@@ -270,7 +285,36 @@ fn balance_servers(be: &Backend, up: impl Fn(usize) -> bool) -> Vec<BalanceServe
         .collect()
 }
 
+/// The TLS connector of a `server ... ssl` line (`None` without `ssl`).
+/// The handshake is bounded by the backend's `timeout connect`.
+fn server_tls(
+    cfg: &Config,
+    be: &Backend,
+    s: &config::Server,
+) -> Result<Option<TlsConnector>, EngineError> {
+    if !s.ssl {
+        return Ok(None);
+    }
+    let settings = TlsClientSettings {
+        handshake_timeout: be
+            .timeouts
+            .connect
+            .unwrap_or(upstream::DEFAULT_CONNECT_TIMEOUT),
+        ..TlsClientSettings::from(s)
+    };
+    TlsConnector::new(&settings)
+        .map(Some)
+        .map_err(|source| EngineError::Tls {
+            file: cfg.source.display().to_string(),
+            line: s.line,
+            backend: be.name.clone(),
+            server: s.name.clone(),
+            source: Box::new(source),
+        })
+}
+
 fn build_backend(
+    cfg: &Config,
     be: &Backend,
     counters: &mut dyn FnMut(StatsEntity<'_>) -> EntityCounters,
 ) -> Result<(Arc<BackendCtx>, Option<HealthChecker>), EngineError> {
@@ -292,10 +336,16 @@ fn build_backend(
     let balancer = SharedBalancer::new(&algorithm, &balance_servers(be, |_| true), ctx)
         .map_err(balance_err)?;
     let mut check_targets = Vec::new();
+    let tls = be
+        .servers
+        .iter()
+        .map(|s| server_tls(cfg, be, s))
+        .collect::<Result<Vec<_>, _>>()?;
     let servers = be
         .servers
         .iter()
-        .map(|s| {
+        .zip(tls)
+        .map(|(s, tls)| {
             let check_index = s.check.then(|| {
                 check_targets.push(health::checker::Target {
                     name: s.name.clone(),
@@ -311,6 +361,7 @@ fn build_backend(
                 check_index,
                 counters: counters(StatsEntity::Server(be, s)),
                 pool: pool::Pool::default(),
+                tls,
             }
         })
         .collect();
@@ -343,7 +394,17 @@ fn build_backend(
         .or(be.timeouts.connect)
         .unwrap_or(first.inter)
         .min(first.inter.max(Duration::from_millis(100)));
-    let check = match &be.http_check {
+    // Checks of `ssl` servers are TCP connects: the HTTP check speaks plain
+    // HTTP, which a TLS port would refuse, so a backend with a checked `ssl`
+    // server falls back to TCP checks (see docs/tls.md).
+    let ssl_checked = be.servers.iter().any(|s| s.check && s.ssl);
+    if ssl_checked && be.http_check.is_some() {
+        ::log::warn!(
+            "backend {}: option httpchk is not done over TLS; the backend is checked with TCP connects",
+            be.name
+        );
+    }
+    let check = match be.http_check.as_ref().filter(|_| !ssl_checked) {
         Some(hc) => health::AnyCheck::Http(health::http::HttpCheck {
             method: hc.method.clone(),
             uri: hc.uri.clone(),

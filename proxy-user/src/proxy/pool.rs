@@ -6,24 +6,144 @@
 //! one (LIFO: the warmest, least likely to have been closed by the server's
 //! own keep-alive timeout). A taken connection is checked for a close or
 //! stray bytes with a non-blocking read before it is used.
+//!
+//! A connection is a [`ServerStream`]: plain TCP, or TLS over TCP for
+//! `server ... ssl`. Both are pooled and reused the same way, so a
+//! kept-alive TLS connection pays its handshake once.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::tls::ClientTlsStream;
 
 /// Idle connections kept per server at most.
 pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The transport of a server connection.
+#[derive(Debug)]
+pub enum ServerStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (`server ... ssl`), after the handshake.
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+impl ServerStream {
+    /// True for a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ServerStream::Tls(_))
+    }
+
+    /// Is this idle connection still usable? Without waiting: a close, an
+    /// error or bytes nobody asked for make it unusable. For TLS the probe
+    /// goes through the TLS layer, so post-handshake records the server
+    /// sends on its own (TLS 1.3 session tickets) are consumed and do not
+    /// count as stray bytes, and a `close_notify` counts as a close.
+    pub fn is_idle_and_open(&mut self) -> bool {
+        match self {
+            ServerStream::Plain(tcp) => {
+                let mut probe = [0u8; 1];
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            ServerStream::Tls(tls) => {
+                let mut probe = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut probe);
+                let mut cx = Context::from_waker(Waker::noop());
+                // Pending: nothing to read and not closed. The no-op waker
+                // is replaced by the real one at the next real read.
+                Pin::new(tls.as_mut())
+                    .poll_read(&mut cx, &mut buf)
+                    .is_pending()
+            }
+        }
+    }
+}
+
+impl From<TcpStream> for ServerStream {
+    fn from(tcp: TcpStream) -> Self {
+        ServerStream::Plain(tcp)
+    }
+}
+
+impl From<ClientTlsStream<TcpStream>> for ServerStream {
+    fn from(tls: ClientTlsStream<TcpStream>) -> Self {
+        ServerStream::Tls(Box::new(tls))
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerStream::Plain(io) => io.is_write_vectored(),
+            ServerStream::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(io) => Pin::new(io).poll_flush(cx),
+            ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One open connection to a server, with its read buffer.
 #[derive(Debug)]
 pub struct ServerConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The transport (plain or TLS).
+    pub stream: ServerStream,
     /// Bytes read from the server and not consumed yet.
     pub buf: BytesMut,
     /// True when it came from the pool (it may turn out to be stale).
@@ -63,15 +183,11 @@ impl Pool {
             if since.elapsed() > self.idle_timeout || !conn.buf.is_empty() {
                 continue;
             }
-            let mut probe = [0u8; 1];
-            match conn.stream.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    conn.reused = true;
-                    self.reuses.fetch_add(1, Ordering::Relaxed);
-                    return Some(conn);
-                }
-                // EOF, an error, or bytes nobody asked for: unusable.
-                _ => continue,
+            // EOF, an error, or bytes nobody asked for: unusable.
+            if conn.stream.is_idle_and_open() {
+                conn.reused = true;
+                self.reuses.fetch_add(1, Ordering::Relaxed);
+                return Some(conn);
             }
         }
     }
@@ -113,7 +229,7 @@ mod tests {
         let a = TcpStream::connect(addr).await.unwrap();
         let (server_a, _) = listener.accept().await.unwrap();
         pool.put(ServerConn {
-            stream: a,
+            stream: a.into(),
             buf: BytesMut::new(),
             reused: false,
         });

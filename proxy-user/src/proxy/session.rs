@@ -414,7 +414,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // a request without body is sent again on a new connection.
         let mut resend_allowed = !has_body;
         let resp = loop {
-            if let Err(e) = within(server_timeout, conn.stream.write_all(&self.out))
+            let send = async {
+                conn.stream.write_all(&self.out).await?;
+                conn.stream.flush().await // a TLS record may still be buffered
+            };
+            if let Err(e) = within(server_timeout, send)
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
             {
@@ -685,7 +689,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 // Connect failures were counted per attempt.
                 if !matches!(
                     e,
-                    ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+                    ProxyError::Connect { .. }
+                        | ProxyError::Tls { .. }
+                        | ProxyError::ConnectTimeout { .. }
                 ) {
                     if let (Some(b), Some(s)) = (o.backend, o.server) {
                         b.report_server_error(s, e);

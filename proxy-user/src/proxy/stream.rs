@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::http::{encode_chunk, encode_last_chunk, BodyDecoder};
@@ -106,10 +105,19 @@ pub async fn flush<W: AsyncWrite + Unpin>(
     out: &mut BytesMut,
     limit: Option<Duration>,
 ) -> Result<(), StreamError> {
+    // The flush matters for TLS writers (a record may still sit in the TLS
+    // layer); for a TCP socket it is free.
     if out.is_empty() {
-        return Ok(());
+        return match within(limit, dst.flush()).await {
+            Ok(r) => r.map_err(StreamError::SinkIo),
+            Err(_) => Err(StreamError::SinkTimeout),
+        };
     }
-    match within(limit, dst.write_all(out)).await {
+    let write = async {
+        dst.write_all(out).await?;
+        dst.flush().await
+    };
+    match within(limit, write).await {
         Ok(Ok(())) => {
             out.clear();
             Ok(())
@@ -201,23 +209,29 @@ where
 /// passed on as a write shutdown), or nothing moved in either direction for
 /// `idle`. `to_server` / `to_client` are bytes already read and not yet
 /// delivered. Returns (client→server, server→client) byte counts.
-pub async fn tunnel<C: AsyncRead + AsyncWrite + Unpin>(
+pub async fn tunnel<C, S>(
     client: &mut C,
-    server: &mut TcpStream,
+    server: &mut S,
     to_server: &[u8],
     to_client: &[u8],
     idle: Option<Duration>,
-) -> io::Result<(u64, u64)> {
+) -> io::Result<(u64, u64)>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     if !to_server.is_empty() {
         server.write_all(to_server).await?;
+        server.flush().await?;
     }
     if !to_client.is_empty() {
         client.write_all(to_client).await?;
+        client.flush().await?;
     }
     let origin = Instant::now();
     let last = AtomicU64::new(0);
     let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut sr, mut sw) = server.split();
+    let (mut sr, mut sw) = tokio::io::split(server);
     let up = copy_until_idle(&mut cr, &mut sw, idle, origin, &last);
     let down = copy_until_idle(&mut sr, &mut cw, idle, origin, &last);
     let (a, b) = tokio::try_join!(up, down)?;
@@ -258,6 +272,7 @@ where
             return Ok(total);
         }
         w.write_all(&buf[..n]).await?;
+        w.flush().await?;
         total += n as u64;
         last.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
     }

@@ -21,9 +21,10 @@ use crate::balance::{ConnGuard, HashOn, SelectKey, ServerIdx, SharedBalancer};
 use crate::config::{HttpRequestRule, Timeouts};
 use crate::health::checker::HealthHandle;
 use crate::stats::{Counter, EntityCounters};
+use crate::tls::TlsConnector;
 
 use super::error::ProxyError;
-use super::pool::{Pool, ServerConn};
+use super::pool::{Pool, ServerConn, ServerStream};
 
 /// Connect timeout when neither the backend nor `defaults` set one.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,8 +45,11 @@ pub struct ServerCtx {
     pub check_index: Option<usize>,
     /// Stats counters of this server.
     pub counters: EntityCounters,
-    /// Idle keep-alive connections to this server.
+    /// Idle keep-alive connections to this server (plain or TLS).
     pub pool: Pool,
+    /// `ssl`: TLS origination (built once at engine start; its session
+    /// cache lets reconnects resume). `None`: plain TCP.
+    pub tls: Option<TlsConnector>,
 }
 
 /// One backend, as the engine uses it.
@@ -179,26 +183,45 @@ impl BackendCtx {
         let started = Instant::now();
         let limit = self.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         server.counters.connection();
-        match tokio::time::timeout(limit, TcpStream::connect(server.addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok((
-                    ServerConn {
-                        stream,
-                        buf: BytesMut::with_capacity(SERVER_BUF_SIZE),
-                        reused: false,
-                    },
-                    started.elapsed(),
-                ))
+        let tcp = match tokio::time::timeout(limit, TcpStream::connect(server.addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(source)) => {
+                return Err(ProxyError::Connect {
+                    server: server.name.clone(),
+                    source,
+                })
             }
-            Ok(Err(source)) => Err(ProxyError::Connect {
-                server: server.name.clone(),
-                source,
-            }),
-            Err(_) => Err(ProxyError::ConnectTimeout {
-                server: server.name.clone(),
-            }),
-        }
+            Err(_) => {
+                return Err(ProxyError::ConnectTimeout {
+                    server: server.name.clone(),
+                })
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let stream = match &server.tls {
+            None => ServerStream::Plain(tcp),
+            // The handshake has its own limit (the connector's, set to
+            // `timeout connect` by the engine) and its failures are counted
+            // per cause in the connector's counters. Without `sni` the
+            // server's IP address is verified (and no SNI is sent).
+            Some(connector) => match connector.connect(tcp, &server.addr.ip().to_string()).await {
+                Ok(tls) => ServerStream::from(tls),
+                Err(source) => {
+                    return Err(ProxyError::Tls {
+                        server: server.name.clone(),
+                        source,
+                    })
+                }
+            },
+        };
+        Ok((
+            ServerConn {
+                stream,
+                buf: BytesMut::with_capacity(SERVER_BUF_SIZE),
+                reused: false,
+            },
+            started.elapsed(),
+        ))
     }
 
     /// Feeds a failure seen on live traffic to the health checker and counts it.
