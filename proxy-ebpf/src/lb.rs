@@ -26,7 +26,7 @@ use crate::{
     },
     parse::{
         addr_words, bytes_at, mut_at, ptr_at, Headers, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6,
-        IPV4_MIN_HDR_LEN, IPV6_HDR_LEN, PROTO_ICMP, PROTO_ICMPV6,
+        IPV4_MIN_HDR_LEN, IPV6_HDR_LEN,
     },
 };
 
@@ -47,6 +47,9 @@ const NAT_PORT_MIN: u32 = 1024;
 /// Seed of the hash that spreads alternative NAT ports.
 const NAT_PORT_SEED: u32 = 0x5eed;
 const NS_PER_SEC: u64 = 1_000_000_000;
+/// TCP flag bits: SYN alone opens a connection (SYN+ACK is the server's answer).
+const TCP_SYN: u8 = 0x02;
+const TCP_SYN_ACK: u8 = 0x12;
 /// TTL / hop limit of the headers Weir writes itself.
 const OWN_TTL: u8 = 64;
 
@@ -194,10 +197,10 @@ fn fill_flow_key(key: &mut FlowKey, h: &Headers) {
 
 /// Balances one packet to an XDP service (not VLAN-tagged, no IP extras).
 #[inline(never)]
+/// ICMP to a VIP goes to [`icmp`] directly from the entry point (its call
+/// chain is deep: keeping `balance`'s frame out of it keeps the stack of the
+/// whole chain under the verifier's 512 bytes).
 pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64) -> u32 {
-    if s.headers.proto == PROTO_ICMP || s.headers.proto == PROTO_ICMPV6 {
-        return icmp(ctx, s, svc);
-    }
     fill_flow_key(&mut s.key, &s.headers);
     let h = &s.headers;
     let Some((real_id, mut state, new)) = pick_real(&s.key, svc) else {
@@ -214,6 +217,11 @@ pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64
     }
     let dsr = svc.flags & FRONTEND_FLAG_DSR != 0;
     let (family, l4_proto, dport) = (h.family, h.proto, h.dport);
+    // A conntrack miss is a new flow for UDP; for TCP only on a SYN: a
+    // mid-connection packet that misses (seen on another CPU, or evicted)
+    // is re-balanced to the same real but is not a new connection.
+    let new_flow =
+        new && (l4_proto != proxy_common::proto::TCP || h.tcp_flags & TCP_SYN_ACK == TCP_SYN);
     if !dsr && state.nat_port == 0 {
         match nat_port(s, real, svc.id) {
             Some(p) => state.nat_port = p,
@@ -230,7 +238,7 @@ pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64
             let _ = WEIR_CT.insert(&s.key, &state, 0);
         }
     }
-    count_flow(svc.id, real_id, bytes, new);
+    count_flow(svc.id, real_id, bytes, new_flow);
     if dsr {
         count(|c| c.dsr_encap += 1);
         encap_and_send(ctx, family, real, real_id)
@@ -695,7 +703,7 @@ fn send(ctx: &XdpContext, macs: &[u16; 6], ifindex: u32, ingress: u32) -> u32 {
 /// ICMP to a VIP: echo requests answered (when the service allows), and
 /// fragmentation-needed / packet-too-big for a tracked flow sent to its real.
 #[inline(never)]
-fn icmp(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo) -> u32 {
+pub fn icmp(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo) -> u32 {
     let [icmp_type, _code] = s.headers.sport.to_ne_bytes();
     let v4 = s.headers.family == family::V4;
     let echo_request = if v4 { icmp_type == 8 } else { icmp_type == 128 };

@@ -84,6 +84,9 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
             if h.vlan || h.ip_extras {
                 return lb::unusual_packet(h);
             }
+            if h.proto == parse::PROTO_ICMP || h.proto == parse::PROTO_ICMPV6 {
+                return lb::icmp(ctx, scratch, &svc);
+            }
             lb::balance(ctx, scratch, &svc, bytes)
         }
         Parsed::Fragment { vlan } => {

@@ -70,6 +70,8 @@ pub struct Headers {
     pub vlan: bool,
     /// IPv4 options (IHL > 5) or IPv6 extension headers were present.
     pub ip_extras: bool,
+    /// TCP flags byte (SYN, ACK, ...); 0 for other protocols.
+    pub tcp_flags: u8,
 }
 
 /// What the parser found.
@@ -292,6 +294,7 @@ fn parse_l4(ctx: &XdpContext, h: &mut Headers) -> Parsed {
             // Kept in network byte order, as userspace stores them.
             h.sport = u16::from_ne_bytes([hdr[0], hdr[1]]);
             h.dport = u16::from_ne_bytes([hdr[2], hdr[3]]);
+            h.tcp_flags = hdr[13];
         }
         proto::UDP => {
             let Some(hdr) = bytes_at::<UDP_HDR_LEN>(ctx, h.l4) else {
@@ -299,6 +302,7 @@ fn parse_l4(ctx: &XdpContext, h: &mut Headers) -> Parsed {
             };
             h.sport = u16::from_ne_bytes([hdr[0], hdr[1]]);
             h.dport = u16::from_ne_bytes([hdr[2], hdr[3]]);
+            h.tcp_flags = 0;
         }
         PROTO_ICMP | PROTO_ICMPV6 => {
             let Some(hdr) = bytes_at::<ICMP_HDR_LEN>(ctx, h.l4) else {
@@ -306,6 +310,7 @@ fn parse_l4(ctx: &XdpContext, h: &mut Headers) -> Parsed {
             };
             h.sport = u16::from_ne_bytes([hdr[0], hdr[1]]);
             h.dport = 0;
+            h.tcp_flags = 0;
         }
         _ => return Parsed::OtherIp { vlan: h.vlan },
     }

@@ -254,7 +254,9 @@ pub struct FlowCounters {
     pub packets: u64,
     /// Bytes forwarded (as received, before any encapsulation).
     pub bytes: u64,
-    /// Flows that were balanced (not found in conntrack).
+    /// New flows: a UDP (or other) packet not found in conntrack, or a TCP
+    /// SYN. A mid-connection TCP packet that misses (seen on another CPU,
+    /// evicted) is re-balanced but not counted here (see L4Counters::lru_misses).
     pub new_flows: u64,
 }
 

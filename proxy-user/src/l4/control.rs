@@ -127,20 +127,11 @@ impl L4Control {
             return Ok(());
         }
         r.up = up;
-        if !up {
-            // A down real must stop receiving tracked flows too.
-            let id = r.id;
-            let reals: Vec<_> = self
-                .services
-                .iter()
-                .flat_map(|s| s.real_infos())
-                .filter(|(rid, _)| *rid != id)
-                .collect();
-            self.program.set_reals(&reals, self.reals_written)?;
-        } else {
-            let reals: Vec<_> = self.services.iter().flat_map(|s| s.real_infos()).collect();
-            self.program.set_reals(&reals, self.reals_written)?;
-        }
+        // REALS holds exactly the reals that are up: a down real stops
+        // receiving tracked flows too (their conntrack entries then miss),
+        // and an earlier down real is never put back by a later change.
+        let reals: Vec<_> = self.services.iter().flat_map(|s| s.real_infos()).collect();
+        self.program.set_reals(&reals, self.reals_written)?;
         self.publish_table(service)
     }
 

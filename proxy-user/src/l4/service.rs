@@ -138,10 +138,12 @@ fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
 }
 
 impl L4Service {
-    /// The REALS entries of this service.
+    /// The REALS entries of this service: the reals that are up (a down
+    /// real's slot is cleared, so flows tracked to it are re-balanced).
     pub fn real_infos(&self) -> Vec<(u32, RealInfo)> {
         self.reals
             .iter()
+            .filter(|r| r.up)
             .map(|r| {
                 let (addr, fam) = addr_bytes(r.addr.ip());
                 let (local, _) = addr_bytes(r.local_addr);
