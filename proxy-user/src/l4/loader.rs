@@ -281,11 +281,15 @@ impl XdpProgram {
             attached: Vec::new(),
             links: Vec::new(),
         };
-        this.program_mut()?
-            .load()
-            .map_err(|source| L4Error::Program {
+        if let Err(source) = this.program_mut()?.load() {
+            // The maps were pinned before the verifier ran: a program that
+            // never loads must not leave them behind (unless another process
+            // of the instance uses them).
+            this.shutdown();
+            return Err(L4Error::Program {
                 source: Box::new(source),
-            })?;
+            });
+        }
         Ok(this)
     }
 
