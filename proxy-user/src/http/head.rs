@@ -599,6 +599,33 @@ fn check_line_endings(head: &[u8], side: Side) -> Result<(), Error> {
     Ok(())
 }
 
+/// The length of a head httparse found complete, after the checks both
+/// directions share: the head size limit (431 / 502) whether complete or
+/// not, httparse's rejection classified, and CRLF line endings.
+/// `Ok(None)`: more bytes are needed.
+fn complete_head_len(
+    status: Result<httparse::Status<usize>, httparse::Error>,
+    buf: &[u8],
+    limits: &Limits,
+    side: Side,
+) -> Result<Option<usize>, Error> {
+    let len = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head_bytes {
+                return Err(Error::new(side, ParseError::HeadersTooLarge));
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::new(side, classify(buf, e, side))),
+    };
+    if len > limits.max_head_bytes {
+        return Err(Error::new(side, ParseError::HeadersTooLarge));
+    }
+    check_line_endings(&buf[..len], side)?;
+    Ok(Some(len))
+}
+
 fn parse_request_parts(buf: &[u8], limits: &Limits) -> Result<Option<RequestParts>, Error> {
     let side = Side::Client;
     check_start_line(buf, limits, side)?;
@@ -610,21 +637,9 @@ fn parse_request_parts(buf: &[u8], limits: &Limits) -> Result<Option<RequestPart
         buf,
         &mut storage[..limits.header_count()],
     );
-    let len = match status {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_head_bytes {
-                return Err(Error::client(ParseError::HeadersTooLarge));
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(Error::client(classify(buf, e, side))),
+    let Some(len) = complete_head_len(status, buf, limits, side)? else {
+        return Ok(None);
     };
-    if len > limits.max_head_bytes {
-        return Err(Error::client(ParseError::HeadersTooLarge));
-    }
-    let head = &buf[..len];
-    check_line_endings(head, side)?;
 
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         // httparse returns Complete only with every part present.
@@ -669,21 +684,9 @@ fn parse_response_parts(buf: &[u8], limits: &Limits) -> Result<Option<ResponsePa
         buf,
         &mut storage[..limits.header_count()],
     );
-    let len = match status {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_head_bytes {
-                return Err(Error::server(ParseError::HeadersTooLarge));
-            }
-            return Ok(None);
-        }
-        Err(e) => return Err(Error::server(classify(buf, e, side))),
+    let Some(len) = complete_head_len(status, buf, limits, side)? else {
+        return Ok(None);
     };
-    if len > limits.max_head_bytes {
-        return Err(Error::server(ParseError::HeadersTooLarge));
-    }
-    let head = &buf[..len];
-    check_line_endings(head, side)?;
 
     let (Some(minor), Some(status)) = (resp.version, resp.code) else {
         return Err(Error::server(ParseError::InvalidStatus));
@@ -698,6 +701,7 @@ fn parse_response_parts(buf: &[u8], limits: &Limits) -> Result<Option<ResponsePa
     }
     // httparse reports an empty reason for obs-text; keep the raw bytes
     // instead: "HTTP/1.1 200 " is 13 bytes, the reason follows.
+    let head = &buf[..len];
     let skip = leading_empty_lines(head);
     let line_end = skip + memchr::memchr(b'\r', &head[skip..]).unwrap_or(0);
     let reason = if line_end >= skip + 13 {
