@@ -44,7 +44,8 @@ pub fn sync_program(program: &XdpProgram, plan: &MirrorPlan) -> Result<(), Stats
             token.commit(snap.frontends.iter().map(|(_, c)| c.packets).sum());
         }
     }
-    // Whole maps in one batch read each; tokens are taken first (see above).
+    // Whole maps in one batch read each; the tokens are taken before the
+    // reads, so a concurrent mirror by another process is never counted twice.
     let l4 = [Counter::PacketsIn, Counter::BytesIn, Counter::NewFlows];
     let mut tokens = Vec::with_capacity(3 * (plan.services.len() + plan.reals.len()));
     let handles = plan
