@@ -16,18 +16,24 @@ use std::{
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 /// BPF_F_TEST_XDP_LIVE_FRAMES (include/uapi/linux/bpf.h, Linux 5.18).
 pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 const HELPER_GET_PRANDOM_U32: i32 = 7;
+const HELPER_TAIL_CALL: i32 = 12;
+const HELPER_XDP_ADJUST_HEAD: i32 = 44;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 
-/// XDP_DROP / XDP_PASS / XDP_TX.
+/// XDP_ABORTED / XDP_DROP / XDP_PASS / XDP_TX.
+const XDP_ABORTED: i32 = 0;
 const XDP_DROP: i32 = 1;
 const XDP_PASS: i32 = 2;
 const XDP_TX: i32 = 3;
@@ -65,6 +71,8 @@ const ST_W: u8 = 0x62;
 const ST_H: u8 = 0x6a;
 const JGT_REG: u8 = 0x2d;
 const JEQ_IMM: u8 = 0x15;
+const JEQ_REG: u8 = 0x1d;
+const ST_B: u8 = 0x72;
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 const LD_IMM64: u8 = 0x18;
@@ -99,6 +107,41 @@ pub struct RawProgram {
     fd: OwnedFd,
     /// The counting sink's per-CPU counter map.
     counter: Option<OwnedFd>,
+    /// Other maps the program uses (kept open as long as it lives).
+    _maps: Vec<OwnedFd>,
+}
+
+/// How [`RawProgram::restore_then_tail_call`] changes the flow between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vary {
+    /// The same frame every run (one flow).
+    Nothing,
+    /// The UDP source port is `run & mask`: `mask + 1` flows, round robin.
+    Among(u16),
+    /// A flow never seen before on every run: the run counter's low 16 bits
+    /// are the source port, the next 16 the last two bytes of the source
+    /// address (2^32 flows).
+    Always,
+}
+
+/// Where the restorer writes a varying flow.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowOffsets {
+    /// Offset of the UDP source port in the frame.
+    pub sport: usize,
+    /// Offset of the last two bytes of the source address.
+    pub src_low: usize,
+}
+
+fn map_create(kind: u32, key: u32, value: u32, entries: u32) -> std::io::Result<OwnedFd> {
+    let mut attr = [0u8; 72];
+    put_u32(&mut attr, 0, kind);
+    put_u32(&mut attr, 4, key);
+    put_u32(&mut attr, 8, value);
+    put_u32(&mut attr, 12, entries);
+    let fd = bpf(BPF_MAP_CREATE, &mut attr)?;
+    // SAFETY: a new fd from the syscall.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 fn load(insns: &[Insn], counter: Option<OwnedFd>) -> std::io::Result<RawProgram> {
@@ -112,6 +155,9 @@ fn load(insns: &[Insn], counter: Option<OwnedFd>) -> std::io::Result<RawProgram>
     put_u32(&mut attr, 24, 1); // log_level
     put_u32(&mut attr, 28, log.len() as u32);
     put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
+    // expected_attach_type BPF_XDP, as libbpf and aya load XDP programs
+    // (a tail call needs caller and callee to agree on it).
+    put_u32(&mut attr, 68, BPF_XDP);
     let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);
         std::io::Error::new(
@@ -121,7 +167,11 @@ fn load(insns: &[Insn], counter: Option<OwnedFd>) -> std::io::Result<RawProgram>
     })?;
     // SAFETY: the syscall returned a new file descriptor we now own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    Ok(RawProgram { fd, counter })
+    Ok(RawProgram {
+        fd,
+        counter,
+        _maps: Vec::new(),
+    })
 }
 
 impl RawProgram {
@@ -184,14 +234,7 @@ impl RawProgram {
     /// `verdict` (XDP_DROP for a packet sink, XDP_PASS to let the stack
     /// see it). Needed on the peer of a veth that frames are redirected to.
     pub fn counting_sink(drop: bool) -> std::io::Result<Self> {
-        let mut attr = [0u8; 72];
-        put_u32(&mut attr, 0, BPF_MAP_TYPE_PERCPU_ARRAY);
-        put_u32(&mut attr, 4, 4); // key size
-        put_u32(&mut attr, 8, 8); // value size
-        put_u32(&mut attr, 12, 1); // max entries
-        let map = bpf(BPF_MAP_CREATE, &mut attr)?;
-        // SAFETY: a new fd from the syscall.
-        let map = unsafe { OwnedFd::from_raw_fd(map as i32) };
+        let map = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)?;
         let verdict = if drop { XDP_DROP } else { XDP_PASS };
         load(
             &[
@@ -210,6 +253,117 @@ impl RawProgram {
             ],
             Some(map),
         )
+    }
+
+    /// The per-packet-cost harness for BPF_PROG_TEST_RUN with `repeat`: the
+    /// kernel runs a program `repeat` times on one buffer without restoring
+    /// it, so a program that rewrites or encapsulates frames would see its
+    /// own output from the second run on. This program puts the frame back
+    /// first: it undoes a head adjustment of `grown_by` bytes (DSR
+    /// encapsulation) if the frame is not `template.len()` long, writes every
+    /// byte of `template` again, changes the flow per `vary`, then tail-calls
+    /// the program `target_fd` (same context: ingress interface and all).
+    /// If the tail call fails it returns XDP_ABORTED. Its own cost is
+    /// measured by tail-calling a bare XDP_PASS program instead.
+    pub fn restore_then_tail_call(
+        template: &[u8],
+        grown_by: i32,
+        at: FlowOffsets,
+        vary: Vary,
+        target_fd: i32,
+    ) -> std::io::Result<Self> {
+        let len = template.len() as i32;
+        let array = map_create(BPF_MAP_TYPE_PROG_ARRAY, 4, 4, 1)?;
+        let key = 0u32;
+        let value = target_fd as u32;
+        let mut attr = [0u8; 32];
+        put_u32(&mut attr, 0, array.as_raw_fd() as u32);
+        put_u64(&mut attr, 8, &key as *const u32 as u64);
+        put_u64(&mut attr, 16, &value as *const u32 as u64);
+        let counter = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 1)?;
+        let mut p = vec![
+            insn(MOV64_REG, 6, 1, 0, 0), // r6 = ctx
+            insn(MOV64_IMM, 7, 0, 0, 0), // r7 = run counter
+        ];
+        if vary != Vary::Nothing {
+            p.extend([
+                insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, counter.as_raw_fd()),
+                insn(0, 0, 0, 0, 0),
+                insn(ST_W, 10, 0, -4, 0),     // *(u32 *)(fp - 4) = 0
+                insn(MOV64_REG, 2, 10, 0, 0), // r2 = fp
+                insn(ADD64_IMM, 2, 0, 0, -4), // r2 = &key
+                insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
+                insn(JEQ_IMM, 0, 0, 3, 0),   // if !r0 skip
+                insn(LDX_DW, 7, 0, 0, 0),    // r7 = *r0
+                insn(ADD64_IMM, 7, 0, 0, 1), // r7 += 1
+                insn(STX_DW, 0, 7, 0, 0),    // *r0 = r7
+            ]);
+        }
+        p.extend([
+            insn(LDX_W, 2, 6, 0, 0),     // r2 = data
+            insn(LDX_W, 3, 6, 4, 0),     // r3 = data_end
+            insn(MOV64_REG, 4, 2, 0, 0), // r4 = data
+            insn(ADD64_IMM, 4, 0, 0, len),
+            insn(JEQ_REG, 4, 3, 5, 0),   // same length: skip the shrink
+            insn(MOV64_REG, 1, 6, 0, 0), // r1 = ctx
+            insn(MOV64_IMM, 2, 0, 0, grown_by), // r2 = delta
+            insn(CALL, 0, 0, 0, HELPER_XDP_ADJUST_HEAD),
+            insn(LDX_W, 2, 6, 0, 0),
+            insn(LDX_W, 3, 6, 4, 0),
+        ]);
+        let mut body = Vec::new();
+        let mut i = 0;
+        while i + 4 <= template.len() {
+            let w = i32::from_ne_bytes(template[i..i + 4].try_into().expect("4 bytes"));
+            body.push(insn(ST_W, 2, 0, i as i16, w));
+            i += 4;
+        }
+        while i < template.len() {
+            body.push(insn(ST_B, 2, 0, i as i16, template[i] as i32));
+            i += 1;
+        }
+        match vary {
+            Vary::Nothing => {}
+            Vary::Among(mask) => {
+                body.push(insn(AND64_IMM, 7, 0, 0, mask as i32));
+                body.push(insn(STX_H, 2, 7, at.sport as i16, 0));
+            }
+            Vary::Always => {
+                body.push(insn(STX_H, 2, 7, at.sport as i16, 0));
+                body.push(insn(RSH64_IMM, 7, 0, 0, 16));
+                body.push(insn(STX_H, 2, 7, at.src_low as i16, 0));
+            }
+        }
+        p.extend([
+            insn(MOV64_REG, 4, 2, 0, 0),
+            insn(ADD64_IMM, 4, 0, 0, len),
+            insn(JGT_REG, 4, 3, body.len() as i16 + 5, 0), // too short: abort
+        ]);
+        p.extend(body);
+        p.extend([
+            insn(MOV64_REG, 1, 6, 0, 0), // r1 = ctx
+            insn(LD_IMM64, 2, BPF_PSEUDO_MAP_FD, 0, array.as_raw_fd()),
+            insn(0, 0, 0, 0, 0),
+            insn(MOV64_IMM, 3, 0, 0, 0), // index 0
+            insn(CALL, 0, 0, 0, HELPER_TAIL_CALL),
+            insn(MOV64_IMM, 0, 0, 0, XDP_ABORTED), // abort:
+            insn(EXIT, 0, 0, 0, 0),
+        ]);
+        let mut prog = load(&p, None)?;
+        // After the load: the array's owner type is set by the first program.
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("put the target in the tail-call array: {e}"),
+            )
+        })?;
+        prog._maps = vec![array, counter];
+        Ok(prog)
+    }
+
+    /// The program's file descriptor.
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
     }
 
     /// Frames the counting sink saw, summed over CPUs.

@@ -49,7 +49,7 @@ fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
 
 /// `xdp_md` as BPF_PROG_TEST_RUN takes it: data 0, data_end = frame length,
 /// no metadata, the ingress ifindex, queue 0, no egress.
-fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
+pub fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
     let mut md = [0u8; 24];
     md[4..8].copy_from_slice(&(len as u32).to_ne_bytes());
     md[12..16].copy_from_slice(&ifindex.to_ne_bytes());
@@ -108,7 +108,8 @@ impl Harness {
         self.write_frontends(&suite.services)
     }
 
-    fn ifindex(&self, side: Side) -> u32 {
+    /// The ingress interface of frames entering on `side`.
+    pub fn ifindex(&self, side: Side) -> u32 {
         match side {
             Side::Client => self.topology.cl_ifindex,
             Side::Real => self.topology.rs_ifindex,
