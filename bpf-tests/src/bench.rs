@@ -174,11 +174,13 @@ pub fn cost() -> Result<CostReport, String> {
     let suite = bench_suite();
     let mut h = Harness::new()?;
     h.provision(&suite)?;
+    // WEIR_BENCH_ONLY="v4 NAT" measures one path (for profiling).
+    let only = std::env::var("WEIR_BENCH_ONLY").ok();
     let not_vip = frame("198.18.64.2", 1000, "198.18.100.200");
     let mut not_vip_repeat = Duration::MAX;
     for _ in 0..3 {
         let (verdict, t) = h.run_repeat(Side::Client, &not_vip, REPEAT)?;
-        if verdict != 2 {
+        if verdict != 2 && only.is_none() {
             return Err(format!(
                 "not-a-VIP packet: verdict {verdict}, expected XDP_PASS"
             ));
@@ -200,8 +202,6 @@ pub fn cost() -> Result<CostReport, String> {
         ("v4 DSR", "198.18.64.2", "198.18.100.11"),
         ("v6 DSR", "fd00:64::2", "fd00:100::11"),
     ];
-    // WEIR_BENCH_ONLY="v4 NAT" measures one path (for profiling).
-    let only = std::env::var("WEIR_BENCH_ONLY").ok();
     let mut out = Vec::new();
     let mut expected_misses = 0u64;
     for (label, client, vip) in paths {
@@ -236,6 +236,18 @@ pub fn cost() -> Result<CostReport, String> {
         });
     }
     let l4 = crate::counters::l4(&mut h.program);
+    if only.is_some() {
+        // Profiling runs may use a cut-down program: report, don't check.
+        eprintln!(
+            "counted: {} conntrack hits, {} misses",
+            l4.lru_hits, l4.lru_misses
+        );
+        return Ok(CostReport {
+            floor_repeat,
+            not_vip_repeat,
+            paths: out,
+        });
+    }
     let hit_runs = 2 * 3 * REPEAT as u64 * out.len() as u64;
     if l4.lru_misses < expected_misses {
         return Err(format!(

@@ -109,7 +109,6 @@ pub fn unusual_packet(h: &Headers) -> u32 {
 fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)> {
     // SAFETY: the value is copied out at once; nothing keeps the reference.
     if let Some(state) = unsafe { WEIR_CT.get(key) }.copied() {
-        // Another CPU's flow reads as zero here (per-CPU values): a miss.
         // A real removed from the config (family 0) no longer holds flows.
         if state.flags & FLOW_STATE_VALID != 0
             && WEIR_REALS.get(state.real).is_some_and(|r| r.family != 0)

@@ -8,7 +8,8 @@
 
 use crate::parse::Headers;
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
+    bindings::BPF_F_NO_COMMON_LRU,
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use proxy_common::{
@@ -56,15 +57,21 @@ pub static WEIR_SVC_STATS: PerCpuArray<FlowCounters, { MAX_FRONTENDS as usize }>
 #[btf_map]
 pub static WEIR_RINGS: Array<u32, { 2 * 65537 }> = Array::new();
 
-/// Connection tracking: flow -> real. Per-CPU LRU (a flow stays on one CPU
-/// by RSS, and per-CPU maps need no locks). Size set at load (`conntrack-size`).
+/// Connection tracking: flow -> real (and NAT port). One table shared by
+/// all CPUs (a flow whose packets move to another CPU keeps its state),
+/// with an LRU list per CPU (`BPF_F_NO_COMMON_LRU`: inserting a flow takes
+/// no lock shared between CPUs; each CPU's list holds size / CPUs entries).
+/// Size set at load (`conntrack-size`).
 #[btf_map]
-pub static WEIR_CT: LruPerCpuHashMap<FlowKey, FlowState, 65536> = LruPerCpuHashMap::new();
+pub static WEIR_CT: LruHashMap<FlowKey, FlowState, 65536, { BPF_F_NO_COMMON_LRU as usize }> =
+    LruHashMap::new();
 
 /// NAT return path: the real's reply 5-tuple -> client and VIP. Shared by
-/// all CPUs (replies may arrive on any CPU). Size set at load.
+/// all CPUs (replies may arrive on any CPU), LRU lists per CPU as for
+/// WEIR_CT. Size set at load.
 #[btf_map]
-pub static WEIR_NAT_REV: LruHashMap<FlowKey, NatReverse, 65536> = LruHashMap::new();
+pub static WEIR_NAT_REV: LruHashMap<FlowKey, NatReverse, 65536, { BPF_F_NO_COMMON_LRU as usize }> =
+    LruHashMap::new();
 
 /// Data-path settings written by userspace (hash seed, flood guard, policy).
 #[btf_map]

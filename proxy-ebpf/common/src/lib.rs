@@ -33,7 +33,7 @@ pub mod map_names {
     /// Array of u32 real ids: the Maglev lookup tables of every XDP service
     /// (two halves per service, see [`crate::FrontendInfo::ring_base`]).
     pub const RINGS: &str = "WEIR_RINGS";
-    /// Per-CPU LRU hash [`crate::FlowKey`] -> [`crate::FlowState`]: connection tracking.
+    /// LRU hash [`crate::FlowKey`] -> [`crate::FlowState`] (LRU lists per CPU): connection tracking.
     pub const CONNTRACK: &str = "WEIR_CT";
     /// LRU hash [`crate::FlowKey`] (the real's reply) -> [`crate::NatReverse`]: NAT return path.
     pub const NAT_REVERSE: &str = "WEIR_NAT_REV";

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use proxy_common::{
     flow_hash, map_names, proto, FlowCounters, FlowKey, FlowState, FrontendInfo, FrontendKey,
     GlobalConfig, RealInfo, FRONTEND_FLAG_DSR, FRONTEND_FLAG_HASH_DST_PORT,
@@ -244,20 +244,10 @@ pub fn which(cfg: &Config, l4_proto: &str, src: SocketAddr, dst: SocketAddr) -> 
         let _ = writeln!(out, "  new flow -> {}", describe(real));
     }
     let ct_map = open(&dir, map_names::CONNTRACK)?;
-    let ct: PerCpuHashMap<_, FlowKey, FlowState> = PerCpuHashMap::try_from(&ct_map)?;
+    let ct: HashMap<_, FlowKey, FlowState> = HashMap::try_from(&ct_map)?;
     match ct.get(&key, 0) {
-        Ok(per_cpu) => {
-            let mut seen: Vec<u32> = per_cpu.iter().map(|s| s.real).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            let _ = writeln!(
-                out,
-                "  tracked (conntrack): {}",
-                seen.iter()
-                    .map(|&id| describe(id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+        Ok(state) => {
+            let _ = writeln!(out, "  tracked (conntrack): {}", describe(state.real));
         }
         Err(_) => {
             let _ = writeln!(
