@@ -195,10 +195,14 @@ fn fill_flow_key(key: &mut FlowKey, h: &Headers) {
 }
 
 /// Balances one packet to an XDP service (not VLAN-tagged, no IP extras).
-#[inline(never)]
-/// ICMP to a VIP goes to [`icmp`] directly from the entry point (its call
-/// chain is deep: keeping `balance`'s frame out of it keeps the stack of the
-/// whole chain under the verifier's 512 bytes).
+///
+/// The hot path (parse, this, `rewrite`, `forward`, `encap_and_send`) is
+/// inlined into the entry point: a BPF-to-BPF call costs a call and a
+/// return, and on CPUs with return-thunk mitigations (SRSO "safe RET") a
+/// return is expensive; one frame also lets LLVM share stack slots. The
+/// cold paths (`nat_port`, `nat_reply`, ICMP) stay separate functions.
+/// ICMP to a VIP goes to [`icmp`] directly from the entry point.
+#[inline(always)]
 pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64) -> u32 {
     fill_flow_key(&mut s.key, &s.headers);
     let h = &s.headers;
@@ -380,9 +384,8 @@ fn swap_word(p: *mut u32, new: u32) -> u64 {
 /// The checksum differences are summed here over 32-bit words (~old + new,
 /// folded at the end), which is what `bpf_csum_diff` computes, without
 /// three helper calls; stored checksums are read, updated and written back
-/// in host order. A separate BPF function so its temporaries get their own
-/// stack frame.
-#[inline(never)]
+/// in host order.
+#[inline(always)]
 fn rewrite(ctx: &XdpContext, r: &Rewrite) -> Option<()> {
     // Two copies with constant offsets: the verifier checks packet bounds
     // per path, and a family-dependent offset would merge them.
@@ -453,7 +456,7 @@ fn rewrite_at<const V4: bool>(ctx: &XdpContext, r: &Rewrite) -> Option<()> {
 
 /// Encapsulates the packet for direct server return (IPIP for IPv4,
 /// IPv6-in-IPv6 for IPv6), Katran style, and sends it toward the real.
-#[inline(never)]
+#[inline(always)]
 fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u32 {
     let (outer_len, inner_len) = if fam == family::V4 {
         let Some(ip) = bytes_at::<4>(ctx, L3) else {
@@ -567,7 +570,7 @@ const NEXTHOP_TTL_NS: u64 = NS_PER_SEC;
 /// NAT replies, `bpf_fib_lookup` decides, and a success refills the entry.
 /// Only successes are cached: no-neighbour and no-route results are looked
 /// up again on every packet.
-#[inline(never)]
+#[inline(always)]
 fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8, real: u32) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
     let (start, end) = crate::parse::bounds(ctx);

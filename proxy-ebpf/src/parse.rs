@@ -177,10 +177,9 @@ fn u16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
 
 /// Parses the packet up to the L4 ports, filling `h` for IP packets.
 ///
-/// A separate BPF function writing into `h` (a per-CPU scratch map value,
-/// not the stack): the parse temporaries and the balancer's never share a
-/// stack frame, which keeps the call chain under the 512-byte limit.
-#[inline(never)]
+/// Writes into `h`, a per-CPU scratch map value rather than the stack
+/// (the whole inlined hot path shares one 512-byte frame).
+#[inline(always)]
 pub fn parse(ctx: &XdpContext, h: &mut Headers) -> Parsed {
     let Some(mut ether_type) = u16_at(ctx, 12) else {
         return Parsed::Malformed(Malformed::Ethernet);
