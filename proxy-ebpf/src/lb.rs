@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     family, proto, FlowKey, FlowState, FrontendInfo, FrontendKey, GlobalConfig, L4Counters,
-    RealInfo, FLOW_STATE_VALID, FRONTEND_FLAG_DSR, FRONTEND_FLAG_ICMP_ECHO, NO_REAL,
-    POLICY_DROP_IPV6_EXT, POLICY_DROP_IP_OPTIONS,
+    RealInfo, FLOW_STATE_VALID, FRONTEND_FLAG_DSR, FRONTEND_FLAG_ICMP_ECHO, FRONTEND_FLAG_XDP,
+    NO_REAL, POLICY_DROP_IPV6_EXT, POLICY_DROP_IP_OPTIONS,
 };
 
 use crate::{
@@ -723,7 +723,17 @@ pub fn icmp(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo) -> u32 {
     if !too_big {
         return xdp_action::XDP_PASS;
     }
-    too_big_to_real(ctx, s)
+    // Three separate functions: each of the two senders inlines the
+    // forwarding code (a large frame), so neither may sit under the other
+    // or under the flow lookup in the call chain (512-byte stack limit).
+    if !too_big_flow(ctx, s) {
+        return xdp_action::XDP_PASS;
+    }
+    if s.svc.flags & FRONTEND_FLAG_DSR != 0 {
+        too_big_dsr(ctx, s)
+    } else {
+        nat_too_big(ctx, s)
+    }
 }
 
 /// Turns an echo request into its reply in place and bounces it (XDP_TX).
@@ -763,12 +773,12 @@ fn echo_reply(ctx: &XdpContext, v4: bool) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// A too-big error for a flow of a DSR service: its quoted header is the
-/// real's packet VIP -> client, so the flow is (client -> VIP) reversed;
-/// the whole ICMP packet is encapsulated to that real, which lowers its path
-/// MTU. For NAT services the error is passed to the kernel (counted).
+/// Finds the flow of a too-big error: its quoted header is the packet
+/// VIP -> client that Weir (NAT) or the real (DSR) sent, so the flow is
+/// (client -> VIP) reversed. Fills `s.key` with it and `s.svc` with its
+/// XDP service; false when it is not one (the error is then passed).
 #[inline(never)]
-fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
+fn too_big_flow(ctx: &XdpContext, s: &mut Scratch) -> bool {
     let fam = s.headers.family;
     let v4 = fam == family::V4;
     let inner = if v4 { L4_V4 + 8 } else { L4_V6 + 8 };
@@ -779,10 +789,10 @@ fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
     };
     let inner_l4 = if v4 {
         let Some(ip) = bytes_at::<IPV4_MIN_HDR_LEN>(ctx, inner) else {
-            return xdp_action::XDP_PASS;
+            return false;
         };
         if ip[0] != 0x45 {
-            return xdp_action::XDP_PASS;
+            return false;
         }
         key.proto = ip[9];
         key.dst[..4].copy_from_slice(&ip[12..16]); // inner source = VIP
@@ -790,7 +800,7 @@ fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
         inner + IPV4_MIN_HDR_LEN
     } else {
         let Some(ip) = bytes_at::<IPV6_HDR_LEN>(ctx, inner) else {
-            return xdp_action::XDP_PASS;
+            return false;
         };
         key.proto = ip[6];
         key.dst.copy_from_slice(&ip[8..24]);
@@ -798,7 +808,7 @@ fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
         inner + IPV6_HDR_LEN
     };
     let Some(ports) = bytes_at::<4>(ctx, inner_l4) else {
-        return xdp_action::XDP_PASS;
+        return false;
     };
     key.dport = u16::from_ne_bytes([ports[0], ports[1]]);
     key.sport = u16::from_ne_bytes([ports[2], ports[3]]);
@@ -810,17 +820,143 @@ fn too_big_to_real(ctx: &XdpContext, s: &mut Scratch) -> u32 {
     };
     // SAFETY: copied out at once.
     let Some(svc) = (unsafe { crate::maps::WEIR_FRONTENDS.get(&fkey) }).copied() else {
-        return xdp_action::XDP_PASS;
+        return false;
     };
-    if svc.flags & FRONTEND_FLAG_DSR == 0 {
-        return xdp_action::XDP_PASS;
+    if svc.flags & FRONTEND_FLAG_XDP == 0 {
+        return false; // counted only: the kernel serves it
     }
-    let Some((real_id, _, _)) = pick_real(key, &svc) else {
+    s.svc = svc;
+    true
+}
+
+/// DSR: the too-big error for the flow in `s.key` is encapsulated whole
+/// to the flow's real.
+#[inline(never)]
+fn too_big_dsr(ctx: &XdpContext, s: &mut Scratch) -> u32 {
+    let svc = s.svc;
+    let Some((real_id, _, _)) = pick_real(&s.key, &svc) else {
         return xdp_action::XDP_PASS;
     };
     let Some(real) = WEIR_REALS.get(real_id) else {
         return xdp_action::XDP_PASS;
     };
     count(|c| c.icmp_too_big += 1);
-    encap_and_send(ctx, fam, real, real_id)
+    encap_and_send(ctx, s.key.family, real, real_id)
+}
+
+/// A too-big error for a tracked flow of a NAT service (`s.key` is the
+/// flow, client -> VIP). The quoted packet (VIP -> client) is what Weir
+/// made of the real's reply (real -> Weir's address, NAT port); the error
+/// is translated back into the one the real would have got had its reply
+/// gone straight out: outer Weir's address -> real, quoted real:port ->
+/// Weir's address:NAT port (checksums updated: outer IPv4 header, quoted
+/// IPv4 header, ICMP/ICMPv6), and sent to the real, which lowers its path
+/// MTU for that connection. The quoted TCP/UDP checksum is left as it was
+/// (receivers do not check the quoted transport checksum). An untracked
+/// flow's error is passed to the kernel.
+#[inline(never)]
+fn nat_too_big(ctx: &XdpContext, s: &mut Scratch) -> u32 {
+    // SAFETY: copied out at once.
+    let Some(state) = (unsafe { WEIR_CT.get(&s.key) }).copied() else {
+        return xdp_action::XDP_PASS;
+    };
+    if state.flags & FLOW_STATE_VALID == 0 || state.nat_port == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(real) = WEIR_REALS.get(state.real) else {
+        return xdp_action::XDP_PASS;
+    };
+    let fam = s.key.family;
+    if real.family != fam {
+        return xdp_action::XDP_PASS;
+    }
+    let real_port = if real.port == 0 {
+        s.key.dport
+    } else {
+        real.port
+    };
+    let t = TooBigNat {
+        local: addr_words(&real.local_addr),
+        real: addr_words(&real.addr),
+        ports: (real_port as u32) | ((state.nat_port as u32) << 16),
+    };
+    let done = if fam == family::V4 {
+        nat_too_big_at::<true>(ctx, &t)
+    } else {
+        nat_too_big_at::<false>(ctx, &t)
+    };
+    if done.is_none() {
+        return xdp_action::XDP_PASS;
+    }
+    count(|c| c.icmp_too_big += 1);
+    let icmp_proto = if fam == family::V4 {
+        crate::parse::PROTO_ICMP
+    } else {
+        crate::parse::PROTO_ICMPV6
+    };
+    forward(ctx, fam, icmp_proto, state.real)
+}
+
+/// The addresses and ports of a translated NAT too-big error.
+struct TooBigNat {
+    /// Weir's address toward the real (new outer source, new quoted destination).
+    local: [u32; 4],
+    /// The real (new outer destination, new quoted source).
+    real: [u32; 4],
+    /// New quoted ports as they sit in memory: the real's port, then the NAT port.
+    ports: u32,
+}
+
+/// Rewrites a too-big error in place (see [`nat_too_big`]); None when the
+/// packet is too short or its TTL / hop limit is spent.
+#[inline(always)]
+fn nat_too_big_at<const V4: bool>(ctx: &XdpContext, t: &TooBigNat) -> Option<()> {
+    let icmp = if V4 { L4_V4 } else { L4_V6 };
+    let inner = icmp + 8;
+    let inner_l4 = inner + if V4 { IPV4_MIN_HDR_LEN } else { IPV6_HDR_LEN };
+    let (start, data_end) = crate::parse::bounds(ctx);
+    if start + inner_l4 + 4 > data_end {
+        return None;
+    }
+    let at = |off: usize| (start + off) as *mut u32;
+    let mut icmp_diff: u64;
+    // SAFETY: every access below is inside the checked range.
+    unsafe {
+        if V4 {
+            let ttl = *((start + L3 + 8) as *const u8);
+            if ttl <= 1 {
+                return None;
+            }
+            let outer = swap_word(at(L3 + 12), t.local[0]) + swap_word(at(L3 + 16), t.real[0]);
+            *((start + L3 + 8) as *mut u8) = ttl - 1;
+            let c = (start + L3 + 10) as *mut u16;
+            *c = csum::apply_u16(*c, outer + (!1u16) as u64);
+            // The quoted header: the ICMP checksum covers it, its own checksum too.
+            let quoted =
+                swap_word(at(inner + 12), t.real[0]) + swap_word(at(inner + 16), t.local[0]);
+            let qc = (start + inner + 10) as *mut u16;
+            let old = *qc;
+            let new = csum::apply_u16(old, quoted);
+            *qc = new;
+            icmp_diff = quoted + (!old) as u64 + new as u64;
+        } else {
+            let hop = &mut *((start + L3 + 7) as *mut u8);
+            if *hop <= 1 {
+                return None;
+            }
+            *hop -= 1;
+            // ICMPv6's checksum covers the outer addresses (pseudo-header) too.
+            icmp_diff = 0;
+            for i in 0..4 {
+                icmp_diff += swap_word(at(L3 + 8 + 4 * i), t.local[i]);
+                icmp_diff += swap_word(at(L3 + 24 + 4 * i), t.real[i]);
+                icmp_diff += swap_word(at(inner + 8 + 4 * i), t.real[i]);
+                icmp_diff += swap_word(at(inner + 24 + 4 * i), t.local[i]);
+            }
+        }
+        icmp_diff += swap_word(at(inner_l4), t.ports);
+        let c = (start + icmp + 2) as *mut u16;
+        *c = csum::apply_u16(*c, icmp_diff);
+    }
+    Some(())
 }

@@ -139,6 +139,8 @@ pub struct Scratch {
     pub rkey: FlowKey,
     /// NAT: the reverse entry being created.
     pub reverse: NatReverse,
+    /// ICMP too-big: the service of the quoted flow.
+    pub svc: FrontendInfo,
 }
 
 /// See [`Scratch`].
