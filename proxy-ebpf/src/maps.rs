@@ -114,13 +114,13 @@ pub struct NextHop {
     pub ifindex: u32,
     /// Ingress interface the lookup was made from.
     pub ingress: u32,
-    /// The entry is used until this CLOCK_MONOTONIC (coarse) time.
-    pub expires_ns: u64,
+    /// The entry is used until this time (jiffies).
+    pub expires_jiffies: u64,
 }
 
 /// Next-hop cache: the last successful route lookup toward each real, per
 /// CPU, indexed by real id. Lets forwarding skip `bpf_fib_lookup` for
-/// packets to a real this CPU routed less than `NEXTHOP_TTL_NS` ago (see
+/// packets to a real this CPU routed less than `NEXTHOP_TTL_JIFFIES` ago (see
 /// `lb::forward` for when an entry is used). Never pinned: a reload starts empty.
 #[btf_map]
 pub static WEIR_NEXTHOP: PerCpuArray<NextHop, { MAX_REALS as usize }> = PerCpuArray::new();
