@@ -88,7 +88,8 @@ impl Harness {
         Ok(())
     }
 
-    fn write_frontends(&mut self, services: &[ServiceSpec]) -> Result<(), String> {
+    /// Writes the frontends of `services` (active table halves kept).
+    pub fn write_frontends(&mut self, services: &[ServiceSpec]) -> Result<(), String> {
         write_frontends(&mut self.program, services, &self.halves)
     }
 
@@ -330,6 +331,11 @@ pub fn run_l4_suite(suite: &L4Suite) {
             }
             Step::OnCpu(cpu) => {
                 netns::pin_thread_to_cpu(*cpu)
+                    .unwrap_or_else(|e| panic!("suite {}: {e}", suite.name));
+                continue;
+            }
+            Step::ReplaceServices(services) => {
+                h.write_frontends(services)
                     .unwrap_or_else(|e| panic!("suite {}: {e}", suite.name));
                 continue;
             }

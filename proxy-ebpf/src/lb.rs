@@ -24,7 +24,8 @@ use crate::{
     csum,
     maps::{
         Scratch, WEIR_CONFIG, WEIR_CT, WEIR_FLOOD, WEIR_L4_STATS, WEIR_NAT_REV, WEIR_NEXTHOP,
-        WEIR_REALS, WEIR_REAL_STATS, WEIR_RINGS, WEIR_SVC_STATS, WEIR_TX_PORTS,
+        WEIR_REALS, WEIR_REAL_STATS, WEIR_RINGS, WEIR_SERVICES, WEIR_SVC_STATS, WEIR_TX_PORTS,
+        WEIR_VIP_ADDRS, WEIR_VIP_PORTS,
     },
     parse::{
         addr_words, bytes_at, mut_at, ptr_at, Headers, ETH_HDR_LEN, ETH_P_IPV4, ETH_P_IPV6,
@@ -105,19 +106,69 @@ pub fn unusual_packet(h: &Headers) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Picks the real of a flow: conntrack first, then the service's Maglev table.
-/// Returns (real id, conntrack state if any, whether the flow is new).
+/// The conntrack entry of a flow, if it is a usable one: written by this
+/// program, toward a real still configured (a real removed from the config,
+/// family 0, no longer holds flows).
 #[inline(always)]
-fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)> {
+pub fn conntrack(key: &FlowKey) -> Option<FlowState> {
     // SAFETY: the value is copied out at once; nothing keeps the reference.
-    if let Some(state) = unsafe { WEIR_CT.get(key) }.copied() {
-        // A real removed from the config (family 0) no longer holds flows.
-        if state.flags & FLOW_STATE_VALID != 0
-            && WEIR_REALS.get(state.real).is_some_and(|r| r.family != 0)
-        {
-            count(|c| c.lru_hits += 1);
-            return Some((state.real, state, false));
-        }
+    let state = unsafe { WEIR_CT.get(key) }.copied()?;
+    if state.flags & FLOW_STATE_VALID != 0
+        && WEIR_REALS.get(state.real).is_some_and(|r| r.family != 0)
+    {
+        Some(state)
+    } else {
+        None
+    }
+}
+
+/// The service of a conntrack hit, if it still stands for this packet: an
+/// XDP service with the packet's VIP, protocol and port (or all ports).
+/// None (a stale entry: the service was removed or its id reused) sends the
+/// packet through the frontend lookup as if it missed.
+#[inline(always)]
+pub fn tracked_service(state: &FlowState, h: &Headers) -> Option<FrontendInfo> {
+    let slot = WEIR_SERVICES.get(state.service)?;
+    let k = &slot.key;
+    if slot.info.flags & FRONTEND_FLAG_XDP != 0
+        && k.proto == h.proto
+        && k.family == h.family
+        && (k.port == h.dport || k.port == 0)
+        && addr_words(&k.addr) == addr_words(&h.dst)
+    {
+        Some(slot.info)
+    } else {
+        None
+    }
+}
+
+/// Whether some TCP/UDP frontend uses destination port `port` (network
+/// order, as in the packet).
+#[inline(always)]
+pub fn vip_port(port: u16) -> bool {
+    let (word, bit) = proxy_common::vip_port_bit(port);
+    WEIR_VIP_PORTS.get(word).is_some_and(|w| *w & bit != 0)
+}
+
+/// Whether some frontend may have address `addr` (a prefilter: false means
+/// certainly not).
+#[inline(always)]
+pub fn vip_addr(addr: &[u8; 16], family: u8) -> bool {
+    let (word, bit) = proxy_common::vip_addr_bit(addr, family);
+    WEIR_VIP_ADDRS.get(word).is_some_and(|w| *w & bit != 0)
+}
+
+/// Picks the real of a flow: its conntrack entry `hit` if it has one, else
+/// the service's Maglev table. Returns (real id, state, whether the flow is new).
+#[inline(always)]
+fn pick_real(
+    key: &FlowKey,
+    svc: &FrontendInfo,
+    hit: Option<FlowState>,
+) -> Option<(u32, FlowState, bool)> {
+    if let Some(state) = hit {
+        count(|c| c.lru_hits += 1);
+        return Some((state.real, state, false));
     }
     count(|c| c.lru_misses += 1);
     if svc.ring_size == 0 {
@@ -135,6 +186,7 @@ fn pick_real(key: &FlowKey, svc: &FrontendInfo) -> Option<(u32, FlowState, bool)
             real,
             nat_port: 0,
             flags: FLOW_STATE_VALID,
+            service: svc.id,
         },
         true,
     ))
@@ -186,7 +238,7 @@ fn count_flow(svc: u32, real: u32, bytes: u64, new: bool) {
 
 /// Fills `key` with the packet's 5-tuple.
 #[inline(always)]
-fn fill_flow_key(key: &mut FlowKey, h: &Headers) {
+pub fn fill_flow_key(key: &mut FlowKey, h: &Headers) {
     key.src = h.src;
     key.dst = h.dst;
     key.sport = h.sport;
@@ -205,10 +257,17 @@ fn fill_flow_key(key: &mut FlowKey, h: &Headers) {
 /// cold paths (`nat_port`, `nat_reply`, ICMP) stay separate functions.
 /// ICMP to a VIP goes to [`icmp`] directly from the entry point.
 #[inline(always)]
-pub fn balance(ctx: &XdpContext, s: &mut Scratch, svc: &FrontendInfo, bytes: u64) -> u32 {
-    fill_flow_key(&mut s.key, &s.headers);
+///
+/// `s.key` holds the packet's flow, `hit` its conntrack entry if any.
+pub fn balance(
+    ctx: &XdpContext,
+    s: &mut Scratch,
+    svc: &FrontendInfo,
+    bytes: u64,
+    hit: Option<FlowState>,
+) -> u32 {
     let h = &s.headers;
-    let Some((real_id, mut state, new)) = pick_real(&s.key, svc) else {
+    let Some((real_id, mut state, new)) = pick_real(&s.key, svc, hit) else {
         count(|c| c.drop_no_real += 1);
         return xdp_action::XDP_DROP;
     };
@@ -839,7 +898,8 @@ fn too_big_flow(ctx: &XdpContext, s: &mut Scratch) -> bool {
 #[inline(never)]
 fn too_big_dsr(ctx: &XdpContext, s: &mut Scratch) -> u32 {
     let svc = s.svc;
-    let Some((real_id, _, _)) = pick_real(&s.key, &svc) else {
+    let hit = conntrack(&s.key);
+    let Some((real_id, _, _)) = pick_real(&s.key, &svc, hit) else {
         return xdp_action::XDP_PASS;
     };
     let Some(real) = WEIR_REALS.get(real_id) else {

@@ -60,26 +60,43 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
         Parsed::Ip => {
             let h = &scratch.headers;
             stats::with_packet_counters(|c| c.vlan_tagged += h.vlan as u64);
+            let policy = lb::policy();
+            let l4_ports = h.proto == proto::TCP || h.proto == proto::UDP;
+            // No frontend has this address, or uses this port (and none
+            // uses all ports): not for a VIP, known without a hash lookup.
+            if !lb::vip_addr(&h.dst, h.family)
+                || (l4_ports && policy & POLICY_NO_ALL_PORTS != 0 && !lb::vip_port(h.dport))
+            {
+                return not_for_a_vip(ctx, scratch, policy, bytes);
+            }
+            // Conntrack first for plain TCP/UDP: a tracked flow of a service
+            // that still stands needs no frontend lookup.
+            let mut key_filled = false;
+            if l4_ports && !h.vlan && !h.ip_extras {
+                lb::fill_flow_key(&mut scratch.key, h);
+                if let Some(state) = lb::conntrack(&scratch.key) {
+                    if let Some(svc) = lb::tracked_service(&state, h) {
+                        stats::with_packet_counters(|c| c.matched += 1);
+                        stats::count_frontend(svc.id, bytes);
+                        return lb::balance(ctx, scratch, &svc, bytes, Some(state));
+                    }
+                }
+                key_filled = true;
+            }
+            let h = &scratch.headers;
             let key = FrontendKey {
                 addr: h.dst,
                 port: h.dport,
                 proto: h.proto,
                 family: h.family,
             };
-            let policy = lb::policy();
             let Some(svc) = lookup_frontend(&key, policy) else {
-                stats::with_packet_counters(|c| c.not_matched += 1);
-                if policy & POLICY_NAT_ACTIVE != 0 {
-                    if let Some(action) = lb::nat_reply(ctx, scratch, bytes) {
-                        return action;
-                    }
-                }
-                return xdp_action::XDP_PASS;
+                return not_for_a_vip(ctx, scratch, policy, bytes);
             };
             stats::with_packet_counters(|c| c.matched += 1);
             stats::count_frontend(svc.id, bytes);
             if svc.flags & FRONTEND_FLAG_XDP == 0 {
-                return xdp_action::XDP_PASS; // counted only; the kernel stack serves it
+                return xdp_action::XDP_PASS; // counted only; the kernel serves it
             }
             if h.vlan || h.ip_extras {
                 return lb::unusual_packet(h);
@@ -87,7 +104,11 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
             if h.proto == parse::PROTO_ICMP || h.proto == parse::PROTO_ICMPV6 {
                 return lb::icmp(ctx, scratch, &svc);
             }
-            lb::balance(ctx, scratch, &svc, bytes)
+            if !key_filled {
+                lb::fill_flow_key(&mut scratch.key, &scratch.headers);
+            }
+            // A conntrack miss (or a stale entry): a new flow.
+            lb::balance(ctx, scratch, &svc, bytes, None)
         }
         Parsed::Fragment { vlan } => {
             stats::with_packet_counters(|c| {
@@ -133,6 +154,19 @@ fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
             xdp_action::XDP_PASS
         }
     }
+}
+
+/// A packet not for a VIP: a NAT reply from a real is translated back,
+/// anything else passed.
+#[inline(always)]
+fn not_for_a_vip(ctx: &XdpContext, scratch: &mut maps::Scratch, policy: u32, bytes: u64) -> u32 {
+    stats::with_packet_counters(|c| c.not_matched += 1);
+    if policy & POLICY_NAT_ACTIVE != 0 {
+        if let Some(action) = lb::nat_reply(ctx, scratch, bytes) {
+            return action;
+        }
+    }
+    xdp_action::XDP_PASS
 }
 
 /// Looks the destination up as an exact (addr, proto, port) frontend, then as

@@ -14,7 +14,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     verdict, FloodState, FlowCounters, FlowKey, FlowState, FrontendInfo, FrontendKey, GlobalConfig,
-    L4Counters, NatReverse, PacketCounters, RealInfo, TrafficCounters, MAX_FRONTENDS, MAX_REALS,
+    L4Counters, NatReverse, PacketCounters, RealInfo, ServiceSlot, TrafficCounters, MAX_FRONTENDS,
+    MAX_REALS, VIP_PORT_WORDS,
 };
 
 /// The configured L4 frontends / services (VIP address, protocol, port),
@@ -22,6 +23,25 @@ use proxy_common::{
 #[btf_map]
 pub static WEIR_FRONTENDS: HashMap<FrontendKey, FrontendInfo, { MAX_FRONTENDS as usize }> =
     HashMap::new();
+
+/// The XDP services by frontend id (key and info, as in FRONTENDS): a
+/// conntrack hit is checked against its service here, an array lookup,
+/// instead of a second hash lookup. Written by userspace with FRONTENDS.
+#[btf_map]
+pub static WEIR_SERVICES: Array<ServiceSlot, { MAX_FRONTENDS as usize }> = Array::new();
+
+/// One bit per port used by a TCP/UDP frontend (see
+/// `proxy_common::vip_port_bit`): when no frontend uses port 0, a packet
+/// whose destination port has no bit is not for a VIP, known without a
+/// hash lookup. Written by userspace with FRONTENDS.
+#[btf_map]
+pub static WEIR_VIP_PORTS: Array<u64, { VIP_PORT_WORDS as usize }> = Array::new();
+
+/// One bit per frontend address (see `proxy_common::vip_addr_bit`): a
+/// packet whose destination has no bit is not for a VIP. Written by
+/// userspace with FRONTENDS.
+#[btf_map]
+pub static WEIR_VIP_ADDRS: Array<u64, { VIP_PORT_WORDS as usize }> = Array::new();
 
 /// Packets and bytes per frontend, indexed by `FrontendInfo::id`.
 #[btf_map]

@@ -47,6 +47,17 @@ pub mod map_names {
     pub const TX_PORTS: &str = "WEIR_TX_PORTS";
     /// Per-CPU array with one [`crate::TrafficCounters`]: what `weir_decap` decapsulated.
     pub const DECAP_STATS: &str = "WEIR_DECAP_STATS";
+    /// Array of [`crate::ServiceSlot`], indexed by frontend id: the XDP
+    /// services, checked on a conntrack hit. Derived from FRONTENDS by userspace.
+    pub const SERVICES: &str = "WEIR_SERVICES";
+    /// Array of [`crate::VIP_PORT_WORDS`] u64 words: bit `port` (the port's
+    /// network-order u16 read as a native integer) is set when some TCP/UDP
+    /// frontend uses that port. Derived from FRONTENDS by userspace.
+    pub const VIP_PORTS: &str = "WEIR_VIP_PORTS";
+    /// Array of [`crate::VIP_PORT_WORDS`] u64 words: bit [`crate::vip_addr_bit`]
+    /// of every frontend address is set (a prefilter: a packet whose
+    /// destination has no bit is not for a VIP). Derived from FRONTENDS by userspace.
+    pub const VIP_ADDRS: &str = "WEIR_VIP_ADDRS";
 }
 
 /// Largest number of L4 frontends one instance can register (entries of FRONTENDS and FRONTEND_STATS).
@@ -117,6 +128,36 @@ pub struct FrontendInfo {
     pub ring_size: u32,
 }
 
+/// One slot of SERVICES: an XDP service's frontend key and info, so that a
+/// conntrack hit can be checked without a FRONTENDS lookup. An empty slot
+/// has `info.flags == 0`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceSlot {
+    /// The service's TCP/UDP frontend (port 0 = all ports).
+    pub key: FrontendKey,
+    /// Its FRONTENDS value.
+    pub info: FrontendInfo,
+}
+
+/// Words of the VIP_PORTS bitmap (one bit per port).
+pub const VIP_PORT_WORDS: u32 = 65536 / 64;
+
+/// The VIP_PORTS word and bit of a port as stored in [`FrontendKey::port`]
+/// and read from packets (network byte order, taken as a native u16).
+#[inline(always)]
+pub fn vip_port_bit(port: u16) -> (u32, u64) {
+    ((port >> 6) as u32, 1u64 << (port & 63))
+}
+
+/// The VIP_ADDRS bit of an address (16-byte form, IPv4 in the first 4
+/// bytes): its last two bytes, as a native u16, pick the bit.
+#[inline(always)]
+pub fn vip_addr_bit(addr: &[u8; 16], fam: u8) -> (u32, u64) {
+    let at = if fam == family::V4 { 2 } else { 14 };
+    vip_port_bit(u16::from_ne_bytes([addr[at], addr[at + 1]]))
+}
+
 /// The frontend asked for XDP acceleration (`xdp` keyword); without it the program only counts.
 pub const FRONTEND_FLAG_XDP: u32 = 1;
 /// Forward by IPIP / IPv6-in-IPv6 encapsulation (direct server return) instead of NAT.
@@ -180,12 +221,15 @@ pub struct FlowState {
     pub nat_port: u16,
     /// `FLOW_STATE_*` bits.
     pub flags: u16,
+    /// The service (frontend id) that balanced the flow. A packet that hits
+    /// conntrack is checked against that service's [`ServiceSlot`] (still an
+    /// XDP service, same VIP, protocol and port) instead of looking the
+    /// frontend up again.
+    pub service: u32,
 }
 
-/// Set in every conntrack entry the program writes. CONNTRACK is a per-CPU
-/// LRU hash: the key is shared, each CPU has its own value, and a CPU that
-/// never wrote the flow reads an all-zero value. Without this bit that
-/// zero value would read as "real 0, no NAT port"; with it, it is a miss.
+/// Set in every conntrack entry the program writes; an entry without it is
+/// a miss.
 pub const FLOW_STATE_VALID: u16 = 1;
 
 /// Value of NAT_REVERSE: how to turn a real's reply back into the VIP's.
@@ -390,7 +434,8 @@ const _: () = assert!(core::mem::size_of::<FrontendKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrontendInfo>() == 16);
 const _: () = assert!(core::mem::size_of::<RealInfo>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowState>() == 8);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 12);
+const _: () = assert!(core::mem::size_of::<ServiceSlot>() == 36);
 const _: () = assert!(core::mem::size_of::<NatReverse>() == 40);
 const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 16);
 const _: () = assert!(core::mem::size_of::<FloodState>() == 16);
@@ -410,6 +455,7 @@ mod pod {
     unsafe impl aya::Pod for super::RealInfo {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::ServiceSlot {}
     unsafe impl aya::Pod for super::NatReverse {}
     unsafe impl aya::Pod for super::GlobalConfig {}
     unsafe impl aya::Pod for super::FloodState {}

@@ -23,7 +23,10 @@ use aya::{
     },
     Ebpf, EbpfError, EbpfLoader,
 };
-use proxy_common::{map_names, FlowCounters, FrontendInfo, FrontendKey, GlobalConfig, RealInfo};
+use proxy_common::{
+    map_names, vip_addr_bit, vip_port_bit, FlowCounters, FrontendInfo, FrontendKey, GlobalConfig,
+    RealInfo, ServiceSlot, FRONTEND_FLAG_XDP, VIP_PORT_WORDS,
+};
 
 use super::{bpffs, maps};
 
@@ -39,7 +42,7 @@ pub const PIN_ROOT: &str = "/sys/fs/bpf/weir";
 pub const LOCK_DIR: &str = "/run/weir";
 /// The maps userspace pins: tables and counters survive a reload. The
 /// aya-log ring buffer and the per-packet scratch map stay per process.
-pub const PINNED_MAPS: [&str; 15] = [
+pub const PINNED_MAPS: [&str; 18] = [
     map_names::FRONTENDS,
     map_names::FRONTEND_STATS,
     map_names::VERDICT_STATS,
@@ -55,6 +58,9 @@ pub const PINNED_MAPS: [&str; 15] = [
     map_names::FLOOD,
     map_names::TX_PORTS,
     map_names::DECAP_STATS,
+    map_names::SERVICES,
+    map_names::VIP_PORTS,
+    map_names::VIP_ADDRS,
 ];
 
 /// Errors of the L4 loader.
@@ -399,11 +405,60 @@ impl XdpProgram {
         self.pin_dir.as_deref()
     }
 
-    /// Replaces the frontend table.
+    /// Replaces the frontend table, and with it the tables the data path
+    /// derives from it: SERVICES (XDP services by id, checked on a
+    /// conntrack hit), VIP_PORTS (ports some TCP/UDP frontend uses) and
+    /// VIP_ADDRS (a bit per frontend address).
+    ///
+    /// Order, so that a packet never misses a frontend that exists before
+    /// and after the update: the bitmaps first as the union of the old and
+    /// new bits, then SERVICES for the new entries, then FRONTENDS, then
+    /// stale SERVICES slots cleared and the bitmaps set to exactly the new bits.
     pub fn set_frontends(
         &mut self,
         entries: &[(FrontendKey, FrontendInfo)],
     ) -> Result<(), L4Error> {
+        if entries.len() > proxy_common::MAX_FRONTENDS as usize {
+            return Err(L4Error::TooManyFrontends {
+                count: entries.len(),
+            });
+        }
+        let mut ports = vec![0u64; VIP_PORT_WORDS as usize];
+        let mut addrs = vec![0u64; VIP_PORT_WORDS as usize];
+        let mut slots: Vec<(u32, ServiceSlot)> = Vec::new();
+        for (key, info) in entries {
+            let (word, bit) = vip_addr_bit(&key.addr, key.family);
+            addrs[word as usize] |= bit;
+            if key.proto != proxy_common::proto::TCP && key.proto != proxy_common::proto::UDP {
+                continue;
+            }
+            let (word, bit) = vip_port_bit(key.port);
+            ports[word as usize] |= bit;
+            if info.flags & FRONTEND_FLAG_XDP != 0 {
+                slots.push((
+                    info.id,
+                    ServiceSlot {
+                        key: *key,
+                        info: *info,
+                    },
+                ));
+            }
+        }
+        let union = |old: &[u64], new: &[u64]| -> Vec<u64> {
+            old.iter().zip(new).map(|(a, b)| a | b).collect()
+        };
+        let old_ports = self.read_bitmap(map_names::VIP_PORTS)?;
+        let old_addrs = self.read_bitmap(map_names::VIP_ADDRS)?;
+        let ports_union = union(&old_ports, &ports);
+        let addrs_union = union(&old_addrs, &addrs);
+        self.write_bitmap(map_names::VIP_PORTS, &old_ports, &ports_union)?;
+        self.write_bitmap(map_names::VIP_ADDRS, &old_addrs, &addrs_union)?;
+        let name = map_names::SERVICES;
+        let mut services: Array<_, ServiceSlot> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        for (id, slot) in &slots {
+            services.set(*id, slot, 0).map_err(maps::map_error(name))?;
+        }
         let name = map_names::FRONTENDS;
         let map = self
             .ebpf
@@ -413,7 +468,48 @@ impl XdpProgram {
             name,
             source: Box::new(source),
         })?;
-        maps::write_frontends(&mut table, entries)
+        maps::write_frontends(&mut table, entries)?;
+        let name = map_names::SERVICES;
+        let mut services: Array<_, ServiceSlot> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        for id in 0..services.len() {
+            if slots.iter().any(|(s, _)| *s == id) {
+                continue;
+            }
+            let current = services.get(&id, 0).map_err(maps::map_error(name))?;
+            if current.info.flags != 0 {
+                services
+                    .set(id, ServiceSlot::default(), 0)
+                    .map_err(maps::map_error(name))?;
+            }
+        }
+        self.write_bitmap(map_names::VIP_PORTS, &ports_union, &ports)?;
+        self.write_bitmap(map_names::VIP_ADDRS, &addrs_union, &addrs)
+    }
+
+    fn read_bitmap(&mut self, name: &'static str) -> Result<Vec<u64>, L4Error> {
+        let array: Array<_, u64> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        (0..VIP_PORT_WORDS)
+            .map(|i| array.get(&i, 0).map_err(maps::map_error(name)))
+            .collect()
+    }
+
+    /// Writes the words of `new` that differ from `old`.
+    fn write_bitmap(
+        &mut self,
+        name: &'static str,
+        old: &[u64],
+        new: &[u64],
+    ) -> Result<(), L4Error> {
+        let mut array: Array<_, u64> =
+            Array::try_from(self.map_mut(name)?).map_err(maps::map_error(name))?;
+        for (i, (o, n)) in old.iter().zip(new).enumerate() {
+            if o != n {
+                array.set(i as u32, n, 0).map_err(maps::map_error(name))?;
+            }
+        }
+        Ok(())
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, L4Error> {
