@@ -36,10 +36,19 @@ pub fn main(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             };
             init_logging(cfg.global.log_level);
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
-            if let Some(n) = cfg.global.threads {
-                rt.worker_threads(n as usize);
-            }
+            // `threads 1`: everything on the main thread (a current-thread
+            // runtime: no hand-off between the main thread and one worker,
+            // no work-stealing bookkeeping per wake-up).
+            let mut rt = match cfg.global.threads {
+                Some(1) => tokio::runtime::Builder::new_current_thread(),
+                threads => {
+                    let mut rt = tokio::runtime::Builder::new_multi_thread();
+                    if let Some(n) = threads {
+                        rt.worker_threads(n as usize);
+                    }
+                    rt
+                }
+            };
             rt.enable_all().build()?.block_on(run(cfg, args))?;
             Ok(ExitCode::SUCCESS)
         }

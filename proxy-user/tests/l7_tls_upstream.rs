@@ -361,12 +361,12 @@ async fn an_upgrade_becomes_a_tunnel_over_the_upstream_tls_connection() {
 }
 
 #[tokio::test]
-async fn checked_ssl_servers_are_checked_with_tcp_connects() {
+async fn checked_ssl_servers_are_checked_over_tls() {
     let ca = TestCa::new("upstream ca");
     let dir = tempdir();
     let (origin, origin_tls) = tls_origin(&ca, dir.path(), KeyKind::EcdsaP256).await;
-    // `option httpchk` would send plain HTTP to the TLS port and fail: the
-    // engine checks this backend with TCP connects instead.
+    // `option httpchk` on an `ssl` server goes over TLS (see tests/health_tls.rs
+    // for failing handshakes).
     let cfg = config(&format!(
         "{} ssl verify none check inter 100ms rise 1 fall 1",
         origin.addr
@@ -377,16 +377,24 @@ async fn checked_ssl_servers_are_checked_with_tcp_connects() {
     );
     let proxy = start_proxy(&cfg).await;
     let backend = proxy.engine.backend("b").unwrap();
-    // Several check intervals: an HTTP check would have failed by now.
+    // Several check intervals: a plain-HTTP check would have failed by now.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert!(backend.is_up(0), "the TCP check keeps the ssl server UP");
+    assert!(
+        backend.is_up(0),
+        "the HTTP-over-TLS check keeps the server UP"
+    );
     assert_eq!(backend.servers[0].counters.get(Counter::CheckFailures), 0);
     let mut client = Client::connect(proxy.addr).await;
     assert_eq!(client.get("/").await.status, 200);
-    // TCP checks do not handshake: the only TLS connection is the request's.
-    assert_eq!(origin_tls.counters().handshakes(), 1);
+    // Each check is a full handshake of its own, besides the request's.
+    let counters = origin_tls.counters();
+    assert!(
+        counters.handshakes_full() >= 3,
+        "{}",
+        counters.handshakes_full()
+    );
 
-    // The origin goes away: the TCP check marks the server DOWN.
+    // The origin goes away: the check marks the server DOWN.
     drop(origin);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while backend.is_up(0) && std::time::Instant::now() < deadline {

@@ -170,7 +170,7 @@ async fn verify_none_still_checks_the_handshake_signature() {
     let ca = TestCa::new("liar ca");
     let shown = ca.leaf(&["liar.test"], KeyKind::EcdsaP256);
     let actual = ca.leaf(&["other.test"], KeyKind::EcdsaP256);
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let key = provider
         .key_provider
         .load_private_key(PrivateKeyDer::from_pem_slice(actual.key_pem.as_bytes()).unwrap())

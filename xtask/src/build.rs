@@ -49,6 +49,11 @@ pub fn build_ebpf(route: &Route) -> Result<PathBuf> {
     }
     // A separate target dir: the two compilers' artifacts must not mix.
     cmd.env("CARGO_TARGET_DIR", root.join("target/bpf"))
+        // The workspace's release profile has fat LTO and one codegen unit
+        // for `weir`; the eBPF object is built with cargo's defaults, as
+        // before (its code, and so the verifier's view of it, stays put).
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
         .env("RUSTFLAGS", rustflags)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTC_WRAPPER")

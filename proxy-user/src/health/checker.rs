@@ -328,6 +328,25 @@ impl HealthChecker {
         cfg: CheckerConfig,
         events: mpsc::UnboundedSender<HealthEvent>,
     ) -> Self {
+        let check = Arc::new(check);
+        let checks = targets.iter().map(|_| check.clone()).collect();
+        Self::spawn_each(backend, targets, checks, cfg, events)
+    }
+
+    /// Like [`spawn`](Self::spawn), with a check of its own for each target
+    /// (`checks[i]` probes `targets[i]`; e.g. a TLS check for `ssl` servers
+    /// and a plain one for the others).
+    ///
+    /// # Panics
+    /// If `checks` and `targets` differ in length.
+    pub fn spawn_each<C: HealthCheck>(
+        backend: impl Into<Arc<str>>,
+        targets: Vec<Target>,
+        checks: Vec<Arc<C>>,
+        cfg: CheckerConfig,
+        events: mpsc::UnboundedSender<HealthEvent>,
+    ) -> Self {
+        assert_eq!(targets.len(), checks.len(), "one check per target");
         let shared = Arc::new(Shared {
             backend: backend.into(),
             slots: targets
@@ -344,19 +363,13 @@ impl HealthChecker {
             events,
         });
         let (shutdown, rx) = watch::channel(false);
-        let check = Arc::new(check);
         let n = shared.slots.len() as u32;
-        let tasks = (0..shared.slots.len())
-            .map(|i| {
+        let tasks = checks
+            .into_iter()
+            .enumerate()
+            .map(|(i, check)| {
                 let first = cfg.inter * i as u32 / n.max(1);
-                tokio::spawn(run(
-                    shared.clone(),
-                    i,
-                    check.clone(),
-                    cfg,
-                    first,
-                    rx.clone(),
-                ))
+                tokio::spawn(run(shared.clone(), i, check, cfg, first, rx.clone()))
             })
             .collect();
         Self {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 
 use super::tcp::{connect, DEFAULT_CHECK_TIMEOUT};
@@ -163,15 +163,26 @@ pub fn parse_status_line(line: &str) -> Result<(u16, &str), CheckError> {
     Ok((status, parts.next().unwrap_or("")))
 }
 
-impl HealthCheck for HttpCheck {
-    async fn check(&self, addr: SocketAddr) -> CheckOutcome {
-        let deadline = Instant::now() + self.timeout;
-        // One budget for the whole check, but a slow connect is reported as
-        // a Layer4 problem and a slow answer as a Layer7 one.
-        let mut stream = connect(addr, self.timeout).await?;
+impl HttpCheck {
+    /// Sends the request on an open connection (plain TCP, or TLS for an
+    /// `ssl` server) and judges the status line, all before `deadline`.
+    pub(crate) async fn exchange<S>(
+        &self,
+        stream: &mut S,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> CheckOutcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let exchange = async {
             stream
                 .write_all(self.request(addr).as_bytes())
+                .await
+                .map_err(|e| CheckError::L7InvalidResponse(io_info(&e)))?;
+            // A TLS writer may still hold the record.
+            stream
+                .flush()
                 .await
                 .map_err(|e| CheckError::L7InvalidResponse(io_info(&e)))?;
             let mut buf = Vec::with_capacity(128);
@@ -214,6 +225,16 @@ impl HealthCheck for HttpCheck {
         timeout_at(deadline, exchange)
             .await
             .unwrap_or(Err(CheckError::L7Timeout))
+    }
+}
+
+impl HealthCheck for HttpCheck {
+    async fn check(&self, addr: SocketAddr) -> CheckOutcome {
+        let deadline = Instant::now() + self.timeout;
+        // One budget for the whole check, but a slow connect is reported as
+        // a Layer4 problem and a slow answer as a Layer7 one.
+        let mut stream = connect(addr, self.timeout).await?;
+        self.exchange(&mut stream, addr, deadline).await
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! * [`HealthCheck`]: one probe of one server address, `Ok(`[`CheckPass`]`)`
 //!   or `Err(`[`CheckError`]`)` — [`tcp::TcpCheck`] (connect only) and
-//!   [`http::HttpCheck`] (`option httpchk` + `http-check expect status`), or
+//!   [`http::HttpCheck`] (`option httpchk` + `http-check expect status`),
+//!   [`tls::TlsCheck`] (either of them over TLS, for `ssl` servers: the
+//!   handshake itself is checked, with the server's verify/ca-file/sni), or
 //!   [`AnyCheck`] to pick one from config at runtime.
 //! * [`state::ServerHealth`]: the rise/fall state machine of one server. It
 //!   also takes passive observations (errors on live traffic, `error-limit`).
@@ -22,6 +24,7 @@ pub mod checker;
 pub mod http;
 pub mod state;
 pub mod tcp;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +36,8 @@ use thiserror::Error;
 pub enum CheckPass {
     /// The TCP connection was accepted.
     Layer4,
+    /// The TLS handshake completed (`check` on an `ssl` server).
+    Layer6,
     /// The HTTP response had an expected status.
     Layer7 { status: u16, reason: String },
 }
@@ -42,6 +47,7 @@ impl CheckPass {
     pub fn reason(&self) -> &'static str {
         match self {
             CheckPass::Layer4 => "Layer4 check passed",
+            CheckPass::Layer6 => "Layer6 check passed",
             CheckPass::Layer7 { .. } => "Layer7 check passed",
         }
     }
@@ -57,6 +63,13 @@ pub enum CheckError {
     /// The TCP connection failed (refused, unreachable, …).
     #[error("Layer4 connection problem: {0}")]
     L4Connection(String),
+    /// Connected, but the TLS handshake did not finish within the check
+    /// timeout.
+    #[error("Layer6 timeout")]
+    L6Timeout,
+    /// The TLS handshake failed (not TLS, refused certificate, alert, …).
+    #[error("Layer6 invalid response: {0}")]
+    L6InvalidResponse(String),
     /// Connected, but no complete status line within the check timeout.
     #[error("Layer7 timeout")]
     L7Timeout,
@@ -74,6 +87,8 @@ impl CheckError {
         match self {
             CheckError::L4Timeout => "Layer4 timeout",
             CheckError::L4Connection(_) => "Layer4 connection problem",
+            CheckError::L6Timeout => "Layer6 timeout",
+            CheckError::L6InvalidResponse(_) => "Layer6 invalid response",
             CheckError::L7Timeout => "Layer7 timeout",
             CheckError::L7InvalidResponse(_) => "Layer7 invalid response",
             CheckError::L7WrongStatus { .. } => "Layer7 wrong status",
@@ -91,9 +106,11 @@ impl CheckError {
     /// Detail, for `info: "…"`.
     pub fn info(&self) -> Option<&str> {
         match self {
-            CheckError::L4Connection(i) | CheckError::L7InvalidResponse(i) => Some(i),
+            CheckError::L4Connection(i)
+            | CheckError::L6InvalidResponse(i)
+            | CheckError::L7InvalidResponse(i) => Some(i),
             CheckError::L7WrongStatus { reason_phrase, .. } => Some(reason_phrase),
-            CheckError::L4Timeout | CheckError::L7Timeout => None,
+            CheckError::L4Timeout | CheckError::L6Timeout | CheckError::L7Timeout => None,
         }
     }
 
@@ -130,6 +147,8 @@ pub enum AnyCheck {
     Tcp(tcp::TcpCheck),
     /// `option httpchk`.
     Http(http::HttpCheck),
+    /// `check` or `option httpchk` on an `ssl` server.
+    Tls(tls::TlsCheck),
 }
 
 impl HealthCheck for AnyCheck {
@@ -137,6 +156,7 @@ impl HealthCheck for AnyCheck {
         match self {
             AnyCheck::Tcp(c) => c.check(addr).await,
             AnyCheck::Http(c) => c.check(addr).await,
+            AnyCheck::Tls(c) => c.check(addr).await,
         }
     }
 }

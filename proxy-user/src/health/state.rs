@@ -74,7 +74,7 @@ impl Cause {
     pub fn describe(&self) -> String {
         match self {
             Cause::Check(Ok(pass)) => match pass {
-                CheckPass::Layer4 => format!("reason: {}", pass.reason()),
+                CheckPass::Layer4 | CheckPass::Layer6 => format!("reason: {}", pass.reason()),
                 CheckPass::Layer7 { status, reason } => {
                     format!(
                         "reason: {}, code: {status}, info: \"{reason}\"",

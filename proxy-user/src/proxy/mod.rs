@@ -304,13 +304,59 @@ fn server_tls(
     };
     TlsConnector::new(&settings)
         .map(Some)
-        .map_err(|source| EngineError::Tls {
-            file: cfg.source.display().to_string(),
-            line: s.line,
-            backend: be.name.clone(),
-            server: s.name.clone(),
-            source: Box::new(source),
-        })
+        .map_err(|source| tls_error(cfg, be, s, source))
+}
+
+fn tls_error(
+    cfg: &Config,
+    be: &Backend,
+    s: &config::Server,
+    source: TlsConfigError,
+) -> EngineError {
+    EngineError::Tls {
+        file: cfg.source.display().to_string(),
+        line: s.line,
+        backend: be.name.clone(),
+        server: s.name.clone(),
+        source: Box::new(source),
+    }
+}
+
+/// The health check of one checked server: a TCP connect or `option
+/// httpchk`, over TLS (with the server's verify/ca-file/sni, a full
+/// handshake each time) for an `ssl` server.
+fn server_check(
+    cfg: &Config,
+    be: &Backend,
+    s: &config::Server,
+    timeout: Duration,
+) -> Result<health::AnyCheck, EngineError> {
+    let http = be.http_check.as_ref().map(|hc| health::http::HttpCheck {
+        method: hc.method.clone(),
+        uri: hc.uri.clone(),
+        host: None,
+        expect: hc.expect_status.map_or(
+            health::http::ExpectStatus::SuccessOrRedirect,
+            health::http::ExpectStatus::Exactly,
+        ),
+        timeout,
+    });
+    if !s.ssl {
+        return Ok(match http {
+            Some(http) => health::AnyCheck::Http(http),
+            None => health::AnyCheck::Tcp(health::tcp::TcpCheck::new(timeout)),
+        });
+    }
+    let settings = TlsClientSettings {
+        handshake_timeout: timeout,
+        ..TlsClientSettings::from(s)
+    };
+    let connector =
+        TlsConnector::for_checks(&settings).map_err(|source| tls_error(cfg, be, s, source))?;
+    Ok(health::AnyCheck::Tls(match http {
+        Some(http) => health::tls::TlsCheck::http(connector, http, timeout),
+        None => health::tls::TlsCheck::handshake(connector, timeout),
+    }))
 }
 
 fn build_backend(
@@ -394,34 +440,19 @@ fn build_backend(
         .or(be.timeouts.connect)
         .unwrap_or(first.inter)
         .min(first.inter.max(Duration::from_millis(100)));
-    // Checks of `ssl` servers are TCP connects: the HTTP check speaks plain
-    // HTTP, which a TLS port would refuse, so a backend with a checked `ssl`
-    // server falls back to TCP checks (see docs/tls.md).
-    let ssl_checked = be.servers.iter().any(|s| s.check && s.ssl);
-    if ssl_checked && be.http_check.is_some() {
-        ::log::warn!(
-            "backend {}: option httpchk is not done over TLS; the backend is checked with TCP connects",
-            be.name
-        );
-    }
-    let check = match be.http_check.as_ref().filter(|_| !ssl_checked) {
-        Some(hc) => health::AnyCheck::Http(health::http::HttpCheck {
-            method: hc.method.clone(),
-            uri: hc.uri.clone(),
-            host: None,
-            expect: hc.expect_status.map_or(
-                health::http::ExpectStatus::SuccessOrRedirect,
-                health::http::ExpectStatus::Exactly,
-            ),
-            timeout: check_timeout,
-        }),
-        None => health::AnyCheck::Tcp(health::tcp::TcpCheck::new(check_timeout)),
-    };
+    // One check per checked server, in `check_targets` order: `ssl` servers
+    // are checked over TLS (see docs/tls.md).
+    let checks = be
+        .servers
+        .iter()
+        .filter(|s| s.check)
+        .map(|s| server_check(cfg, be, s, check_timeout).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let checker = HealthChecker::spawn(
+    let checker = HealthChecker::spawn_each(
         be.name.clone(),
         check_targets,
-        check,
+        checks,
         health::checker::CheckerConfig {
             inter: first.inter,
             fastinter: None,

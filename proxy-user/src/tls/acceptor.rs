@@ -53,7 +53,7 @@ impl TlsAcceptor {
     pub fn new(settings: TlsServerSettings) -> Result<Self, TlsConfigError> {
         let ticketer = if settings.session_tickets {
             // Rotates its key every 6 h; tickets are accepted for 12 h.
-            Some(rustls::crypto::ring::Ticketer::new()?)
+            Some(rustls::crypto::aws_lc_rs::Ticketer::new()?)
         } else {
             None
         };

@@ -43,6 +43,8 @@ pub struct TlsConnector {
     sni: Option<ServerName<'static>>,
     handshake_timeout: Duration,
     counters: Arc<TlsCounters>,
+    /// Who the handshakes are for, in failure logs.
+    side: &'static str,
 }
 
 impl std::fmt::Debug for TlsConnector {
@@ -57,6 +59,23 @@ impl std::fmt::Debug for TlsConnector {
 impl TlsConnector {
     /// Builds the client configuration; reads `ca-file` now.
     pub fn new(settings: &TlsClientSettings) -> Result<Self, TlsConfigError> {
+        Self::build(settings, true, "server")
+    }
+
+    /// A connector for health checks of the server: the same verification
+    /// (`verify`, `ca-file`, `sni`, versions), but every handshake is a full
+    /// one (no session resumption), so each check proves the server still
+    /// presents an acceptable certificate, and its own counters, so checks
+    /// do not count as traffic.
+    pub fn for_checks(settings: &TlsClientSettings) -> Result<Self, TlsConfigError> {
+        Self::build(settings, false, "server (health check)")
+    }
+
+    fn build(
+        settings: &TlsClientSettings,
+        resumption: bool,
+        side: &'static str,
+    ) -> Result<Self, TlsConfigError> {
         let provider = crypto_provider();
         let versions = protocol_versions(settings.min_version, settings.max_version)?;
         let sni = settings
@@ -91,11 +110,15 @@ impl TlsConnector {
                 .with_no_client_auth(),
         };
         config.alpn_protocols = alpn_protocols(&settings.alpn)?;
+        if !resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(Self {
             inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
             sni,
             handshake_timeout: settings.handshake_timeout,
             counters: Arc::new(TlsCounters::default()),
+            side,
         })
     }
 
@@ -142,7 +165,7 @@ impl TlsConnector {
                     stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
                 self.counters.success(resumed);
             }
-            Err(e) => self.counters.failure(connect_cause(e), "server", e),
+            Err(e) => self.counters.failure(connect_cause(e), self.side, e),
         }
         result
     }

@@ -103,6 +103,16 @@ impl TlsCounters {
             .collect()
     }
 
+    /// Completed full handshakes.
+    pub fn handshakes_full(&self) -> u64 {
+        self.handshakes_full.load(Ordering::Relaxed)
+    }
+
+    /// Completed resumed handshakes (ticket or session id).
+    pub fn handshakes_resumed(&self) -> u64 {
+        self.handshakes_resumed.load(Ordering::Relaxed)
+    }
+
     /// Total completed handshakes.
     pub fn handshakes(&self) -> u64 {
         self.handshakes_full.load(Ordering::Relaxed)

@@ -1,4 +1,4 @@
-//! TLS for Weir, on rustls with the `ring` crypto provider.
+//! TLS for Weir, on rustls with the `aws-lc-rs` crypto provider (AWS-LC).
 //!
 //! - Termination ([`TlsAcceptor`]): `bind ... ssl crt PATH [crt PATH...]
 //!   [strict-sni] [alpn LIST] [ssl-min-ver V] [ssl-max-ver V]`. SNI picks the
@@ -27,7 +27,7 @@ mod stream;
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 
 pub use acceptor::{ServerTlsStream, TlsAcceptor};
@@ -45,18 +45,18 @@ pub use stream::{MaybeTlsStream, TlsInfo};
 /// suites, then ECDHE-ECDSA/RSA with AES-GCM and CHACHA20-POLY1305.
 /// (Intermediate's optional DHE suites are not implemented by rustls.)
 pub static INTERMEDIATE_CIPHER_SUITES: &[SupportedCipherSuite] = &[
-    ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
-    ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
-    ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    aws_lc_rs::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    aws_lc_rs::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    aws_lc_rs::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    aws_lc_rs::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 ];
 
-/// The crypto provider every Weir TLS config uses: ring, with the
+/// The crypto provider every Weir TLS config uses: aws-lc-rs, with the
 /// intermediate suites and groups X25519, P-256, P-384.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
@@ -65,11 +65,11 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
             Arc::new(CryptoProvider {
                 cipher_suites: INTERMEDIATE_CIPHER_SUITES.to_vec(),
                 kx_groups: vec![
-                    ring::kx_group::X25519,
-                    ring::kx_group::SECP256R1,
-                    ring::kx_group::SECP384R1,
+                    aws_lc_rs::kx_group::X25519,
+                    aws_lc_rs::kx_group::SECP256R1,
+                    aws_lc_rs::kx_group::SECP384R1,
                 ],
-                ..ring::default_provider()
+                ..aws_lc_rs::default_provider()
             })
         })
         .clone()

@@ -286,7 +286,7 @@ fn connector_settings_are_validated() {
 #[test]
 fn same_name_prefers_a_key_the_client_can_verify() {
     let dir = tempfile::tempdir().unwrap();
-    // RSA key from the openssl CLI (ring cannot generate RSA keys).
+    // RSA key from the openssl CLI (rcgen does not generate RSA keys).
     let out = std::process::Command::new("openssl")
         .args([
             "genpkey",

@@ -1,6 +1,6 @@
 //! Test tooling shared by the TLS tests: a throw-away CA issuing ECDSA P-256
-//! and RSA 2048 leafs (RSA keys come from the `openssl` CLI because ring
-//! cannot generate them), client configs trusting it, and a small server
+//! and RSA 2048 leafs (RSA keys come from the `openssl` CLI), client
+//! configs trusting it, and a small server
 //! built on `TlsAcceptor`.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
@@ -138,7 +138,7 @@ impl TestCa {
         roots
     }
 
-    /// A rustls client trusting this CA (ring, default suites and versions).
+    /// A rustls client trusting this CA (aws-lc-rs, default suites and versions).
     pub fn client_config(&self) -> ClientConfig {
         self.client_config_with(&[&rustls::version::TLS13, &rustls::version::TLS12], &[])
     }
@@ -148,12 +148,13 @@ impl TestCa {
         versions: &[&'static rustls::SupportedProtocolVersion],
         alpn: &[&str],
     ) -> ClientConfig {
-        let mut c =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(versions)
-                .expect("versions")
-                .with_root_certificates(self.roots())
-                .with_no_client_auth();
+        let mut c = ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(self.roots())
+        .with_no_client_auth();
         c.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
         c
     }
@@ -261,7 +262,7 @@ pub async fn handshake(
 /// A rustls client that accepts any certificate (to see which one a server
 /// picks when no name can be verified).
 pub fn any_cert_config() -> ClientConfig {
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("versions")
         .dangerous()
@@ -300,7 +301,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider()
+        rustls::crypto::aws_lc_rs::default_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
