@@ -245,7 +245,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 if self.buf.capacity() - self.buf.len() < 1024 {
                     self.buf.reserve(CLIENT_BUF_SIZE);
                 }
-                match socket.try_read_buf(&mut self.buf) {
+                match try_read_drained(socket, &mut self.buf) {
                     Ok(0) => return Ok(None),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -793,6 +793,32 @@ impl<'f, S: ClientIo> Session<'f, S> {
             },
             format,
         );
+    }
+}
+
+/// `socket.try_read_buf(buf)`, and when the read came back short of the
+/// space offered (the socket is drained), the socket's readiness is cleared
+/// too, as tokio's own `poll_read` does: the next wait for this socket then
+/// goes straight to the event loop instead of costing a `recvfrom` that
+/// returns `EAGAIN` (one per keep-alive request otherwise). Readiness is
+/// cleared with the tick seen before the read, so an event that arrived
+/// meanwhile is not lost; a close stays visible (closed states are never
+/// cleared).
+fn try_read_drained(socket: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let mut got = None;
+    let result = socket.try_io(tokio::io::Interest::READABLE, || {
+        let space = buf.capacity() - buf.len();
+        let n = socket.try_read_buf(buf)?;
+        if 0 < n && n < space {
+            // Reported as WouldBlock so that `try_io` clears the readiness.
+            got = Some(n);
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (result, got) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
     }
 }
 
