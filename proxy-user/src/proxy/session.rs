@@ -196,7 +196,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 }
                 Next::CloseLingering => {
                     let _ = self.client.shutdown().await;
-                    self.linger().await;
+                    // Boxed: its scratch buffer must not size every
+                    // connection's task.
+                    Box::pin(self.linger()).await;
                     return;
                 }
             }
