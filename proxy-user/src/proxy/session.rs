@@ -46,6 +46,42 @@ pub const CLIENT_BUF_SIZE: usize = 4 * 1024;
 /// connection goes idle.
 const KEEP_BUF_CAPACITY: usize = 16 * 1024;
 
+thread_local! {
+    /// Buffers of connections that went idle, for the next connection of
+    /// this (worker) thread that needs one: an idle connection holds no
+    /// buffer, and a request does not cost a 4 KiB malloc/free pair.
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<BytesMut>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread at most by [`give_back`].
+const SPARE_BUFFERS_MAX: usize = 64;
+
+/// Takes `buf` (leaving it empty, with no capacity) and keeps it for
+/// [`spare_buffer`] if it is of the usual size.
+fn give_back(buf: &mut BytesMut) {
+    let mut b = std::mem::take(buf);
+    if b.capacity() == 0 || b.capacity() > KEEP_BUF_CAPACITY {
+        return;
+    }
+    b.clear();
+    let _ = SPARE_BUFFERS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_BUFFERS_MAX {
+            spare.push(b);
+        }
+    });
+}
+
+/// A buffer from [`give_back`], else a new one of [`CLIENT_BUF_SIZE`].
+fn spare_buffer() -> BytesMut {
+    SPARE_BUFFERS
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| BytesMut::with_capacity(CLIENT_BUF_SIZE))
+}
+
 /// What happens after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
@@ -145,7 +181,13 @@ struct Session<'f, S> {
 impl<'f, S: ClientIo> Session<'f, S> {
     async fn serve(&mut self) {
         loop {
-            let started = SystemTime::now();
+            // Timings only feed the access log: without one the clock is
+            // not read for them.
+            let started = if self.fe.log_format.is_some() {
+                SystemTime::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            };
             let head = match self.read_head().await {
                 Ok(Some(h)) => h,
                 Ok(None) => return,
@@ -257,8 +299,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     Poll::Pending => {
                         // Nothing to read yet: the connection goes idle. Its
                         // buffers are given back until the next request.
-                        self.buf = BytesMut::new();
-                        self.out = BytesMut::new();
+                        give_back(&mut self.buf);
+                        give_back(&mut self.out);
                         match idle_deadline {
                             Some(d) => tokio::time::timeout_at(d, readable).await,
                             None => Ok(readable.await),
@@ -273,6 +315,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     Ok(Ok(())) => {}
                 }
                 let fresh = self.buf.capacity() == 0;
+                if fresh {
+                    self.buf = spare_buffer();
+                }
                 if self.buf.capacity() - self.buf.len() < 1024 {
                     self.buf.reserve(CLIENT_BUF_SIZE);
                 }
@@ -281,29 +326,48 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if fresh {
-                            self.buf = BytesMut::new();
+                            give_back(&mut self.buf);
                         }
                     }
                     Err(_) => return Ok(None),
                 }
             }
         }
+        let timed = fe.log_format.is_some();
         let first_byte = if pipelined {
-            wait_started
+            Some(wait_started)
         } else {
-            Instant::now()
+            timed.then(Instant::now)
         };
-        let started = if first { wait_started } else { first_byte };
-        let deadline = head_timeout.map(|t| started + t);
+        // Set when the head needs more reads (not for a head that came whole).
+        let mut deadline = None;
         loop {
             match RequestHead::parse_buf(&mut self.buf, &fe.limits) {
-                Ok(Some(head)) => return Ok(Some((head, first_byte, first_byte.elapsed()))),
+                Ok(Some(head)) => {
+                    let first_byte = first_byte.unwrap_or(wait_started);
+                    let tq = if timed {
+                        first_byte.elapsed()
+                    } else {
+                        Duration::ZERO
+                    };
+                    return Ok(Some((head, first_byte, tq)));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(ProxyError::BadRequest(e)),
             }
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(CLIENT_BUF_SIZE);
             }
+            let deadline = *deadline.get_or_insert_with(|| {
+                // The head is due `timeout http-request` after its first
+                // byte (after the accept for a connection's first request).
+                let started = if first {
+                    wait_started
+                } else {
+                    first_byte.unwrap_or_else(Instant::now)
+                };
+                head_timeout.map(|t| started + t)
+            });
             let read = self.client.read_buf(&mut self.buf);
             let n = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, read).await {
@@ -526,6 +590,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
             ..HeadRewrite::default()
         };
         self.out.clear();
+        if self.out.capacity() == 0 {
+            self.out = spare_buffer();
+        }
         encode_request_head(head, &rewrite, &mut self.out);
         let server_timeout = backend.timeouts.server;
         let client_timeout = fe.timeouts.client;
@@ -578,7 +645,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     }
                 }
             }
-            let sent = Instant::now();
+            let sent = fe.log_format.map(|_| Instant::now());
             match self
                 .read_response_head(head, &mut conn, server_timeout, answer_continue, o)
                 .await
@@ -594,7 +661,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 Err(e) => return Err(e),
             }
         };
-        o.tr = Some(sent_at.elapsed());
+        o.tr = sent_at.map(|t: Instant| t.elapsed());
         self.out.clear();
 
         // The response head.
