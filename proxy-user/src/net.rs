@@ -22,3 +22,10 @@ pub fn listen_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
+
+/// [`listen_reuseport`] as a non-blocking std socket, not registered with
+/// any runtime (for a listener that a worker thread's own runtime will
+/// drive). Must be called within a tokio runtime.
+pub fn listen_reuseport_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    listen_reuseport(addr)?.into_std()
+}

@@ -1,11 +1,11 @@
 //! `cargo xtask bench l7`: weir's L7 proxy against HAProxy and nginx.
 //!
-//! One origin (`weir origin`, release build) serves every run. Each proxy
-//! is started alone with one worker thread (weir `threads 1`, HAProxy
-//! `nbthread 1`, nginx `worker_processes 1` with `master_process off`) and
-//! keep-alive to the origin, then wrk runs with the same threads,
-//! connections and duration, once with keep-alive and once with
-//! `Connection: close`. For each run the table shows req/s, p50/p99
+//! One origin (`weir origin`, release build) serves every run. The proxies
+//! run side by side (only the measured one gets traffic), each with one
+//! worker thread (weir `threads 1`, HAProxy `nbthread 1`, nginx
+//! `worker_processes 1` with `master_process off`) and keep-alive to the
+//! origin, then wrk runs with the same threads, connections and duration,
+//! once with keep-alive and once with `Connection: close`. For each run the table shows req/s, p50/p99
 //! latency (wrk `--latency`) and the proxy's CPU time per request (user +
 //! sys from `/proc/PID/stat` over the run, divided by the requests wrk
 //! counted). Then, per proxy, the memory per idle client connection: open

@@ -363,6 +363,32 @@ pub enum HttpRequestAction {
         /// Header name as written.
         name: String,
     },
+    /// `deny [deny_status CODE] [content-type T string S]`: answer CODE
+    /// (default 403) and stop; the request is not forwarded.
+    Deny(LocalReply),
+    /// `return [status CODE] [content-type T] [string S]`: answer CODE
+    /// (default 200) and stop; the request is not forwarded.
+    Return(LocalReply),
+}
+
+impl HttpRequestAction {
+    /// The response of a final action (`deny`, `return`), if this is one.
+    pub fn reply(&self) -> Option<&LocalReply> {
+        match self {
+            HttpRequestAction::Deny(r) | HttpRequestAction::Return(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// A response the proxy sends itself (`http-request deny` / `return`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// Status code (200..=599).
+    pub status: u16,
+    /// `content-type T string S`; `None`: deny's HAProxy-style HTML error
+    /// page, return's empty body.
+    pub body: Option<(String, String)>,
 }
 
 /// XDP data-path settings of a `mode tcp`/`mode udp` frontend.

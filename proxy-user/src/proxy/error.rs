@@ -90,6 +90,10 @@ pub enum ProxyError {
     /// The server did not answer (or stalled) within `timeout server`.
     #[error("server timeout")]
     ServerTimeout,
+    /// A bug: the exchange panicked. The client gets a 500 and the
+    /// connection is closed; the process goes on.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ProxyError {
@@ -99,9 +103,10 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::ClientTimeout(_)
             | ProxyError::ClientAborted(_) => ErrorSide::Client,
-            ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
-                ErrorSide::Internal
-            }
+            ProxyError::NoBackend
+            | ProxyError::NoServer
+            | ProxyError::QueueTimeout
+            | ProxyError::Internal(_) => ErrorSide::Internal,
             ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
             | ProxyError::ConnectTimeout { .. }
@@ -129,6 +134,7 @@ impl ProxyError {
             | ProxyError::BadResponse(_)
             | ProxyError::ServerAborted(_) => Some(502),
             ProxyError::ServerTimeout => Some(504),
+            ProxyError::Internal(_) => Some(500),
         }
     }
 
@@ -156,6 +162,7 @@ impl ProxyError {
             ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
                 Some(Counter::Denied)
             }
+            ProxyError::Internal(_) => None,
             ProxyError::Connect { .. } | ProxyError::Tls { .. } => Some(Counter::ConnectErrors),
             ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
@@ -178,6 +185,7 @@ impl ProxyError {
             ProxyError::ConnectTimeout { .. } | ProxyError::ServerTimeout => b's',
             ProxyError::BadResponse(_) => b'P',
             ProxyError::ServerAborted(_) => b'S',
+            ProxyError::Internal(_) => b'I',
         };
         [who, phase]
     }
@@ -186,10 +194,26 @@ impl ProxyError {
 /// Reason phrases for the statuses the engine generates.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
         408 => "Request Time-out",
+        409 => "Conflict",
+        410 => "Gone",
+        425 => "Too Early",
+        429 => "Too Many Requests",
         413 => "Content Too Large",
         414 => "URI Too Long",
         431 => "Request Header Fields Too Large",
@@ -198,6 +222,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Time-out",
+        200..=299 => "OK",
+        305..=399 => "Redirection",
         _ => "Error",
     }
 }
@@ -205,7 +231,53 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Appends a complete error response with a short HTML body, like
 /// HAProxy's built-in error pages, always with `connection: close`.
 pub fn write_error_response(status: u16, dst: &mut bytes::BytesMut) {
+    write_local_response(status, None, false, Some("close"), dst);
+}
+
+/// Appends a response the proxy makes itself: `body` is `(content-type,
+/// text)`; without one, error statuses (4xx/5xx) get HAProxy-style HTML
+/// pages and others an empty body. `head_only` (a HEAD request) leaves the
+/// body out but keeps its length. `connection` is the `Connection` value
+/// to send, if any.
+pub fn write_local_response(
+    status: u16,
+    body: Option<(&str, &str)>,
+    head_only: bool,
+    connection: Option<&str>,
+    dst: &mut bytes::BytesMut,
+) {
     use std::fmt::Write as _;
+    let reason = reason_phrase(status);
+    let page;
+    let (content_type, text) = match body {
+        Some(b) => b,
+        None if status >= 400 => {
+            page = error_page(status);
+            ("text/html", page.as_str())
+        }
+        None => ("", ""),
+    };
+    let mut head = String::with_capacity(192);
+    let _ = write!(head, "HTTP/1.1 {status} {reason}\r\n");
+    if !matches!(status, 204 | 304) {
+        let _ = write!(head, "content-length: {}\r\n", text.len());
+    }
+    head.push_str("cache-control: no-cache\r\n");
+    if !content_type.is_empty() {
+        let _ = write!(head, "content-type: {content_type}\r\n");
+    }
+    if let Some(c) = connection {
+        let _ = write!(head, "connection: {c}\r\n");
+    }
+    head.push_str("\r\n");
+    dst.extend_from_slice(head.as_bytes());
+    if !head_only && !matches!(status, 204 | 304) {
+        dst.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// HAProxy-style HTML body of an error status.
+fn error_page(status: u16) -> String {
     let reason = reason_phrase(status);
     let detail = match status {
         400 => "Your browser sent an invalid request.",
@@ -222,20 +294,7 @@ pub fn write_error_response(status: u16, dst: &mut bytes::BytesMut) {
         504 => "The server didn't respond in time.",
         _ => "The request could not be handled.",
     };
-    let mut s = String::with_capacity(256);
-    let _ = write!(
-        s,
-        "<html><body><h1>{status} {reason}</h1>\n{detail}\n</body></html>\n"
-    );
-    let body_len = s.len();
-    let mut head = String::with_capacity(160 + body_len);
-    let _ = write!(
-        head,
-        "HTTP/1.1 {status} {reason}\r\ncontent-length: {body_len}\r\ncache-control: no-cache\r\n\
-         content-type: text/html\r\nconnection: close\r\n\r\n"
-    );
-    dst.extend_from_slice(head.as_bytes());
-    dst.extend_from_slice(s.as_bytes());
+    format!("<html><body><h1>{status} {reason}</h1>\n{detail}\n</body></html>\n")
 }
 
 #[cfg(test)]

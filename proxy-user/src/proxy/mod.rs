@@ -16,6 +16,7 @@
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
 //! | [`log`] | the access log (httplog-like or JSON) |
 //! | [`error`] | [`error::ProxyError`]: side, status, retryable, counter |
+//! | [`worker`] | L7 worker threads, one current-thread runtime and listener each |
 //!
 //! Wiring from the runtime:
 //!
@@ -34,6 +35,7 @@ pub mod route;
 pub mod session;
 pub mod stream;
 pub mod upstream;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -169,6 +171,10 @@ pub struct Engine {
     frontends: HashMap<String, Arc<FrontendCtx>>,
     backends: HashMap<String, Arc<BackendCtx>>,
     checkers: Vec<HealthChecker>,
+    /// L7 worker threads (`threads`), started by the first
+    /// [`Engine::listen_frontend`].
+    workers: OnceLock<worker::Workers>,
+    worker_count: usize,
 }
 
 impl Engine {
@@ -193,7 +199,10 @@ impl Engine {
             frontends: HashMap::new(),
             backends: HashMap::new(),
             checkers: Vec::new(),
+            workers: OnceLock::new(),
+            worker_count: worker::count(cfg.global.threads),
         };
+        let workers = engine.worker_count;
         for fe in cfg.frontends.iter().filter(|f| f.mode == Mode::Http) {
             let mut get_backend = |name: &str| -> Result<Arc<BackendCtx>, EngineError> {
                 if let Some(b) = engine.backends.get(name) {
@@ -205,7 +214,7 @@ impl Engine {
                         frontend: fe.name.clone(),
                         backend: name.to_string(),
                     })?;
-                let (ctx, checker) = build_backend(cfg, be, counters)?;
+                let (ctx, checker) = build_backend(cfg, be, workers, counters)?;
                 engine.backends.insert(name.to_string(), ctx.clone());
                 engine.checkers.extend(checker);
                 Ok(ctx)
@@ -250,8 +259,12 @@ impl Engine {
         self.backends.get(name).cloned()
     }
 
-    /// Stops the health checkers.
-    pub async fn shutdown(self) {
+    /// Stops the L7 workers (their connections are dropped) and the health checkers.
+    pub async fn shutdown(mut self) {
+        if let Some(workers) = self.workers.take() {
+            // Joining the threads blocks: not on the runtime's thread.
+            let _ = tokio::task::spawn_blocking(move || drop(workers)).await;
+        }
         for c in self.checkers {
             c.shutdown().await;
         }
@@ -362,6 +375,7 @@ fn server_check(
 fn build_backend(
     cfg: &Config,
     be: &Backend,
+    workers: usize,
     counters: &mut dyn FnMut(StatsEntity<'_>) -> EntityCounters,
 ) -> Result<(Arc<BackendCtx>, Option<HealthChecker>), EngineError> {
     let balance_err = |source| EngineError::Balance {
@@ -406,7 +420,11 @@ fn build_backend(
                 maxconn: s.maxconn,
                 check_index,
                 counters: counters(StatsEntity::Server(be, s)),
-                pool: pool::Pool::default(),
+                pool: pool::Pool::with_workers(
+                    workers,
+                    pool::DEFAULT_MAX_IDLE_PER_SERVER,
+                    pool::DEFAULT_IDLE_TIMEOUT,
+                ),
                 tls,
             }
         })
@@ -535,9 +553,11 @@ pub fn counters_from_registry<'r>(
 
 impl Engine {
     /// Binds every `bind` of `mode http` frontend `fe` (TLS-terminating the
-    /// `ssl` ones) and serves them in new tasks. Returns each bound address
-    /// with its TLS acceptor, which the caller reloads on SIGHUP.
-    /// Binds with a guid count their connections in `registry.listeners`.
+    /// `ssl` ones) and serves them on the L7 workers ([`worker`]): one
+    /// SO_REUSEPORT listener per worker and bind, all under the frontend's
+    /// one `maxconn`. Returns each bound address with its TLS acceptor,
+    /// which the caller reloads on SIGHUP. Binds with a guid count their
+    /// connections in `registry.listeners`.
     pub fn listen_frontend(
         &self,
         cfg: &Config,
@@ -565,14 +585,43 @@ impl Engine {
                         .with_context(|| format!("{}: bind {} ssl", place(), bind.addr))?,
                 )),
             };
-            let listener = crate::net::listen_reuseport(bind.addr)
+            if self.workers.get().is_none() {
+                let started = worker::Workers::start(self.worker_count)
+                    .context("cannot start the L7 worker threads")?;
+                let _ = self.workers.set(started);
+            }
+            let workers = self.workers.get().expect("started above");
+            // The first listener fixes the port (`:0` picks one); the other
+            // workers' listeners share it.
+            let first = crate::net::listen_reuseport_std(bind.addr)
                 .with_context(|| format!("{} cannot listen on {}", place(), bind.addr))?;
-            bound.push((listener.local_addr()?, tls.clone()));
+            let addr = first.local_addr()?;
+            let mut listeners = vec![first];
+            for _ in 1..workers.len() {
+                listeners.push(
+                    crate::net::listen_reuseport_std(addr)
+                        .with_context(|| format!("{} cannot listen on {addr}", place()))?,
+                );
+            }
+            bound.push((addr, tls.clone()));
             let counters = registry
                 .listeners
                 .get(&(fe.name.clone(), bind.addr.to_string()))
                 .cloned();
-            tokio::spawn(serve_listener(listener, ctx.clone(), tls, counters));
+            let limit = Arc::new(Semaphore::new(ctx.maxconn));
+            let mut listeners = listeners.into_iter().map(Some).collect::<Vec<_>>();
+            workers.spawn_each(|i| {
+                let listener = listeners[i].take().expect("one listener per worker");
+                let (ctx, tls, counters, limit) =
+                    (ctx.clone(), tls.clone(), counters.clone(), limit.clone());
+                async move {
+                    // Registered with this worker's event loop.
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => accept_loop(listener, ctx, tls, counters, limit).await,
+                        Err(e) => ::log::error!("{}: cannot register a listener: {e}", ctx.name),
+                    }
+                }
+            });
         }
         Ok(bound)
     }
@@ -604,6 +653,17 @@ pub async fn serve_listener(
     listener_counters: Option<crate::stats::EntityCounters>,
 ) {
     let limit = Arc::new(Semaphore::new(frontend.maxconn));
+    accept_loop(listener, frontend, tls, listener_counters, limit).await;
+}
+
+/// [`serve_listener`] under a `maxconn` limit shared with other listeners.
+async fn accept_loop(
+    listener: TcpListener,
+    frontend: Arc<FrontendCtx>,
+    tls: Option<Arc<TlsAcceptor>>,
+    listener_counters: Option<crate::stats::EntityCounters>,
+    limit: Arc<Semaphore>,
+) {
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;

@@ -150,13 +150,23 @@ pub struct ServerConn {
     pub reused: bool,
 }
 
-/// Idle connections of one server.
+/// Idle connections of one server, one list per L7 worker thread
+/// ([`super::worker`]): a connection is registered with the event loop of
+/// the worker that opened it, so it is only handed out on that worker (and
+/// each list's lock is taken by one thread only).
 #[derive(Debug)]
 pub struct Pool {
-    idle: Mutex<Vec<(ServerConn, Instant)>>,
+    slots: Box<[Slot]>,
     max_idle: usize,
     idle_timeout: Duration,
     reuses: AtomicU64,
+}
+
+/// One worker's idle list, on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Slot {
+    idle: Mutex<Vec<(ServerConn, Instant)>>,
 }
 
 impl Default for Pool {
@@ -166,20 +176,32 @@ impl Default for Pool {
 }
 
 impl Pool {
-    /// A pool keeping at most `max_idle` connections, each for at most `idle_timeout`.
+    /// A pool keeping at most `max_idle` connections (per worker), each for
+    /// at most `idle_timeout`; one idle list.
     pub fn new(max_idle: usize, idle_timeout: Duration) -> Self {
+        Self::with_workers(1, max_idle, idle_timeout)
+    }
+
+    /// [`Pool::new`] with one idle list per L7 worker.
+    pub fn with_workers(workers: usize, max_idle: usize, idle_timeout: Duration) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            slots: (0..workers.max(1)).map(|_| Slot::default()).collect(),
             max_idle,
             idle_timeout,
             reuses: AtomicU64::new(0),
         }
     }
 
+    /// The calling worker's idle list.
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(ServerConn, Instant)>> {
+        let slot = &self.slots[super::worker::current() % self.slots.len()];
+        slot.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A live idle connection, if any. Closed, expired or dirty ones are dropped.
     pub fn take(&self) -> Option<ServerConn> {
         loop {
-            let (mut conn, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            let (mut conn, since) = self.idle().pop()?;
             if since.elapsed() > self.idle_timeout || !conn.buf.is_empty() {
                 continue;
             }
@@ -197,7 +219,7 @@ impl Pool {
         if !conn.buf.is_empty() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle();
         if idle.len() >= self.max_idle {
             idle.remove(0); // the coldest one
         }
@@ -206,7 +228,10 @@ impl Pool {
 
     /// Connections idle in the pool now.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.slots
+            .iter()
+            .map(|s| s.idle.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     /// How many times a pooled connection was handed out.

@@ -1,12 +1,12 @@
 //! Request routing (`use_backend … if <cond>`, `default_backend`) and the
-//! `http-request set-header/del-header` rules.
+//! `http-request` rules (`set-header`, `del-header`, `deny`, `return`).
 //!
 //! Conditions are evaluated by [`crate::config::Condition::matches`] against
 //! [`RequestRef`], a borrowed view of a parsed [`RequestHead`].
 
 use std::sync::Arc;
 
-use crate::config::{Condition, HttpRequestAction, HttpRequestRule, RequestView};
+use crate::config::{Condition, HttpRequestAction, HttpRequestRule, LocalReply, RequestView};
 use crate::http::RequestHead;
 
 use super::upstream::BackendCtx;
@@ -82,19 +82,41 @@ pub fn choose_backend<'r>(
         .or(default)
 }
 
+/// What a final `http-request` action decided.
+#[derive(Debug, Clone, Copy)]
+pub enum Final<'a> {
+    /// `deny`: rejected by the rules (counted as denied).
+    Deny(&'a LocalReply),
+    /// `return`: answered by the proxy.
+    Return(&'a LocalReply),
+}
+
+impl<'a> Final<'a> {
+    /// The response to send.
+    pub fn reply(&self) -> &'a LocalReply {
+        match self {
+            Final::Deny(r) | Final::Return(r) => r,
+        }
+    }
+}
+
 /// Applies `rules` in order: a later `set-header`/`del-header` of the same
-/// name overrides an earlier one.
+/// name overrides an earlier one. The first matching `deny` or `return`
+/// stops the evaluation and is returned: the request is then answered by
+/// the proxy, not forwarded.
 pub fn apply_header_rules<'a>(
     rules: &'a [HttpRequestRule],
     req: &RequestRef<'_>,
     set: &mut Vec<(&'a str, &'a str)>,
     del: &mut Vec<&'a str>,
-) {
+) -> Option<Final<'a>> {
     for rule in rules {
         if !rule.condition.as_ref().is_none_or(|c| c.matches(req)) {
             continue;
         }
         match &rule.action {
+            HttpRequestAction::Deny(r) => return Some(Final::Deny(r)),
+            HttpRequestAction::Return(r) => return Some(Final::Return(r)),
             HttpRequestAction::SetHeader { name, value } => {
                 set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                 del.retain(|n| !n.eq_ignore_ascii_case(name));
@@ -106,6 +128,7 @@ pub fn apply_header_rules<'a>(
             }
         }
     }
+    None
 }
 
 #[cfg(test)]

@@ -24,17 +24,19 @@ use tokio::time::Instant;
 use crate::balance::SelectKey;
 use crate::http::{
     encode_request_head, encode_response_head, response_framing, server_connection_reusable,
-    BodyDecoder, Framing, HeadRewrite, KeepAlive, OutgoingBody, RequestHead, ResponseHead, Side,
-    Version, CONTINUE_RESPONSE,
+    BodyDecoder, Framing, HeadRewrite, KeepAlive, Method, OutgoingBody, RequestHead, ResponseHead,
+    Side, Version, CONTINUE_RESPONSE,
 };
 use crate::stats::Counter;
 use crate::tls::ServerTlsStream;
 
-use super::error::{write_error_response, ErrorSide, ProxyError};
+use super::error::{write_error_response, write_local_response, ErrorSide, ProxyError};
 use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
-use super::route::{apply_header_rules, choose_backend, RequestRef};
-use super::stream::{flush, stream_body, tunnel, within, BodyMode, StreamError, StreamTimeouts};
+use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
+use super::stream::{
+    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts, Upload,
+};
 use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
 use super::FrontendCtx;
 
@@ -44,12 +46,58 @@ pub const CLIENT_BUF_SIZE: usize = 4 * 1024;
 /// connection goes idle.
 const KEEP_BUF_CAPACITY: usize = 16 * 1024;
 
+thread_local! {
+    /// Buffers of connections that went idle, for the next connection of
+    /// this (worker) thread that needs one: an idle connection holds no
+    /// buffer, and a request does not cost a 4 KiB malloc/free pair.
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<BytesMut>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread at most by [`give_back`].
+const SPARE_BUFFERS_MAX: usize = 64;
+
+/// Takes `buf` (leaving it empty, with no capacity) and keeps it for
+/// [`spare_buffer`] if it is of the usual size.
+fn give_back(buf: &mut BytesMut) {
+    let mut b = std::mem::take(buf);
+    if b.capacity() == 0 || b.capacity() > KEEP_BUF_CAPACITY {
+        return;
+    }
+    b.clear();
+    let _ = SPARE_BUFFERS.try_with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_BUFFERS_MAX {
+            spare.push(b);
+        }
+    });
+}
+
+/// A buffer from [`give_back`], else a new one of [`CLIENT_BUF_SIZE`].
+fn spare_buffer() -> BytesMut {
+    SPARE_BUFFERS
+        .try_with(|spare| spare.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| BytesMut::with_capacity(CLIENT_BUF_SIZE))
+}
+
 /// What happens after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
     KeepAlive,
     Close,
+    /// Close, but the client may still be sending (a request body we did
+    /// not read): read and drop what it sends for a while first, so that
+    /// closing with unread data does not reset the connection before the
+    /// client has read our response.
+    CloseLingering,
 }
+
+/// How long a lingering close waits for the client to finish sending.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How much a lingering close reads (and drops) at most.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
 /// What one request did, for counters and the access log.
 #[derive(Default)]
@@ -133,7 +181,13 @@ struct Session<'f, S> {
 impl<'f, S: ClientIo> Session<'f, S> {
     async fn serve(&mut self) {
         loop {
-            let started = SystemTime::now();
+            // Timings only feed the access log: without one the clock is
+            // not read for them.
+            let started = if self.fe.log_format.is_some() {
+                SystemTime::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            };
             let head = match self.read_head().await {
                 Ok(Some(h)) => h,
                 Ok(None) => return,
@@ -158,18 +212,37 @@ impl<'f, S: ClientIo> Session<'f, S> {
             self.fe.counters.request();
             // Boxed: the exchange's state lives only while a request is in
             // flight, so an idle keep-alive connection's task stays small.
-            let next = match Box::pin(self.forward(&head, &mut o)).await {
-                Ok(next) => next,
-                Err(e) => {
+            // A panic in it (a bug) is answered with a 500 and closes this
+            // connection only.
+            let exchange = CatchUnwind(Box::pin(self.forward(&head, &mut o))).await;
+            let next = match exchange {
+                Ok(Ok(next)) => next,
+                Ok(Err(e)) => {
                     Box::pin(self.fail(&e, &mut o)).await;
-                    Next::Close
+                    Next::CloseLingering
+                }
+                Err(panic) => {
+                    let e = ProxyError::Internal(panic);
+                    log::error!("{} {}: {e}", self.fe.name, self.peer);
+                    Box::pin(self.fail(&e, &mut o)).await;
+                    Next::CloseLingering
                 }
             };
             self.count_bytes(&o);
             self.log(&o, started, first_byte, Some(&head));
-            if next == Next::Close {
-                let _ = self.client.shutdown().await;
-                return;
+            match next {
+                Next::KeepAlive => {}
+                Next::Close => {
+                    let _ = self.client.shutdown().await;
+                    return;
+                }
+                Next::CloseLingering => {
+                    let _ = self.client.shutdown().await;
+                    // Boxed: its scratch buffer must not size every
+                    // connection's task.
+                    Box::pin(self.linger()).await;
+                    return;
+                }
             }
             if self.out.capacity() > KEEP_BUF_CAPACITY {
                 self.out = BytesMut::new();
@@ -226,8 +299,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     Poll::Pending => {
                         // Nothing to read yet: the connection goes idle. Its
                         // buffers are given back until the next request.
-                        self.buf = BytesMut::new();
-                        self.out = BytesMut::new();
+                        give_back(&mut self.buf);
+                        give_back(&mut self.out);
                         match idle_deadline {
                             Some(d) => tokio::time::timeout_at(d, readable).await,
                             None => Ok(readable.await),
@@ -242,37 +315,59 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     Ok(Ok(())) => {}
                 }
                 let fresh = self.buf.capacity() == 0;
+                if fresh {
+                    self.buf = spare_buffer();
+                }
                 if self.buf.capacity() - self.buf.len() < 1024 {
                     self.buf.reserve(CLIENT_BUF_SIZE);
                 }
-                match socket.try_read_buf(&mut self.buf) {
+                match try_read_drained(socket, &mut self.buf) {
                     Ok(0) => return Ok(None),
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         if fresh {
-                            self.buf = BytesMut::new();
+                            give_back(&mut self.buf);
                         }
                     }
                     Err(_) => return Ok(None),
                 }
             }
         }
+        let timed = fe.log_format.is_some();
         let first_byte = if pipelined {
-            wait_started
+            Some(wait_started)
         } else {
-            Instant::now()
+            timed.then(Instant::now)
         };
-        let started = if first { wait_started } else { first_byte };
-        let deadline = head_timeout.map(|t| started + t);
+        // Set when the head needs more reads (not for a head that came whole).
+        let mut deadline = None;
         loop {
             match RequestHead::parse_buf(&mut self.buf, &fe.limits) {
-                Ok(Some(head)) => return Ok(Some((head, first_byte, first_byte.elapsed()))),
+                Ok(Some(head)) => {
+                    let first_byte = first_byte.unwrap_or(wait_started);
+                    let tq = if timed {
+                        first_byte.elapsed()
+                    } else {
+                        Duration::ZERO
+                    };
+                    return Ok(Some((head, first_byte, tq)));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(ProxyError::BadRequest(e)),
             }
             if self.buf.capacity() - self.buf.len() < 1024 {
                 self.buf.reserve(CLIENT_BUF_SIZE);
             }
+            let deadline = *deadline.get_or_insert_with(|| {
+                // The head is due `timeout http-request` after its first
+                // byte (after the accept for a connection's first request).
+                let started = if first {
+                    wait_started
+                } else {
+                    first_byte.unwrap_or_else(Instant::now)
+                };
+                head_timeout.map(|t| started + t)
+            });
             let read = self.client.read_buf(&mut self.buf);
             let n = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, read).await {
@@ -303,30 +398,101 @@ impl<'f, S: ClientIo> Session<'f, S> {
     ) -> Result<Next, ProxyError> {
         let fe = self.fe;
         let req = RequestRef::new(head);
-        let backend = choose_backend(&fe.routes, fe.default_backend.as_ref(), &req)
-            .ok_or(ProxyError::NoBackend)?;
-        o.backend = Some(backend);
-        backend.counters.request();
-
         let mut set = std::mem::take(&mut self.set);
         let mut del = std::mem::take(&mut self.del);
         set.clear();
         del.clear();
-        apply_header_rules(&fe.http_request, &req, &mut set, &mut del);
-        apply_header_rules(&backend.http_request, &req, &mut set, &mut del);
-        let request_framing = head.framing();
-        // We answer `100 Continue` ourselves once a server is connected, so
-        // the server does not see the expectation.
-        let answer_continue = head.expects_continue() && request_framing.has_body();
-        if answer_continue {
-            del.push("expect");
+        // The frontend's rules first, as in HAProxy: a `deny` or `return`
+        // there answers before a backend is chosen.
+        let mut last = apply_header_rules(&fe.http_request, &req, &mut set, &mut del);
+        let mut backend = None;
+        if last.is_none() {
+            match choose_backend(&fe.routes, fe.default_backend.as_ref(), &req) {
+                Some(b) => {
+                    o.backend = Some(b);
+                    b.counters.request();
+                    backend = Some(b);
+                    last = apply_header_rules(&b.http_request, &req, &mut set, &mut del);
+                }
+                None => {
+                    self.set = set;
+                    self.del = del;
+                    return Err(ProxyError::NoBackend);
+                }
+            }
         }
-        let result = self
-            .forward_to(head, backend, &set, &del, answer_continue, o)
-            .await;
+        let result = match (last, backend) {
+            (Some(last), _) => self.answer_locally(head, last, o).await,
+            (None, Some(backend)) => {
+                let request_framing = head.framing();
+                // We answer `100 Continue` ourselves once a server is
+                // connected, so the server does not see the expectation.
+                let answer_continue = head.expects_continue() && request_framing.has_body();
+                if answer_continue {
+                    del.push("expect");
+                }
+                self.forward_to(head, backend, &set, &del, answer_continue, o)
+                    .await
+            }
+            (None, None) => unreachable!("a backend was chosen or a rule answered"),
+        };
         self.set = set;
         self.del = del;
         result
+    }
+
+    /// Answers the request with an `http-request deny` or `return`
+    /// response. The request body, if any, is not read: the connection is
+    /// then closed after the response (lingering, so the client still gets
+    /// it); otherwise keep-alive goes on as the client asked.
+    async fn answer_locally(
+        &mut self,
+        head: &RequestHead,
+        last: Final<'_>,
+        o: &mut Outcome<'f>,
+    ) -> Result<Next, ProxyError> {
+        let fe = self.fe;
+        let reply = last.reply();
+        let has_body = head.framing().has_body();
+        let keep = !has_body && head.keep_alive() == KeepAlive::KeepAlive;
+        let connection = match (keep, head.version()) {
+            (false, _) => Some("close"),
+            (true, Version::Http10) => Some("keep-alive"),
+            (true, Version::Http11) => None,
+        };
+        self.out.clear();
+        write_local_response(
+            reply.status,
+            reply.body.as_ref().map(|(t, b)| (t.as_str(), b.as_str())),
+            head.method() == Method::Head,
+            connection,
+            &mut self.out,
+        );
+        o.status = reply.status;
+        o.response_started = true;
+        fe.counters.response(reply.status);
+        if let Some(b) = o.backend {
+            b.counters.response(reply.status);
+        }
+        match last {
+            Final::Deny(_) => {
+                o.termination = Some(*b"PR");
+                fe.counters.inc(Counter::Denied);
+                if let Some(b) = o.backend {
+                    b.counters.inc(Counter::Denied);
+                }
+            }
+            Final::Return(_) => o.termination = Some(*b"LR"),
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.write_client(&out, o).await;
+        self.out = out;
+        written?;
+        Ok(match (keep, has_body) {
+            (true, _) => Next::KeepAlive,
+            (false, true) => Next::CloseLingering,
+            (false, false) => Next::Close,
+        })
     }
 
     #[allow(
@@ -395,6 +561,25 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // The request head.
         o.phase = b'H';
         let forwarded_for = (fe.forwardfor || backend.forwardfor).then(|| self.peer.ip());
+        // Requests are forwarded as HTTP/1.1, which requires a Host: an
+        // HTTP/1.0 request without one gets the authority of its
+        // absolute-form target, else the server's address (unless a rule
+        // sets Host).
+        let host_value;
+        let with_host: Vec<(&str, &str)>;
+        let set = if head.headers().contains("host")
+            || set.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
+            set
+        } else {
+            host_value = default_host(head.target(), server.addr, server.tls.is_some());
+            with_host = set
+                .iter()
+                .copied()
+                .chain([("host", host_value.as_str())])
+                .collect();
+            &with_host
+        };
         let rewrite = HeadRewrite {
             forwarded_for,
             forwarded_proto: forwarded_for.map(|_| self.scheme),
@@ -405,6 +590,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
             ..HeadRewrite::default()
         };
         self.out.clear();
+        if self.out.capacity() == 0 {
+            self.out = spare_buffer();
+        }
         encode_request_head(head, &rewrite, &mut self.out);
         let server_timeout = backend.timeouts.server;
         let client_timeout = fe.timeouts.client;
@@ -413,6 +601,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // A pooled connection may have been closed by the server just now:
         // a request without body is sent again on a new connection.
         let mut resend_allowed = !has_body;
+        // The server answered before the whole request body was sent.
+        let mut upload_cut = false;
         let resp = loop {
             let send = async {
                 conn.stream.write_all(&self.out).await?;
@@ -434,21 +624,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     self.write_client(CONTINUE_RESPONSE, o).await?;
                 }
                 let mut decoder = BodyDecoder::new(head.framing(), Side::Client, &fe.limits);
-                let moved = stream_body(
-                    &mut decoder,
-                    &mut self.client,
-                    &mut self.buf,
-                    &mut conn.stream,
-                    &mut self.out,
-                    BodyMode::Pass,
-                    StreamTimeouts {
-                        read: client_timeout,
-                        write: server_timeout,
-                    },
-                )
-                .await;
+                let moved = self
+                    .upload(head, &mut decoder, &mut conn, answer_continue, o)
+                    .await;
                 match moved {
-                    Ok(m) => o.bytes_in += m.read,
+                    Ok(complete) => upload_cut = !complete,
                     Err(e) => {
                         return Err(match e {
                             StreamError::Decode(e) => ProxyError::BadRequest(e),
@@ -465,7 +645,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     }
                 }
             }
-            let sent = Instant::now();
+            let sent = fe.log_format.map(|_| Instant::now());
             match self
                 .read_response_head(head, &mut conn, server_timeout, answer_continue, o)
                 .await
@@ -481,7 +661,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 Err(e) => return Err(e),
             }
         };
-        o.tr = Some(sent_at.elapsed());
+        o.tr = sent_at.map(|t: Instant| t.elapsed());
         self.out.clear();
 
         // The response head.
@@ -489,7 +669,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         let status = resp.status();
         let client_keep = head.keep_alive() == KeepAlive::KeepAlive;
         let client_http10 = head.version() == Version::Http10;
-        let (body, mode, keep) = match framing {
+        let (body, mode, mut keep) = match framing {
             Framing::Tunnel => (OutgoingBody::None, BodyMode::Pass, false),
             Framing::Empty => (OutgoingBody::None, BodyMode::Pass, client_keep),
             Framing::Length(n) => (OutgoingBody::Length(n), BodyMode::Pass, client_keep),
@@ -502,6 +682,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
             }
             Framing::CloseDelimited => (OutgoingBody::CloseDelimited, BodyMode::Pass, false),
         };
+        if upload_cut {
+            // The rest of the request body will not be read: the client
+            // connection ends after this response (see `Next::CloseLingering`).
+            keep = false;
+        }
         let connection = match (keep, client_http10) {
             (false, _) => Some("close"),
             (true, true) => Some("keep-alive"),
@@ -587,13 +772,97 @@ impl<'f, S: ClientIo> Session<'f, S> {
         backend.report_server_success(server_idx);
         let reusable = server_connection_reusable(&resp, framing) == KeepAlive::KeepAlive
             && head.upgrade().is_none()
-            && conn.buf.is_empty();
+            && conn.buf.is_empty()
+            && !upload_cut;
         if reusable {
             conn.reused = false;
             server.pool.put(conn);
         }
         drop(slot);
-        Ok(if keep { Next::KeepAlive } else { Next::Close })
+        Ok(match (keep, upload_cut) {
+            (true, _) => Next::KeepAlive,
+            (false, true) => Next::CloseLingering,
+            (false, false) => Next::Close,
+        })
+    }
+
+    /// After our side of the connection is shut down: reads and drops what
+    /// the client still sends, until it closes, for at most
+    /// [`LINGER_TIME`] and [`LINGER_BYTES`] (HAProxy's lingering close).
+    async fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut drained = 0;
+        let mut scratch = [0u8; 4096];
+        while drained < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, self.client.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => return,
+            }
+        }
+    }
+
+    /// Sends the request body while watching the server: returns true when
+    /// the body was sent whole, false when the server answered (or closed)
+    /// first. Interim responses that arrive meanwhile are passed on (as
+    /// [`Self::read_response_head`] does) and the upload goes on; a final
+    /// response stops it, and is then read as usual.
+    async fn upload(
+        &mut self,
+        head: &RequestHead,
+        decoder: &mut BodyDecoder,
+        conn: &mut ServerConn,
+        answered_continue: bool,
+        o: &mut Outcome<'f>,
+    ) -> Result<bool, StreamError> {
+        let timeouts = StreamTimeouts {
+            read: self.fe.timeouts.client,
+            write: o.backend.and_then(|b| b.timeouts.server),
+        };
+        let mut moved = super::stream::Moved::default();
+        let result = loop {
+            let step = upload_body(
+                decoder,
+                &mut self.client,
+                &mut self.buf,
+                &mut conn.stream,
+                &mut conn.buf,
+                &mut self.out,
+                timeouts,
+                &mut moved,
+            )
+            .await;
+            match step {
+                Ok(Upload::Complete) => break Ok(true),
+                Ok(Upload::ReceiverClosed) => break Ok(false),
+                Ok(Upload::Answered) => {}
+                Err(e) => break Err(e),
+            }
+            // An interim response (not 101) lets the upload go on; a final
+            // one, a malformed one or a partial head... a partial head waits
+            // for more bytes while the upload goes on.
+            let mut peek = conn.buf.clone();
+            match ResponseHead::parse_buf(&mut peek, &self.fe.limits) {
+                Ok(None) => continue,
+                Ok(Some(resp)) if resp.is_interim() && resp.status() != 101 => {
+                    conn.buf = peek;
+                    let skip = (resp.status() == 100 && answered_continue)
+                        || head.version() == Version::Http10;
+                    if !skip {
+                        let mut interim = BytesMut::new();
+                        encode_response_head(&resp, &HeadRewrite::default(), &mut interim);
+                        if let Err(e) = self.write_client(&interim, o).await {
+                            break Err(match e {
+                                ProxyError::ClientAborted(e) => StreamError::SourceIo(e),
+                                _ => StreamError::SourceTimeout,
+                            });
+                        }
+                    }
+                }
+                Ok(Some(_)) | Err(_) => break Ok(false),
+            }
+        };
+        o.bytes_in += moved.read;
+        result
     }
 
     /// A new (not pooled) connection to the same server, after a pooled
@@ -796,7 +1065,123 @@ impl<'f, S: ClientIo> Session<'f, S> {
     }
 }
 
+/// `socket.try_read_buf(buf)`, and when the read came back short of the
+/// space offered (the socket is drained), the socket's readiness is cleared
+/// too, as tokio's own `poll_read` does: the next wait for this socket then
+/// goes straight to the event loop instead of costing a `recvfrom` that
+/// returns `EAGAIN` (one per keep-alive request otherwise). Readiness is
+/// cleared with the tick seen before the read, so an event that arrived
+/// meanwhile is not lost; a close stays visible (closed states are never
+/// cleared).
+fn try_read_drained(socket: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let mut got = None;
+    let result = socket.try_io(tokio::io::Interest::READABLE, || {
+        let space = buf.capacity() - buf.len();
+        let n = socket.try_read_buf(buf)?;
+        if 0 < n && n < space {
+            // Reported as WouldBlock so that `try_io` clears the readiness.
+            got = Some(n);
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match (result, got) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
+    }
+}
+
+/// The `Host` for a request that has none (HTTP/1.0): the authority of an
+/// absolute-form target (`http://authority/path`), else the server's
+/// address, without the scheme's default port.
+fn default_host(target: &[u8], server: SocketAddr, tls: bool) -> String {
+    if let Some(p) = memchr::memmem::find(target, b"://") {
+        let rest = &target[p + 3..];
+        let end = rest
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        // Without userinfo (RFC 9110 §4.2.4: not sent).
+        let authority = &rest[..end];
+        let authority = match memchr::memrchr(b'@', authority) {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
+        if let Ok(a) = std::str::from_utf8(authority) {
+            if !a.is_empty() {
+                return a.to_string();
+            }
+        }
+    }
+    let default_port = if tls { 443 } else { 80 };
+    match (server.ip(), server.port()) {
+        (ip, port) if port == default_port => match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        },
+        _ => server.to_string(),
+    }
+}
+
+/// Polls a future, turning a panic into `Err(message)`.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(inner).poll(cx)
+        })) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string()))),
+        }
+    }
+}
+
 /// The outgoing framing of a request body: forwarded as received.
 fn request_framing_out(f: Framing) -> OutgoingBody {
     OutgoingBody::from(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_exchange_becomes_an_error_not_a_crash() {
+        let r = CatchUnwind(Box::pin(async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            1
+        }))
+        .await;
+        assert_eq!(r, Err("boom".to_string()));
+        let e = ProxyError::Internal("boom".into());
+        assert_eq!(e.status(), Some(500));
+        assert_eq!(e.termination(b'H'), *b"IH");
+    }
+
+    #[test]
+    fn default_host_prefers_the_absolute_target() {
+        let s: SocketAddr = "10.0.0.1:8080".parse().unwrap();
+        assert_eq!(default_host(b"/a", s, false), "10.0.0.1:8080");
+        assert_eq!(
+            default_host(b"http://u@h.example:81/x?y", s, false),
+            "h.example:81"
+        );
+        let s: SocketAddr = "[::1]:443".parse().unwrap();
+        assert_eq!(default_host(b"/", s, true), "[::1]");
+        assert_eq!(default_host(b"/", s, false), "[::1]:443");
+    }
 }

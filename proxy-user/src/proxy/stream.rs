@@ -15,6 +15,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -202,6 +203,162 @@ where
             flush(dst, out, timeouts.write).await?;
             return Ok(moved);
         }
+    }
+}
+
+/// How [`upload_body`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// The whole body was sent.
+    Complete,
+    /// The receiver sent something (bytes now in its buffer) before the
+    /// body was complete, typically an early response (413, 401, ...).
+    Answered,
+    /// The receiver closed its side before the body was complete.
+    ReceiverClosed,
+}
+
+/// What a wait in [`upload_body`] ended with.
+enum Watched {
+    /// Bytes (0: end of stream) read from the sender.
+    Source(usize),
+    /// Bytes (0: end of stream) read from the receiver.
+    Receiver(usize),
+}
+
+/// A request body from `src` to `dst` (as received, [`BodyMode::Pass`]),
+/// reading `dst` at the same time: whatever `dst` sends before the body is
+/// complete (an early response) goes to `dst_buf` and stops the upload, so
+/// the caller can pass the response on instead of pushing a body nobody
+/// reads. The upload can be resumed by calling again with the same
+/// decoder and buffers (e.g. after passing on an interim response): `out`
+/// keeps what was not written yet. `moved` accumulates.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "both sides of one exchange and their buffers"
+)]
+pub async fn upload_body<R, S>(
+    decoder: &mut BodyDecoder,
+    src: &mut R,
+    src_buf: &mut BytesMut,
+    dst: &mut S,
+    dst_buf: &mut BytesMut,
+    out: &mut BytesMut,
+    timeouts: StreamTimeouts,
+    moved: &mut Moved,
+) -> Result<Upload, StreamError>
+where
+    R: AsyncRead + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let step = decoder.decode(src_buf).map_err(StreamError::Decode)?;
+        if step.consumed > 0 {
+            moved.read += step.consumed as u64;
+            moved.written += step.consumed as u64;
+            out.extend_from_slice(&src_buf[..step.consumed]);
+            src_buf.advance(step.consumed);
+        }
+        if step.done || (step.consumed > 0 && src_buf.is_empty()) || out.len() > COALESCE_LIMIT {
+            match write_watching(dst, out, dst_buf, timeouts.write).await? {
+                Some(0) => return Ok(Upload::ReceiverClosed),
+                Some(_) => return Ok(Upload::Answered),
+                None if step.done => return Ok(Upload::Complete),
+                None => {}
+            }
+        }
+        if step.consumed > 0 && !src_buf.is_empty() {
+            continue;
+        }
+        if src_buf.capacity() - src_buf.len() < 1024 {
+            src_buf.reserve(BODY_READ_SIZE);
+        }
+        // `within` wants an io::Result; the inner one says which side failed.
+        let wait = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = poll_read_into(dst, cx, dst_buf) {
+                return Poll::Ready(Ok(r.map(Watched::Receiver).map_err(StreamError::SinkIo)));
+            }
+            poll_read_into(src, cx, src_buf)
+                .map(|r| Ok(r.map(Watched::Source).map_err(StreamError::SourceIo)))
+        });
+        let waited: io::Result<Result<Watched, StreamError>> =
+            match within(timeouts.read, wait).await {
+                Ok(r) => r,
+                Err(_) => return Err(StreamError::SourceTimeout),
+            };
+        match waited.map_err(StreamError::SourceIo) {
+            Err(e) | Ok(Err(e)) => return Err(e),
+            Ok(Ok(Watched::Receiver(0))) => return Ok(Upload::ReceiverClosed),
+            Ok(Ok(Watched::Receiver(_))) => return Ok(Upload::Answered),
+            Ok(Ok(Watched::Source(0))) => {
+                // Request bodies are never delimited by the close.
+                decoder.finish().map_err(|_| StreamError::SourceClosed)?;
+                return match write_watching(dst, out, dst_buf, timeouts.write).await? {
+                    Some(0) => Ok(Upload::ReceiverClosed),
+                    Some(_) => Ok(Upload::Answered),
+                    None => Ok(Upload::Complete),
+                };
+            }
+            Ok(Ok(Watched::Source(_))) => {}
+        }
+    }
+}
+
+/// Writes all of `out` to `dst` (consuming it as it goes) and flushes,
+/// unless `dst` sends something first: then `Some(n)` with the `n` bytes
+/// read into `dst_buf` (0: `dst` closed), and `out` keeps the rest.
+async fn write_watching<S>(
+    dst: &mut S,
+    out: &mut BytesMut,
+    dst_buf: &mut BytesMut,
+    limit: Option<Duration>,
+) -> Result<Option<usize>, StreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let write = std::future::poll_fn(|cx| loop {
+        if let Poll::Ready(r) = poll_read_into(dst, cx, dst_buf) {
+            return Poll::Ready(r.map(Some));
+        }
+        if out.is_empty() {
+            return std::pin::Pin::new(&mut *dst)
+                .poll_flush(cx)
+                .map_ok(|()| None);
+        }
+        match std::pin::Pin::new(&mut *dst).poll_write(cx, out) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => out.advance(n),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    });
+    match within(limit, write).await {
+        Ok(r) => r.map_err(StreamError::SinkIo),
+        Err(_) => Err(StreamError::SinkTimeout),
+    }
+}
+
+/// One `poll_read` into `buf`'s spare capacity (some is made if there is
+/// little); `Ready(Ok(n))` with the bytes added.
+fn poll_read_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(8 * 1024);
+    }
+    let spare = buf.spare_capacity_mut();
+    let mut rb = tokio::io::ReadBuf::uninit(spare);
+    match std::pin::Pin::new(r).poll_read(cx, &mut rb) {
+        Poll::Ready(Ok(())) => {
+            let n = rb.filled().len();
+            // SAFETY: poll_read initialised the first `n` bytes of the spare capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
     }
 }
 

@@ -128,7 +128,8 @@ impl BackendCtx {
         key: SelectKey<'_>,
         excluded: &[ServerIdx],
     ) -> Result<(ServerSlot, Duration), ProxyError> {
-        let started = Instant::now();
+        // The clock is read only if the request has to wait.
+        let mut started: Option<Instant> = None;
         let mut deadline = None;
         loop {
             let released = self.released.notified();
@@ -145,7 +146,7 @@ impl BackendCtx {
                         backend: self.clone(),
                         server,
                     },
-                    started.elapsed(),
+                    started.map_or(Duration::ZERO, |t| t.elapsed()),
                 ));
             }
             let usable = (0..self.servers.len()).any(|i| self.is_up(i) && !excluded.contains(&i));
@@ -153,7 +154,7 @@ impl BackendCtx {
                 return Err(ProxyError::NoServer);
             }
             let deadline = *deadline.get_or_insert_with(|| {
-                started
+                *started.get_or_insert_with(Instant::now)
                     + self
                         .timeouts
                         .queue

@@ -326,9 +326,26 @@ impl Parser<'_> {
         acls: &HashMap<String, Condition>,
         used: &mut HashSet<String>,
     ) -> Result<Option<HttpRequestRule>, Problem> {
-        let a = args(line, 2, usize::MAX)?;
+        let a = args(line, 1, usize::MAX)?;
         let act = &a[0];
         let (action, rest) = match act.text.as_str() {
+            "deny" | "return" => {
+                let (reply, rest) = local_reply(act, &a[1..])?;
+                (
+                    if act.text == "deny" {
+                        HttpRequestAction::Deny(reply)
+                    } else {
+                        HttpRequestAction::Return(reply)
+                    },
+                    rest,
+                )
+            }
+            "set-header" | "del-header" if a.len() < 2 => {
+                return Err(
+                    Problem::new(act.col, format!("{} needs a header name", act.text))
+                        .hint("e.g. http-request del-header X-Debug"),
+                );
+            }
             "set-header" => {
                 let [name, value, rest @ ..] = a[1..].as_ref() else {
                     return Err(Problem::new(
@@ -359,8 +376,8 @@ impl Parser<'_> {
             other => {
                 return Err(
                     Problem::new(act.col, format!("unknown http-request action '{other}'"))
-                        .hint("actions: set-header, del-header")
-                        .suggest(other, ["set-header", "del-header"]),
+                        .hint("actions: set-header, del-header, deny, return")
+                        .suggest(other, ["set-header", "del-header", "deny", "return"]),
                 )
             }
         };
@@ -371,4 +388,91 @@ impl Parser<'_> {
             line: line.number,
         }))
     }
+}
+
+/// The options of `http-request deny|return` up to the condition: `status
+/// CODE` (`deny_status CODE` for deny, as in HAProxy), `content-type T`,
+/// `string S`. Returns the reply and the words after the options.
+fn local_reply<'w>(act: &Word, words: &'w [Word]) -> Result<(LocalReply, &'w [Word]), Problem> {
+    let deny = act.text == "deny";
+    let mut status = if deny { 403 } else { 200 };
+    let mut content_type: Option<&Word> = None;
+    let mut string: Option<&Word> = None;
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        if w.text == "if" || w.text == "unless" {
+            break;
+        }
+        let known: &[&str] = if deny {
+            &["deny_status", "status", "content-type", "string"]
+        } else {
+            &["status", "content-type", "string"]
+        };
+        if !known.contains(&w.text.as_str()) {
+            return Err(Problem::new(
+                w.col,
+                format!("unknown option '{}' of http-request {}", w.text, act.text),
+            )
+            .hint(if deny {
+                "http-request deny [deny_status CODE] [content-type TYPE string TEXT] [if|unless COND]"
+            } else {
+                "http-request return [status CODE] [content-type TYPE] [string TEXT] [if|unless COND]"
+            })
+            .suggest(&w.text, known.iter().copied()));
+        }
+        let Some(value) = words.get(i + 1) else {
+            return Err(Problem::new(w.col, format!("'{}' needs a value", w.text)));
+        };
+        match w.text.as_str() {
+            "deny_status" | "status" => {
+                status = match value.text.parse::<u16>() {
+                    Ok(code) if (200..=599).contains(&code) => code,
+                    _ => {
+                        return Err(Problem::new(
+                            value.col,
+                            format!("invalid status '{}'", value.text),
+                        )
+                        .hint("a status code from 200 to 599, e.g. 403, 404, 500"))
+                    }
+                }
+            }
+            "content-type" => {
+                if value.text.is_empty()
+                    || value
+                        .text
+                        .chars()
+                        .any(|c| c.is_ascii_control() || !c.is_ascii())
+                {
+                    return Err(Problem::new(
+                        value.col,
+                        format!("invalid content-type '{}'", value.text),
+                    ));
+                }
+                content_type = Some(value);
+            }
+            _ => string = Some(value),
+        }
+        i += 2;
+    }
+    let body = match (content_type, string) {
+        (Some(t), Some(s)) => Some((t.text.clone(), s.text.clone())),
+        (None, Some(s)) => {
+            return Err(Problem::new(s.col, "'string' needs a 'content-type'")
+                .hint("e.g. content-type text/plain string \"gone\""))
+        }
+        (Some(t), None) if deny => {
+            return Err(Problem::new(t.col, "'content-type' without a 'string'"))
+        }
+        // return: an empty body of that type.
+        (Some(t), None) => Some((t.text.clone(), String::new())),
+        (None, None) => None,
+    };
+    if matches!(status, 204 | 304) && body.as_ref().is_some_and(|(_, b)| !b.is_empty()) {
+        return Err(Problem::new(
+            act.col,
+            format!("a {status} response cannot have a body"),
+        ));
+    }
+    Ok((LocalReply { status, body }, &words[i..]))
 }
