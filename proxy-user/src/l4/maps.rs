@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use proxy_common::{
     family, map_names, verdict, FlowCounters, FrontendInfo, FrontendKey, PacketCounters,
-    TrafficCounters, MAX_FRONTENDS,
+    TrafficCounters,
 };
 
 use super::loader::L4Error;
@@ -56,12 +56,8 @@ pub fn write_frontends(
     map: &mut HashMap<&mut MapData, FrontendKey, FrontendInfo>,
     entries: &[(FrontendKey, FrontendInfo)],
 ) -> Result<(), L4Error> {
+    // The caller (XdpProgram::set_frontends) checked the count against MAX_FRONTENDS.
     let err = map_error(map_names::FRONTENDS);
-    if entries.len() > MAX_FRONTENDS as usize {
-        return Err(L4Error::TooManyFrontends {
-            count: entries.len(),
-        });
-    }
     let stale: Vec<FrontendKey> = map
         .keys()
         .filter_map(Result::ok)
