@@ -711,17 +711,29 @@ pub const IPERF_SECONDS: u32 = 5;
 /// The port iperf3 serves on.
 const IPERF_PORT: u16 = 5201;
 
+/// The link MTUs part 3 runs at: the Ethernet default, and a jumbo MTU
+/// near the largest IP packet, so TCP sends TSO-sized (64 KB) frames.
+/// Those reach XDP as multi-buffer frames: weir's programs load as
+/// `xdp.frags`, and so do the XDP_PASS programs of the kernel rows.
+pub const IPERF_MTUS: [u32; 2] = [1500, JUMBO_MTU];
+/// The jumbo MTU (a veth with a frags-aware XDP program takes up to ~70 KB).
+pub const JUMBO_MTU: u32 = 65000;
+
 /// One row of part 3.
 #[derive(Debug, Clone)]
 pub struct IperfRow {
     /// What forwarded the traffic.
     pub label: String,
+    /// The MTU of every link on the path.
+    pub mtu: u32,
     /// Parallel streams.
     pub streams: u32,
     /// Received throughput, Gbit/s.
     pub gbps: f64,
     /// Balancer CPU seconds (its NAPI threads, plus HAProxy's process) per GB received.
-    pub cpu_s_per_gb: f64,
+    /// None when the forwarding work has no thread of its own to measure
+    /// (offloads on: the kernel forwards in the sender's softirq).
+    pub cpu_s_per_gb: Option<f64>,
 }
 
 /// How the balancer namespace forwards in a part 3 run.
@@ -729,7 +741,12 @@ pub struct IperfRow {
 enum Forwarder {
     WeirNat,
     WeirDsr,
+    /// Kernel routing with an XDP_PASS program on the veths, as XDP paths
+    /// have: no TSO from the peers.
     Kernel,
+    /// Kernel routing with every offload on and no XDP program: TSO/GSO
+    /// super-frames end to end, the fastest the kernel gets here.
+    KernelOffloads,
     Nftables,
     Haproxy,
 }
@@ -749,12 +766,17 @@ fn cpu_seconds(pid: i32) -> f64 {
     ticks / hz
 }
 
-/// Makes the NAPI of `ifaces` threaded and pins the threads to LB_CPU; returns their pids.
-fn threaded_napi(lab: &crate::lab::Lab, ifaces: &[&str]) -> Result<Vec<i32>, String> {
+/// Makes the NAPI of `ifaces` in `ns` threaded and pins the threads to
+/// `cpu`; returns their pids.
+fn threaded_napi(
+    ns: &crate::netns::NetNs,
+    ifaces: &[&str],
+    cpu: usize,
+) -> Result<Vec<i32>, String> {
     let mut pids = Vec::new();
     for iface in ifaces {
         let before: std::collections::HashSet<i32> = napi_threads(iface).into_iter().collect();
-        lab.balancer.exec(
+        ns.exec(
             "sh",
             &["-c", &format!("echo 1 > /sys/class/net/{iface}/threaded")],
         )?;
@@ -766,7 +788,7 @@ fn threaded_napi(lab: &crate::lab::Lab, ifaces: &[&str]) -> Result<Vec<i32>, Str
                 .collect();
             if !new.is_empty() {
                 for pid in &new {
-                    pin_pid(*pid, LB_CPU)?;
+                    pin_pid(*pid, cpu)?;
                 }
                 pids.extend(new);
                 break;
@@ -780,16 +802,49 @@ fn threaded_napi(lab: &crate::lab::Lab, ifaces: &[&str]) -> Result<Vec<i32>, Str
     Ok(pids)
 }
 
-fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, String> {
+fn iperf_run(fwd: Forwarder, streams_list: &[u32], mtu: u32) -> Result<Vec<IperfRow>, String> {
     use crate::lab::{self, attach_raw, Lab};
     let lab = Lab::new(1)?;
     let real = &lab.reals[0];
-    // Redirect targets need an XDP program on the receiving veth; the
-    // kernel paths get one on b0/br0 too, so every path runs in the same
-    // (threaded, pinned) NAPI context.
-    let c0_pass = RawProgram::pass().map_err(|e| e.to_string())?;
-    attach_raw(&lab.client, "c0", &c0_pass, "iperf-c0")?;
+    let mtu_s = mtu.to_string();
+    // DSR encapsulation adds 20 (IPv4) bytes: room on the real's link.
+    let real_mtu = (mtu + 100).min(65535).to_string();
+    lab.client.ip(&["link", "set", "c0", "mtu", &mtu_s])?;
+    lab.balancer.ip(&["link", "set", "b0", "mtu", &mtu_s])?;
+    lab.balancer.ip(&["link", "set", "br0", "mtu", &real_mtu])?;
+    real.ip(&["link", "set", "r0", "mtu", &real_mtu])?;
     let mut _keep = Vec::new();
+    if fwd == Forwarder::KernelOffloads {
+        // Checksum offload back on (the lab turns it off for XDP
+        // redirects; TSO needs it) and GRO on the balancer's veths, which
+        // gives them a NAPI instance to thread and pin like the others.
+        for (ns, iface) in [
+            (&lab.client, "c0"),
+            (&lab.balancer, "b0"),
+            (&lab.balancer, "br0"),
+            (real, "r0"),
+        ] {
+            ns.exec(
+                "ethtool",
+                &["-K", iface, "tx", "on", "tso", "on", "gso", "on"],
+            )?;
+        }
+        for (ns, iface) in [
+            (&lab.client, "c0"),
+            (&lab.balancer, "b0"),
+            (&lab.balancer, "br0"),
+            (real, "r0"),
+        ] {
+            ns.exec("ethtool", &["-K", iface, "gro", "on"])?;
+        }
+    } else {
+        // Redirect targets need an XDP program on the receiving veth; the
+        // kernel paths get one on b0/br0 too, so every path runs in the
+        // same (threaded, pinned) NAPI context.
+        let c0_pass = RawProgram::pass().map_err(|e| e.to_string())?;
+        attach_raw(&lab.client, "c0", &c0_pass, "iperf-c0")?;
+        _keep.push(c0_pass);
+    }
     let mut weir = None;
     let mut decap = None;
     let mut server_addr = lab::VIP4.to_string();
@@ -852,9 +907,6 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, Stri
                     .map_err(|e| format!("attach br0: {e:?}"))?;
             }
             if dsr {
-                // Encapsulation adds 20 bytes: room on the real's link.
-                lab.balancer.ip(&["link", "set", "br0", "mtu", "1600"])?;
-                real.ip(&["link", "set", "r0", "mtu", "1600"])?;
                 lab.vips_on_real_loopback(0)?;
                 let _in = real.enter()?;
                 let mut d = proxy_user::l4::XdpProgram::load(
@@ -877,11 +929,15 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, Stri
             }
             weir = Some(w);
         }
+        Forwarder::KernelOffloads => server_addr = lab::real4(0),
         Forwarder::Kernel | Forwarder::Nftables | Forwarder::Haproxy => {
             let pass = RawProgram::pass().map_err(|e| e.to_string())?;
             attach_raw(&lab.balancer, "b0", &pass, "iperf-b0")?;
             attach_raw(&lab.balancer, "br0", &pass, "iperf-br0")?;
+            let r0_pass = RawProgram::pass().map_err(|e| e.to_string())?;
+            attach_raw(real, "r0", &r0_pass, "iperf-r0")?;
             _keep.push(pass);
+            _keep.push(r0_pass);
             match fwd {
                 Forwarder::Kernel => server_addr = lab::real4(0),
                 Forwarder::Nftables => {
@@ -903,7 +959,12 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, Stri
             }
         }
     }
-    let napi = threaded_napi(&lab, &["b0", "br0"])?;
+    let napi = threaded_napi(&lab.balancer, &["b0", "br0"], LB_CPU)?;
+    // The client's and the real's receive work (and a NAPI scheduled from
+    // the balancer's core) runs in their own threads on the generator's
+    // core, so LB_CPU's threads carry the balancer's work only.
+    threaded_napi(&lab.client, &["c0"], GEN_CPU)?;
+    threaded_napi(real, &["r0"], GEN_CPU)?;
     let mut haproxy = None;
     let dir = std::env::temp_dir().join(format!("weir-iperf-{}", std::process::id()));
     if fwd == Forwarder::Haproxy {
@@ -937,6 +998,7 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, Stri
         Forwarder::WeirNat => "weir XDP NAT",
         Forwarder::WeirDsr => "weir XDP DSR",
         Forwarder::Kernel => "kernel forwarding",
+        Forwarder::KernelOffloads => "kernel forwarding, offloads on, no XDP",
         Forwarder::Nftables => "nftables DNAT",
         Forwarder::Haproxy => "HAProxy mode tcp",
     };
@@ -974,13 +1036,11 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32]) -> Result<Vec<IperfRow>, Stri
         let bytes = json["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
         rows.push(IperfRow {
             label: label.into(),
+            mtu,
             streams,
             gbps: bps / 1e9,
-            cpu_s_per_gb: if bytes > 0.0 {
-                (cpu1 - cpu0) / (bytes / 1e9)
-            } else {
-                0.0
-            },
+            cpu_s_per_gb: (bytes > 0.0 && fwd != Forwarder::KernelOffloads)
+                .then(|| (cpu1 - cpu0) / (bytes / 1e9)),
         });
     }
     drop(weir);
@@ -1003,21 +1063,30 @@ pub fn iperf() -> Result<Vec<IperfRow>, String> {
     if which("haproxy") {
         all.push(Forwarder::Haproxy);
     }
-    for fwd in all {
-        rows.extend(iperf_run(fwd, &[1, 4])?);
+    for mtu in IPERF_MTUS {
+        for &fwd in &all {
+            rows.extend(iperf_run(fwd, &[1, 4], mtu)?);
+        }
     }
+    // Offloads make the MTU moot (64 KB GSO frames either way).
+    rows.extend(iperf_run(Forwarder::KernelOffloads, &[1, 4], 1500)?);
     Ok(rows)
 }
 
 /// Part 3 as a Markdown table.
 pub fn iperf_table(rows: &[IperfRow]) -> String {
     let mut s = format!(
-        "| iperf3 TCP, {IPERF_SECONDS} s | streams | Gbit/s | balancer CPU s per GB |\n|---|---|---|---|\n"
+        "| iperf3 TCP, {IPERF_SECONDS} s | MTU | streams | Gbit/s | balancer CPU s per GB |\n|---|---|---|---|---|\n"
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} |\n",
-            r.label, r.streams, r.gbps, r.cpu_s_per_gb
+            "| {} | {} | {} | {:.2} | {} |\n",
+            r.label,
+            r.mtu,
+            r.streams,
+            r.gbps,
+            r.cpu_s_per_gb
+                .map_or("- (in the sender's softirq)".into(), |c| format!("{c:.3}"))
         ));
     }
     s

@@ -22,6 +22,8 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
+/// prog_flags bit: the program handles multi-buffer XDP frames.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 /// BPF_F_TEST_XDP_LIVE_FRAMES (include/uapi/linux/bpf.h, Linux 5.18).
@@ -155,8 +157,12 @@ fn load(insns: &[Insn], counter: Option<OwnedFd>) -> std::io::Result<RawProgram>
     put_u32(&mut attr, 24, 1); // log_level
     put_u32(&mut attr, 28, log.len() as u32);
     put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
+    // BPF_F_XDP_HAS_FRAGS, as weir's programs (`xdp.frags`): a tail call
+    // needs caller and callee to agree on it, and a veth with an MTU above
+    // a page takes only frags-aware programs.
+    put_u32(&mut attr, 44, BPF_F_XDP_HAS_FRAGS);
     // expected_attach_type BPF_XDP, as libbpf and aya load XDP programs
-    // (a tail call needs caller and callee to agree on it).
+    // (a tail call needs caller and callee to agree on it too).
     put_u32(&mut attr, 68, BPF_XDP);
     let fd = bpf(BPF_PROG_LOAD, &mut attr).map_err(|e| {
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);

@@ -62,6 +62,9 @@ fn mac_str(m: [u8; 6]) -> String {
         .join(":")
 }
 
+/// MTU of the fixture links.
+pub const JUMBO_MTU: u16 = 9000;
+
 /// The provisioned balancer namespace; deleted on drop.
 pub struct Topology {
     /// The namespace.
@@ -79,6 +82,9 @@ impl Topology {
         for (a, b, mac) in [(CL_IF, "wcl1", CL_MAC), (RS_IF, "wrs1", RS_MAC)] {
             ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
             ns.ip(&["link", "set", a, "address", &mac_str(mac)])?;
+            // Jumbo links: multi-buffer (xdp.frags) cases send 9000-byte
+            // frames, and bpf_fib_lookup checks the length against the MTU.
+            ns.ip(&["link", "set", a, "mtu", &JUMBO_MTU.to_string()])?;
             ns.ip(&["link", "set", a, "up"])?;
             ns.ip(&["link", "set", b, "up"])?;
         }

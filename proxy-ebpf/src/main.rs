@@ -34,24 +34,29 @@ use proxy_common::{
     proto, FrontendInfo, FrontendKey, FRONTEND_FLAG_XDP, POLICY_NAT_ACTIVE, POLICY_NO_ALL_PORTS,
 };
 
-#[xdp]
+/// `frags`: multi-buffer frames (an MTU above a page, e.g. jumbo frames on
+/// veth) are accepted; headers are read from the linear head, lengths from
+/// the IP header (see `parse::frame_len`).
+#[xdp(frags)]
 pub fn weir_xdp(ctx: XdpContext) -> u32 {
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let action = classify(&ctx, bytes);
+    let mut bytes = (ctx.data_end() - ctx.data()) as u64;
+    let action = classify(&ctx, &mut bytes);
     stats::count_verdict(action, bytes);
     action
 }
 
 /// Classifies one packet, balances it if it belongs to an XDP service, and
-/// returns its verdict.
+/// returns its verdict. `bytes` comes in as the linear length and leaves as
+/// the frame's whole length.
 #[inline(always)]
-fn classify(ctx: &XdpContext, bytes: u64) -> u32 {
+fn classify(ctx: &XdpContext, bytes: &mut u64) -> u32 {
     let Some(scratch) = maps::WEIR_SCRATCH.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: this CPU's scratch value, used by this packet only.
     let scratch = unsafe { &mut *scratch };
-    let parsed = parse::parse(ctx, &mut scratch.headers);
+    let parsed = parse::parse(ctx, &mut scratch.headers, bytes);
+    let bytes = *bytes;
     stats::with_packet_counters(|c| {
         c.rx_packets += 1;
         c.rx_bytes += bytes;
@@ -188,60 +193,55 @@ fn lookup_frontend(key: &FrontendKey, policy: u32) -> Option<FrontendInfo> {
     unsafe { maps::WEIR_FRONTENDS.get(&any_port) }.copied()
 }
 
-#[xdp]
+/// `frags`, as `weir_xdp`: the outer header is in the linear head.
+#[xdp(frags)]
 pub fn weir_decap(ctx: XdpContext) -> u32 {
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let action = decap(&ctx);
-    if action == xdp_action::XDP_PASS {
+    if let Some(bytes) = decap(&ctx) {
         stats::count_decap(bytes);
     }
     xdp_action::XDP_PASS
 }
 
-/// Strips Weir's outer IPIP / IPv6-in-IPv6 header, if there is one.
-/// Returns XDP_PASS when it decapsulated, XDP_ABORTED (never returned to
-/// the kernel: the entry always passes) when the packet was left alone.
+/// Strips Weir's outer IPIP / IPv6-in-IPv6 header, if there is one, and
+/// returns the frame's length as received (from the outer IP header, so a
+/// multi-buffer frame counts whole). None when the packet was left alone.
 #[inline(always)]
-fn decap(ctx: &XdpContext) -> u32 {
-    let Some(eth) = parse::bytes_at::<{ parse::ETH_HDR_LEN }>(ctx, 0) else {
-        return xdp_action::XDP_ABORTED;
-    };
+fn decap(ctx: &XdpContext) -> Option<u64> {
+    let eth = parse::bytes_at::<{ parse::ETH_HDR_LEN }>(ctx, 0)?;
     let ether_type = u16::from_be_bytes([eth[12], eth[13]]);
-    let (outer_len, inner_proto) = match ether_type {
+    let (outer_len, inner_proto, frame_len) = match ether_type {
         parse::ETH_P_IPV4 => {
-            let Some(ip) = parse::bytes_at::<{ parse::IPV4_MIN_HDR_LEN }>(ctx, parse::ETH_HDR_LEN)
-            else {
-                return xdp_action::XDP_ABORTED;
-            };
+            let ip = parse::bytes_at::<{ parse::IPV4_MIN_HDR_LEN }>(ctx, parse::ETH_HDR_LEN)?;
             if ip[0] != 0x45 {
-                return xdp_action::XDP_ABORTED;
+                return None;
             }
-            (parse::IPV4_MIN_HDR_LEN, ip[9])
+            let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+            (parse::IPV4_MIN_HDR_LEN, ip[9], parse::ETH_HDR_LEN + total)
         }
         parse::ETH_P_IPV6 => {
-            let Some(ip) = parse::bytes_at::<{ parse::IPV6_HDR_LEN }>(ctx, parse::ETH_HDR_LEN)
-            else {
-                return xdp_action::XDP_ABORTED;
-            };
-            (parse::IPV6_HDR_LEN, ip[6])
+            let ip = parse::bytes_at::<{ parse::IPV6_HDR_LEN }>(ctx, parse::ETH_HDR_LEN)?;
+            let payload = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+            (
+                parse::IPV6_HDR_LEN,
+                ip[6],
+                parse::ETH_HDR_LEN + parse::IPV6_HDR_LEN + payload,
+            )
         }
-        _ => return xdp_action::XDP_ABORTED,
+        _ => return None,
     };
     let inner_type = match inner_proto {
         4 => parse::ETH_P_IPV4,
         41 => parse::ETH_P_IPV6,
-        _ => return xdp_action::XDP_ABORTED,
+        _ => return None,
     };
     // SAFETY: the helper only moves ctx->data; the access after it is re-checked.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, outer_len as i32) } != 0 {
-        return xdp_action::XDP_ABORTED;
+        return None;
     }
-    let Some(new_eth) = parse::mut_at::<{ parse::ETH_HDR_LEN }>(ctx, 0) else {
-        return xdp_action::XDP_ABORTED;
-    };
+    let new_eth = parse::mut_at::<{ parse::ETH_HDR_LEN }>(ctx, 0)?;
     new_eth[..12].copy_from_slice(&eth[..12]);
     new_eth[12..].copy_from_slice(&inner_type.to_be_bytes());
-    xdp_action::XDP_PASS
+    Some(frame_len as u64)
 }
 
 #[cfg(not(test))]

@@ -5,7 +5,7 @@
 //! the verifier wants. Parsing never modifies the packet; it records the
 //! offsets the rewrite code needs.
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::{helpers::bpf_xdp_get_buff_len, programs::XdpContext};
 use proxy_common::{family, proto};
 
 pub const ETH_HDR_LEN: usize = 14;
@@ -175,12 +175,29 @@ fn u16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
     bytes_at::<2>(ctx, offset).map(u16::from_be_bytes)
 }
 
+/// The whole frame's length, fragments included.
+///
+/// Both programs load as `xdp.frags`, so a frame bigger than a page (a
+/// jumbo MTU) arrives as a linear head plus fragments, and `data_end`
+/// bounds the head only. The helper is a call, so it is made only when
+/// the headers say the frame is longer than its head.
+#[inline(always)]
+pub fn frame_len(ctx: &XdpContext) -> usize {
+    // SAFETY: the helper only reads the program's own context.
+    unsafe { bpf_xdp_get_buff_len(ctx.ctx) as usize }
+}
+
 /// Parses the packet up to the L4 ports, filling `h` for IP packets.
+///
+/// `bytes` is the frame's length as the caller knows it (the linear head);
+/// for a multi-buffer frame (longer than its head) it is set to the whole
+/// length. Headers always sit in the head: the kernel puts at least the
+/// first 256 bytes (veth: a page) there.
 ///
 /// Writes into `h`, a per-CPU scratch map value rather than the stack
 /// (the whole inlined hot path shares one 512-byte frame).
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, h: &mut Headers) -> Parsed {
+pub fn parse(ctx: &XdpContext, h: &mut Headers, bytes: &mut u64) -> Parsed {
     let Some(mut ether_type) = u16_at(ctx, 12) else {
         return Parsed::Malformed(Malformed::Ethernet);
     };
@@ -198,30 +215,43 @@ pub fn parse(ctx: &XdpContext, h: &mut Headers) -> Parsed {
         ether_type = inner;
         l3 += VLAN_HDR_LEN;
     }
-    let (start, end) = bounds(ctx);
-    let packet_len = end - start;
     match ether_type {
-        ETH_P_IPV4 => parse_ipv4(ctx, h, l3, packet_len, vlan),
-        ETH_P_IPV6 => parse_ipv6(ctx, h, l3, packet_len, vlan),
-        _ => Parsed::NonIp { vlan },
+        ETH_P_IPV4 => parse_ipv4(ctx, h, l3, bytes, vlan),
+        ETH_P_IPV6 => parse_ipv6(ctx, h, l3, bytes, vlan),
+        _ => {
+            // Rare (ARP, LLDP): the exact length for the byte counters.
+            *bytes = frame_len(ctx) as u64;
+            Parsed::NonIp { vlan }
+        }
     }
 }
 
+/// Whether an IP packet ending at `ip_end` fits the frame. A longer one is
+/// either a multi-buffer frame (then `bytes` becomes its whole length) or
+/// truncated.
 #[inline(always)]
-fn parse_ipv4(
-    ctx: &XdpContext,
-    h: &mut Headers,
-    l3: usize,
-    packet_len: usize,
-    vlan: bool,
-) -> Parsed {
+fn ip_fits(ctx: &XdpContext, ip_end: usize, bytes: &mut u64) -> bool {
+    if ip_end as u64 <= *bytes {
+        return true;
+    }
+    let whole = frame_len(ctx);
+    *bytes = whole as u64;
+    ip_end <= whole
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, h: &mut Headers, l3: usize, bytes: &mut u64, vlan: bool) -> Parsed {
     let Some(hdr) = bytes_at::<IPV4_MIN_HDR_LEN>(ctx, l3) else {
         return Parsed::Malformed(Malformed::Ip);
     };
     let version = hdr[0] >> 4;
     let ihl = ((hdr[0] & 0x0F) as usize) * 4;
     let total_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
-    if version != 4 || ihl < IPV4_MIN_HDR_LEN || total_len < ihl || l3 + total_len > packet_len {
+    if version != 4
+        || ihl < IPV4_MIN_HDR_LEN
+        || total_len < ihl
+        || !ip_fits(ctx, l3 + total_len, bytes)
+    {
         return Parsed::Malformed(Malformed::Ip);
     }
     if u16::from_be_bytes([hdr[6], hdr[7]]) & IPV4_MF_OR_OFFSET != 0 {
@@ -239,18 +269,12 @@ fn parse_ipv4(
 }
 
 #[inline(always)]
-fn parse_ipv6(
-    ctx: &XdpContext,
-    h: &mut Headers,
-    l3: usize,
-    packet_len: usize,
-    vlan: bool,
-) -> Parsed {
+fn parse_ipv6(ctx: &XdpContext, h: &mut Headers, l3: usize, bytes: &mut u64, vlan: bool) -> Parsed {
     let Some(hdr) = bytes_at::<IPV6_HDR_LEN>(ctx, l3) else {
         return Parsed::Malformed(Malformed::Ip);
     };
     let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]) as usize;
-    if hdr[0] >> 4 != 6 || l3 + IPV6_HDR_LEN + payload_len > packet_len {
+    if hdr[0] >> 4 != 6 || !ip_fits(ctx, l3 + IPV6_HDR_LEN + payload_len, bytes) {
         return Parsed::Malformed(Malformed::Ip);
     }
     let mut next = hdr[6];
