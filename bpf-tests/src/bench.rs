@@ -71,6 +71,47 @@ pub struct CostReport {
     pub not_vip_repeat: Duration,
     /// The paths.
     pub paths: Vec<PathCost>,
+    /// Lower bounds: what a bare conntrack probe costs (see [`lower_bounds`]).
+    pub bounds: Vec<(String, Duration)>,
+}
+
+/// Table size of the lower-bound probes (as weir's default conntrack).
+const PROBE_ENTRIES: u32 = 65536;
+
+/// Measures [`RawProgram::lru_probe`]: the least a balancer with an LRU
+/// connection table does per packet (bounds check, key, lookup, insert on
+/// a miss, XDP_TX; nothing else), hits of one flow and a new flow per run
+/// (into a full table: each insert evicts), 16- and 40-byte keys. The
+/// per-packet targets are set against these.
+fn lower_bounds(probe: &[u8]) -> Result<Vec<(String, Duration)>, String> {
+    let mut out = Vec::new();
+    for key_len in [16i16, 40] {
+        for new_flow in [false, true] {
+            let prog = RawProgram::lru_probe(key_len, PROBE_ENTRIES, new_flow)
+                .map_err(|e| format!("load the LRU probe: {e}"))?;
+            let repeat = if new_flow { NEW_FLOW_REPEAT } else { REPEAT };
+            // Warm up: the flow is in the table, or the table is full.
+            prog.test_run(probe, None, 2 * PROBE_ENTRIES, 0, 0)
+                .map_err(|e| e.to_string())?;
+            let mut best = Duration::MAX;
+            for _ in 0..3 {
+                let (verdict, t) = prog
+                    .test_run(probe, None, repeat, 0, 0)
+                    .map_err(|e| e.to_string())?;
+                if verdict != 3 {
+                    return Err(format!("LRU probe: verdict {verdict}, expected XDP_TX"));
+                }
+                best = best.min(t);
+            }
+            let what = if new_flow {
+                "new flow (random key: miss, insert into a full table)"
+            } else {
+                "conntrack hit (one flow)"
+            };
+            out.push((format!("{what}, {key_len}-byte key"), best));
+        }
+    }
+    Ok(out)
 }
 
 fn bench_suite() -> L4Suite {
@@ -170,6 +211,7 @@ pub fn cost() -> Result<CostReport, String> {
             .map_err(|e| e.to_string())?;
         floor_repeat = floor_repeat.min(t);
     }
+    let bounds = lower_bounds(&probe)?;
 
     let suite = bench_suite();
     let mut h = Harness::new()?;
@@ -246,6 +288,7 @@ pub fn cost() -> Result<CostReport, String> {
             floor_repeat,
             not_vip_repeat,
             paths: out,
+            bounds,
         });
     }
     let hit_runs = 2 * 3 * REPEAT as u64 * out.len() as u64;
@@ -268,6 +311,7 @@ pub fn cost() -> Result<CostReport, String> {
         floor_repeat,
         not_vip_repeat,
         paths: out,
+        bounds,
     })
 }
 
@@ -322,6 +366,12 @@ impl CostReport {
             ));
         }
         s.push('\n');
+        s.push_str(&format!(
+            "\n| lower bound: a bare conntrack probe (raw program: bounds check, IPv4 key, LRU lookup of {PROBE_ENTRIES} entries, insert on a miss, XDP_TX; no rewrite, no next hop, no counters) | ns |\n|---|---|\n"
+        ));
+        for (what, t) in &self.bounds {
+            s.push_str(&format!("| {what} | {} |\n", ns(*t)));
+        }
         s
     }
 }
@@ -749,6 +799,26 @@ enum Forwarder {
     KernelOffloads,
     Nftables,
     Haproxy,
+    /// HAProxy with `option splice-auto`: kernel pipes, no copy to userspace.
+    HaproxySplice,
+    /// Weir's userspace relay (the fallback when XDP cannot attach), one thread.
+    WeirUserspace,
+}
+
+impl Forwarder {
+    /// The row label.
+    fn label(self) -> &'static str {
+        match self {
+            Forwarder::WeirNat => "weir XDP NAT",
+            Forwarder::WeirDsr => "weir XDP DSR",
+            Forwarder::Kernel => "kernel forwarding",
+            Forwarder::KernelOffloads => "kernel forwarding, offloads on, no XDP",
+            Forwarder::Nftables => "nftables DNAT",
+            Forwarder::Haproxy => "HAProxy mode tcp",
+            Forwarder::HaproxySplice => "HAProxy mode tcp, splice-auto",
+            Forwarder::WeirUserspace => "weir userspace relay (fallback)",
+        }
+    }
 }
 
 /// CPU seconds (user + system) of a process or kernel thread.
@@ -930,7 +1000,11 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32], mtu: u32) -> Result<Vec<Iperf
             weir = Some(w);
         }
         Forwarder::KernelOffloads => server_addr = lab::real4(0),
-        Forwarder::Kernel | Forwarder::Nftables | Forwarder::Haproxy => {
+        Forwarder::Kernel
+        | Forwarder::Nftables
+        | Forwarder::Haproxy
+        | Forwarder::HaproxySplice
+        | Forwarder::WeirUserspace => {
             let pass = RawProgram::pass().map_err(|e| e.to_string())?;
             attach_raw(&lab.balancer, "b0", &pass, "iperf-b0")?;
             attach_raw(&lab.balancer, "br0", &pass, "iperf-br0")?;
@@ -965,28 +1039,54 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32], mtu: u32) -> Result<Vec<Iperf
     // core, so LB_CPU's threads carry the balancer's work only.
     threaded_napi(&lab.client, &["c0"], GEN_CPU)?;
     threaded_napi(real, &["r0"], GEN_CPU)?;
-    let mut haproxy = None;
+    // A userspace proxy in the balancer namespace (HAProxy or weir's relay).
+    let mut proxy = None;
     let dir = std::env::temp_dir().join(format!("weir-iperf-{}", std::process::id()));
-    if fwd == Forwarder::Haproxy {
+    if matches!(
+        fwd,
+        Forwarder::Haproxy | Forwarder::HaproxySplice | Forwarder::WeirUserspace
+    ) {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let cfg = dir.join("haproxy.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
-                 listen iperf\n    bind {}:{IPERF_PORT}\n    server r0 {}:{IPERF_PORT}\n",
-                lab::VIP4,
-                lab::real4(0)
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut cmd = Command::new("haproxy");
-        cmd.arg("-db")
-            .arg("-f")
+        let cfg = dir.join("proxy.cfg");
+        let timeouts = "    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n";
+        let (program, args, text) = if fwd == Forwarder::WeirUserspace {
+            (
+                weir_binary()?,
+                vec!["run".to_string(), "-f".into()],
+                format!(
+                    "global\n    instance iperf-fb-{}\n    threads 1\n    log-level warning\n\
+                     defaults\n    mode tcp\n{timeouts}\
+                     frontend iperf\n    guid iperf\n    bind {}:{IPERF_PORT}\n    default_backend reals\n\
+                     backend reals\n    guid reals\n    server r0 {}:{IPERF_PORT} guid reals.r0\n",
+                    std::process::id(),
+                    lab::VIP4,
+                    lab::real4(0)
+                ),
+            )
+        } else {
+            let splice = if fwd == Forwarder::HaproxySplice {
+                "    option splice-auto\n"
+            } else {
+                ""
+            };
+            (
+                std::path::PathBuf::from("haproxy"),
+                vec!["-db".to_string(), "-f".into()],
+                format!(
+                    "global\n    nbthread 1\ndefaults\n    mode tcp\n{timeouts}{splice}\
+                     listen iperf\n    bind {}:{IPERF_PORT}\n    server r0 {}:{IPERF_PORT}\n",
+                    lab::VIP4,
+                    lab::real4(0)
+                ),
+            )
+        };
+        std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(program);
+        cmd.args(&args)
             .arg(&cfg)
             .stdout(std::process::Stdio::null());
-        haproxy = Some(crate::lab::Lab::spawn_on(&lab.balancer, cmd, Some(LB_CPU))?);
-        std::thread::sleep(Duration::from_millis(300));
+        proxy = Some(crate::lab::Lab::spawn_on(&lab.balancer, cmd, Some(LB_CPU))?);
+        std::thread::sleep(Duration::from_millis(500));
     }
     let mut server = Command::new("iperf3");
     server
@@ -994,20 +1094,13 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32], mtu: u32) -> Result<Vec<Iperf
         .stdout(std::process::Stdio::null());
     let _server = crate::lab::Lab::spawn_on(real, server, Some(GEN_CPU))?;
     std::thread::sleep(Duration::from_millis(300));
-    let label = match fwd {
-        Forwarder::WeirNat => "weir XDP NAT",
-        Forwarder::WeirDsr => "weir XDP DSR",
-        Forwarder::Kernel => "kernel forwarding",
-        Forwarder::KernelOffloads => "kernel forwarding, offloads on, no XDP",
-        Forwarder::Nftables => "nftables DNAT",
-        Forwarder::Haproxy => "HAProxy mode tcp",
-    };
+    let label = fwd.label();
     let mut rows = Vec::new();
     for &streams in streams_list {
         let balancer_pids: Vec<i32> = napi
             .iter()
             .copied()
-            .chain(haproxy.as_ref().map(|h| h.child.id() as i32))
+            .chain(proxy.as_ref().map(|h| h.child.id() as i32))
             .collect();
         let cpu0: f64 = balancer_pids.iter().map(|p| cpu_seconds(*p)).sum();
         let mut client = Command::new("iperf3");
@@ -1049,6 +1142,19 @@ fn iperf_run(fwd: Forwarder, streams_list: &[u32], mtu: u32) -> Result<Vec<Iperf
     Ok(rows)
 }
 
+/// The weir binary for the userspace relay row: WEIR_BIN (cargo xtask
+/// bench-l4 sets it to the release build).
+fn weir_binary() -> Result<std::path::PathBuf, String> {
+    let path = std::env::var_os("WEIR_BIN")
+        .map(std::path::PathBuf::from)
+        .ok_or("WEIR_BIN is not set (cargo xtask bench-l4 sets it)")?;
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("WEIR_BIN {} is not a file", path.display()))
+    }
+}
+
 /// Runs part 3: 1 and 4 streams through each forwarder. Needs iperf3
 /// (and nft, haproxy for those rows; missing ones are skipped with a note).
 pub fn iperf() -> Result<Vec<IperfRow>, String> {
@@ -1062,11 +1168,33 @@ pub fn iperf() -> Result<Vec<IperfRow>, String> {
     }
     if which("haproxy") {
         all.push(Forwarder::Haproxy);
+        all.push(Forwarder::HaproxySplice);
     }
-    for mtu in IPERF_MTUS {
+    match weir_binary() {
+        Ok(_) => all.push(Forwarder::WeirUserspace),
+        Err(e) => eprintln!("bench-l4 iperf: no weir userspace row: {e}"),
+    }
+    // WEIR_IPERF_ONLY="weir XDP NAT" runs the forwarders whose label
+    // starts with it (at every MTU), for profiling.
+    let only = std::env::var("WEIR_IPERF_ONLY").ok();
+    if let Some(o) = &only {
+        all.retain(|f| f.label().starts_with(o.as_str()));
+    }
+    // WEIR_IPERF_MTU=65000: that MTU only.
+    let mtus: Vec<u32> = match std::env::var("WEIR_IPERF_MTU")
+        .ok()
+        .and_then(|m| m.parse().ok())
+    {
+        Some(m) => vec![m],
+        None => IPERF_MTUS.to_vec(),
+    };
+    for &mtu in &mtus {
         for &fwd in &all {
             rows.extend(iperf_run(fwd, &[1, 4], mtu)?);
         }
+    }
+    if only.is_some() {
+        return Ok(rows);
     }
     // Offloads make the MTU moot (64 KB GSO frames either way).
     rows.extend(iperf_run(Forwarder::KernelOffloads, &[1, 4], 1500)?);

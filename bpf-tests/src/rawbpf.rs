@@ -29,6 +29,10 @@ const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 /// BPF_F_TEST_XDP_LIVE_FRAMES (include/uapi/linux/bpf.h, Linux 5.18).
 pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
+const HELPER_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+/// map_flags bit: per-CPU LRU lists (as weir's conntrack).
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 const HELPER_GET_PRANDOM_U32: i32 = 7;
 const HELPER_TAIL_CALL: i32 = 12;
 const HELPER_XDP_ADJUST_HEAD: i32 = 44;
@@ -75,6 +79,9 @@ const JGT_REG: u8 = 0x2d;
 const JEQ_IMM: u8 = 0x15;
 const JEQ_REG: u8 = 0x1d;
 const ST_B: u8 = 0x72;
+const ST_DW: u8 = 0x7a;
+const STX_W: u8 = 0x63;
+const JNE_IMM: u8 = 0x55;
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 const LD_IMM64: u8 = 0x18;
@@ -136,11 +143,22 @@ pub struct FlowOffsets {
 }
 
 fn map_create(kind: u32, key: u32, value: u32, entries: u32) -> std::io::Result<OwnedFd> {
+    map_create_flags(kind, key, value, entries, 0)
+}
+
+fn map_create_flags(
+    kind: u32,
+    key: u32,
+    value: u32,
+    entries: u32,
+    flags: u32,
+) -> std::io::Result<OwnedFd> {
     let mut attr = [0u8; 72];
     put_u32(&mut attr, 0, kind);
     put_u32(&mut attr, 4, key);
     put_u32(&mut attr, 8, value);
     put_u32(&mut attr, 12, entries);
+    put_u32(&mut attr, 16, flags);
     let fd = bpf(BPF_MAP_CREATE, &mut attr)?;
     // SAFETY: a new fd from the syscall.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
@@ -259,6 +277,98 @@ impl RawProgram {
             ],
             Some(map),
         )
+    }
+
+    /// A lower bound of a conntrack balancer, for the cost part: the least
+    /// any program with an LRU connection table does per packet. It checks
+    /// the IPv4/UDP frame's bounds, builds a `key_len`-byte flow key on the
+    /// stack (16: addresses, ports, protocol; 40: 16-byte address fields,
+    /// as a dual-stack key), looks it up in an LRU hash of `entries` with
+    /// per-CPU LRU lists, inserts it on a miss (a 12-byte value), and
+    /// returns XDP_TX: no header rewrite, no checksum, no counters, no
+    /// next hop. With `new_flow_every_run` the key's source address is
+    /// random each run (bpf_get_prandom_u32), so every run misses and
+    /// inserts, evicting once the table is full.
+    pub fn lru_probe(
+        key_len: i16,
+        entries: u32,
+        new_flow_every_run: bool,
+    ) -> std::io::Result<Self> {
+        assert!(key_len == 16 || key_len == 40, "key_len is 16 or 40");
+        let map = map_create_flags(
+            BPF_MAP_TYPE_LRU_HASH,
+            key_len as u32,
+            12,
+            entries,
+            BPF_F_NO_COMMON_LRU,
+        )?;
+        let key = -key_len; // fp offset of the key
+        let value = key - 16; // fp offset of the value
+        let mut p = vec![insn(MOV64_REG, 6, 1, 0, 0)]; // r6 = ctx
+        if new_flow_every_run {
+            p.push(insn(CALL, 0, 0, 0, HELPER_GET_PRANDOM_U32));
+            p.push(insn(MOV64_REG, 7, 0, 0, 0)); // r7 = random
+        }
+        p.extend([
+            insn(LDX_W, 2, 6, 0, 0),     // r2 = data
+            insn(LDX_W, 3, 6, 4, 0),     // r3 = data_end
+            insn(MOV64_REG, 4, 2, 0, 0), // r4 = data
+            insn(ADD64_IMM, 4, 0, 0, 42),
+        ]);
+        let bounds_check = p.len();
+        p.push(insn(JGT_REG, 4, 3, 0, 0)); // if data + 42 > data_end goto pass (patched)
+        if key_len == 40 {
+            for off in (0..40).step_by(8) {
+                p.push(insn(ST_DW, 10, 0, key + off, 0));
+            }
+        }
+        let (src, dst, ports, protocol) = if key_len == 16 {
+            (key, key + 4, key + 8, key + 12)
+        } else {
+            (key, key + 16, key + 32, key + 36)
+        };
+        p.extend([
+            insn(LDX_W, 5, 2, 26, 0), // saddr
+            insn(STX_W, 10, 5, src, 0),
+            insn(LDX_W, 5, 2, 30, 0), // daddr
+            insn(STX_W, 10, 5, dst, 0),
+            insn(LDX_W, 5, 2, 34, 0), // ports
+            insn(STX_W, 10, 5, ports, 0),
+            insn(ST_W, 10, 0, protocol, 17),
+        ]);
+        if new_flow_every_run {
+            p.push(insn(STX_W, 10, 7, src, 0));
+        }
+        p.extend([
+            insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, map.as_raw_fd()),
+            insn(0, 0, 0, 0, 0),
+            insn(MOV64_REG, 2, 10, 0, 0),
+            insn(ADD64_IMM, 2, 0, 0, key as i32),
+            insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
+        ]);
+        let hit_jump = p.len();
+        p.push(insn(JNE_IMM, 0, 0, 0, 0)); // if r0 != 0 goto tx (patched)
+        p.extend([
+            insn(ST_DW, 10, 0, value, 0),
+            insn(ST_DW, 10, 0, value + 8, 0),
+            insn(LD_IMM64, 1, BPF_PSEUDO_MAP_FD, 0, map.as_raw_fd()),
+            insn(0, 0, 0, 0, 0),
+            insn(MOV64_REG, 2, 10, 0, 0),
+            insn(ADD64_IMM, 2, 0, 0, key as i32),
+            insn(MOV64_REG, 3, 10, 0, 0),
+            insn(ADD64_IMM, 3, 0, 0, value as i32),
+            insn(MOV64_IMM, 4, 0, 0, 0), // BPF_ANY
+            insn(CALL, 0, 0, 0, HELPER_MAP_UPDATE_ELEM),
+        ]);
+        let tx = p.len();
+        p.extend([insn(MOV64_IMM, 0, 0, 0, XDP_TX), insn(EXIT, 0, 0, 0, 0)]);
+        let pass = p.len();
+        p.extend([insn(MOV64_IMM, 0, 0, 0, XDP_PASS), insn(EXIT, 0, 0, 0, 0)]);
+        p[bounds_check].off = (pass - bounds_check - 1) as i16;
+        p[hit_jump].off = (tx - hit_jump - 1) as i16;
+        let mut prog = load(&p, None)?;
+        prog._maps.push(map);
+        Ok(prog)
     }
 
     /// The per-packet-cost harness for BPF_PROG_TEST_RUN with `repeat`: the

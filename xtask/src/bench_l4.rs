@@ -82,7 +82,14 @@ pub fn run(opts: &Options) -> Result<()> {
     if !is_root() {
         bail!("bench-l4 loads XDP programs and creates network namespaces: run it as root");
     }
-    let object = build::run(&build::Options::default())?;
+    let parts = if opts.parts.is_empty() {
+        vec!["cost".to_string(), "pps".into(), "iperf".into()]
+    } else {
+        opts.parts.clone()
+    };
+    // The iperf part's userspace-relay row runs the release weir.
+    let release = parts.iter().any(|p| p == "iperf");
+    let object = build::run(&build::Options { release })?;
     ensure_tools()?;
     let root = workspace_root();
     exec(
@@ -91,15 +98,11 @@ pub fn run(opts: &Options) -> Result<()> {
             .args(["build", "--release", "-p", "bpf-tests", "--bin", "bench-l4"])
             .env(EBPF_OBJECT_ENV, &object),
     )?;
-    let parts = if opts.parts.is_empty() {
-        vec!["cost".to_string(), "pps".into(), "iperf".into()]
-    } else {
-        opts.parts.clone()
-    };
     let bin = root.join("target/release/bench-l4");
     let out = Command::new(&bin)
         .args(&parts)
         .env(EBPF_OBJECT_ENV, &object)
+        .env("WEIR_BIN", build::weir_binary(true))
         .output()
         .with_context(|| format!("run {}", bin.display()))?;
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
