@@ -604,5 +604,21 @@ mod tests {
             XDP_DROP as u32
         );
         assert_eq!(sink.count().unwrap(), 7, "the sink counted every run");
+        for key_len in [16, 40] {
+            for new_flow in [false, true] {
+                let probe = RawProgram::lru_probe(key_len, 64, new_flow).expect("load LRU probe");
+                // 1000 runs into 64 entries: inserts that evict, with `new_flow`.
+                assert_eq!(
+                    probe.test_run(&frame, None, 1000, 0, 0).unwrap().0,
+                    XDP_TX as u32,
+                    "LRU probe, {key_len}-byte key, new flows: {new_flow}"
+                );
+                assert_eq!(
+                    probe.test_run(&frame[..40], None, 1, 0, 0).unwrap().0,
+                    XDP_PASS as u32,
+                    "a frame cut before the ports is passed"
+                );
+            }
+        }
     }
 }
