@@ -3,11 +3,19 @@
 //!
 //! It serves `mode tcp` frontends that XDP does not accelerate, and is the
 //! fallback path of the L4 balancer.
+//!
+//! Plain TCP on both sides is relayed with splice(2) (see [`splice`]): the
+//! bytes stay in the kernel. With TLS on either side, or when pipes cannot
+//! be had, bytes are copied through userspace by `copy_bidirectional`.
+
+mod splice;
+#[cfg(test)]
+mod splice_tests;
 
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -17,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
     stats::{Counter, EntityCounters},
-    tls::{TlsAcceptor, TlsConnector},
+    tls::{ClientTlsStream, ServerTlsStream, TlsAcceptor, TlsConnector},
 };
 
 use tokio::{
@@ -29,6 +37,32 @@ use tokio::{
 /// Upper bound of concurrent client connections per relay (backpressure
 /// before accept, as in mini-redis): past it, accept waits.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// A stream the relay carries bytes on. Plain TCP streams say so, and a
+/// connection plain on both sides is relayed with splice.
+pub trait RelayIo: AsyncRead + AsyncWrite + Unpin {
+    /// The socket itself, when nothing (TLS) sits between it and the bytes.
+    fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
+}
+
+impl RelayIo for TcpStream {
+    fn plain_tcp(&mut self) -> Option<&mut TcpStream> {
+        Some(self)
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> RelayIo for ServerTlsStream<IO> {}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> RelayIo for ClientTlsStream<IO> {}
+
+/// Set once pipe creation failed, so that it is logged once.
+static PIPE_FAILURE_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Connections relayed with splice, so that tests can tell which path ran.
+#[cfg(test)]
+static SPLICED: AtomicUsize = AtomicUsize::new(0);
 
 /// One server of a relay.
 #[derive(Clone)]
@@ -54,6 +88,8 @@ pub struct Relay {
     pub frontend: EntityCounters,
     /// The backend's counters.
     pub backend: EntityCounters,
+    /// Relay plain TCP with splice (`option splice-auto`).
+    splice: bool,
 }
 
 impl Relay {
@@ -72,7 +108,15 @@ impl Relay {
             connect_timeout,
             frontend,
             backend,
+            splice: true,
         }
+    }
+
+    /// Whether plain TCP connections are relayed with splice (the default)
+    /// or copied through userspace.
+    pub fn with_splice(mut self, splice: bool) -> Self {
+        self.splice = splice;
+        self
     }
 
     /// Connects to the next server, trying each at most once.
@@ -99,7 +143,7 @@ impl Relay {
     }
 
     /// Relays one client connection (plain TCP, or TLS already terminated).
-    pub async fn handle<C: AsyncRead + AsyncWrite + Unpin>(&self, mut client: C) {
+    pub async fn handle<C: RelayIo>(&self, mut client: C) {
         self.frontend.connection();
         self.frontend.session_started();
         self.backend.session_started();
@@ -124,14 +168,33 @@ impl Relay {
         }
     }
 
-    /// Copies both ways until either side closes, then counts the bytes.
-    async fn pipe<C, S>(&self, client: &mut C, mut server: S, chosen: &RelayServer)
-    where
-        C: AsyncRead + AsyncWrite + Unpin,
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        if let Ok((to_server, to_client)) = tokio::io::copy_bidirectional(client, &mut server).await
-        {
+    /// Relays both ways until both sides are done (or one fails), then
+    /// counts the bytes.
+    async fn pipe<C: RelayIo, S: RelayIo>(
+        &self,
+        client: &mut C,
+        mut server: S,
+        chosen: &RelayServer,
+    ) {
+        let splice = self.splice;
+        let result = match (client.plain_tcp(), server.plain_tcp()) {
+            (Some(c), Some(s)) if splice => match (splice::Pipe::new(), splice::Pipe::new()) {
+                (Ok(to_server), Ok(to_client)) => {
+                    #[cfg(test)]
+                    SPLICED.fetch_add(1, Ordering::Relaxed);
+                    splice::splice_bidirectional(c, s, (to_server, to_client)).await
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    // EMFILE/ENFILE: copying needs no extra descriptors.
+                    if !PIPE_FAILURE_LOGGED.swap(true, Ordering::Relaxed) {
+                        log::debug!("{}: no pipe for splice, copying instead: {e}", self.name);
+                    }
+                    tokio::io::copy_bidirectional(c, s).await
+                }
+            },
+            _ => tokio::io::copy_bidirectional(client, &mut server).await,
+        };
+        if let Ok((to_server, to_client)) = result {
             for c in [&self.frontend, &self.backend, &chosen.counters] {
                 c.add(Counter::BytesIn, to_server);
                 c.add(Counter::BytesOut, to_client);

@@ -601,22 +601,25 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             });
         }
         let connect_timeout = backend.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let relay = Arc::new(Relay::new(
-            fe.name.clone(),
-            servers,
-            connect_timeout,
-            registry
-                .frontends
-                .get(&fe.name)
-                .or_else(|| registry.l4_services.get(&fe.name))
-                .cloned()
-                .unwrap_or_else(local),
-            registry
-                .backends
-                .get(&backend.name)
-                .cloned()
-                .unwrap_or_else(local),
-        ));
+        let relay = Arc::new(
+            Relay::new(
+                fe.name.clone(),
+                servers,
+                connect_timeout,
+                registry
+                    .frontends
+                    .get(&fe.name)
+                    .or_else(|| registry.l4_services.get(&fe.name))
+                    .cloned()
+                    .unwrap_or_else(local),
+                registry
+                    .backends
+                    .get(&backend.name)
+                    .cloned()
+                    .unwrap_or_else(local),
+            )
+            .with_splice(fe.splice_auto),
+        );
         for bind in &fe.binds {
             if bind.addr.port() == 0 {
                 continue; // an all-ports XDP service: nothing to listen on

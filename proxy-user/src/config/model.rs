@@ -266,6 +266,10 @@ pub struct Frontend {
     pub log_format: Option<LogFormat>,
     /// `option logasap`: log when the response starts instead of at the end.
     pub logasap: bool,
+    /// `option splice-auto` (default on): the userspace TCP relay moves
+    /// bytes between plain TCP sockets with splice(2) instead of copying
+    /// them; TLS connections are always copied.
+    pub splice_auto: bool,
     /// `xdp ...`: serve this frontend from the XDP data path.
     pub xdp: Option<Xdp>,
 }

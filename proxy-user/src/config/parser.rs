@@ -112,8 +112,8 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("balance", D | B | L, "balance roundrobin|leastconn|source|uri [whole]|hdr(NAME)|random|static-rr"),
     kw("hash-type", D | B | L, "hash-type map-based|consistent"),
     kw("timeout", PROXY, "timeout connect|client|server|http-request|http-keep-alive|queue|tunnel|check|client-fin|server-fin DURATION"),
-    kw("option", PROXY, "option forwardfor|httpchk [[METHOD] URI [VERSION]]|redispatch|httplog|tcplog|logasap"),
-    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|httplog|tcplog|logasap"),
+    kw("option", PROXY, "option forwardfor|httpchk [[METHOD] URI [VERSION]]|redispatch|httplog|tcplog|logasap|splice-auto"),
+    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|httplog|tcplog|logasap|splice-auto"),
     kw("http-check", D | B | L, "http-check expect status CODE"),
     kw("retries", D | B | L, "retries N"),
     kw("log-format", D | F | L, "log-format json"),
@@ -134,6 +134,7 @@ pub(crate) const OPTIONS: &[(&str, u8)] = &[
     ("httplog", D | F | L),
     ("tcplog", D | F | L),
     ("logasap", D | F | L),
+    ("splice-auto", D | F | L),
 ];
 
 pub(crate) const TIMEOUTS: &[&str] = &[
@@ -187,6 +188,7 @@ struct Settings {
     forwardfor: bool,
     log_format: Option<LogFormat>,
     logasap: bool,
+    splice_auto: bool,
     redispatch: bool,
     retries: u32,
     balance: Balance,
@@ -205,6 +207,7 @@ impl Default for Settings {
             forwardfor: false,
             log_format: None,
             logasap: false,
+            splice_auto: true,
             redispatch: false,
             retries: DEFAULT_RETRIES,
             balance: Balance::default(),

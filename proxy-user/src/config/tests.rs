@@ -684,6 +684,33 @@ fn log_settings_are_parsed() {
 }
 
 #[test]
+fn splice_auto_is_on_by_default_and_inherited() {
+    let tcp = |defaults: &str, frontend: &str| {
+        format!(
+            "defaults\n    mode tcp\n    timeout client 30s\n    timeout connect 5s\n    timeout server 30s\n{defaults}\nfrontend f\n    guid f\n    bind :9000\n{frontend}\n    default_backend b\nbackend b\n    guid b\n    server s 10.0.0.1:9000 guid s\n"
+        )
+    };
+    let splice = |text: String| ok(&text).0.frontend("f").unwrap().splice_auto;
+    assert!(splice(tcp("", "")));
+    assert!(!splice(tcp("    no option splice-auto", "")));
+    assert!(splice(tcp(
+        "    no option splice-auto",
+        "    option splice-auto"
+    )));
+    assert!(!splice(tcp("", "    no option splice-auto")));
+    one_err(
+        &web("", "    option splice-auto"),
+        15,
+        "option 'splice-auto' is not allowed in backend 'app'",
+    );
+    one_err(
+        &web("    option splice-auto on", ""),
+        10,
+        "option 'splice-auto' takes no arguments",
+    );
+}
+
+#[test]
 fn condition_tests_in_the_model_are_typed() {
     let (cfg, _) = ok(&web("    use_backend app if { path_beg -i /API }", ""));
     let Some(Condition::Test(t)) = &cfg.frontend("web").unwrap().use_backends[0].condition else {

@@ -88,6 +88,7 @@ impl Parser<'_> {
                 forwardfor: s.forwardfor,
                 log_format: s.log_format,
                 logasap: s.logasap,
+                splice_auto: s.splice_auto,
                 xdp,
             });
         }

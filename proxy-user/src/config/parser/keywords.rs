@@ -398,6 +398,7 @@ impl Parser<'_> {
             "forwardfor" => s.forwardfor = enable,
             "redispatch" => s.redispatch = enable,
             "logasap" => s.logasap = enable,
+            "splice-auto" => s.splice_auto = enable,
             "httplog" | "tcplog" => {
                 let fmt = if name == "httplog" {
                     LogFormat::Http
