@@ -53,7 +53,9 @@ use crate::config::{self, Backend, Config, Frontend, HttpRequestRule, LogFormat,
 use crate::health::{self, checker::HealthChecker, checker::HealthEvent, state::Health};
 use crate::http::Limits;
 use crate::stats::{Counter, EntityCounters, ObjectType, Stamp};
-use crate::tls::{TlsAcceptor, TlsClientSettings, TlsConfigError, TlsConnector, TlsServerSettings};
+use crate::tls::{
+    RecordSocket, TlsAcceptor, TlsClientSettings, TlsConfigError, TlsConnector, TlsServerSettings,
+};
 
 use route::Route;
 use upstream::{BackendCtx, ServerCtx};
@@ -689,7 +691,7 @@ async fn accept_loop(
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A failed handshake is counted and logged by the acceptor.
-                            if let Ok(stream) = acceptor.accept(stream).await {
+                            if let Ok(stream) = acceptor.accept(RecordSocket(stream)).await {
                                 session::run(fe, stream, peer, "https").await;
                             }
                             drop(permit);

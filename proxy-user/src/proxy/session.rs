@@ -28,7 +28,7 @@ use crate::http::{
     Side, Version, CONTINUE_RESPONSE,
 };
 use crate::stats::Counter;
-use crate::tls::ServerTlsStream;
+use crate::tls::{RecordSocket, ServerTlsStream};
 
 use super::error::{write_error_response, write_local_response, ErrorSide, ProxyError};
 use super::log::{emit, AccessRecord};
@@ -132,7 +132,7 @@ impl ClientIo for TcpStream {
     }
 }
 
-impl ClientIo for ServerTlsStream<TcpStream> {
+impl ClientIo for ServerTlsStream<RecordSocket<TcpStream>> {
     fn plain_socket(&self) -> Option<&TcpStream> {
         None
     }

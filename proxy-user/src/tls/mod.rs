@@ -39,7 +39,7 @@ pub use settings::{
     TlsClientSettings, TlsServerSettings, TlsVersion, Verify, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_SESSION_CACHE_SIZE,
 };
-pub use stream::{MaybeTlsStream, TlsInfo};
+pub use stream::{MaybeTlsStream, RecordSocket, TlsInfo};
 
 /// Mozilla "intermediate" cipher suites, in its order: the three TLS 1.3
 /// suites, then ECDHE-ECDSA/RSA with AES-GCM and CHACHA20-POLY1305.
