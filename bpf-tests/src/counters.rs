@@ -24,6 +24,8 @@ fn add_l4(a: &mut L4Counters, b: &L4Counters) {
         drop_encap,
         drop_policy,
         pass_no_neigh,
+        icmp_too_big_sent,
+        drop_too_big,
     } = *b;
     a.lru_hits += lru_hits;
     a.lru_misses += lru_misses;
@@ -38,6 +40,8 @@ fn add_l4(a: &mut L4Counters, b: &L4Counters) {
     a.drop_no_real += drop_no_real;
     a.drop_no_route += drop_no_route;
     a.drop_nat_ports += drop_nat_ports;
+    a.icmp_too_big_sent += icmp_too_big_sent;
+    a.drop_too_big += drop_too_big;
     a.drop_encap += drop_encap;
     a.drop_policy += drop_policy;
     a.pass_no_neigh += pass_no_neigh;

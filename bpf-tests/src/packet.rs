@@ -180,6 +180,12 @@ impl Packet {
     }
 
     /// Makes an IPv4 fragment: `offset` in 8-byte units, `more` = MF bit.
+    /// Clears the IPv4 Don't Fragment bit (set by default, as TCP stacks do).
+    pub fn may_fragment(mut self) -> Self {
+        self.ipv4_frag &= !0x4000;
+        self
+    }
+
     pub fn ipv4_fragment(mut self, offset: u16, more: bool) -> Self {
         self.ipv4_frag = (offset & 0x1FFF) | if more { 0x2000 } else { 0 };
         self

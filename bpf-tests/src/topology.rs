@@ -62,6 +62,9 @@ fn mac_str(m: [u8; 6]) -> String {
         .join(":")
 }
 
+/// A real reached through a route with MTU 1500 (the links are jumbo).
+pub const SMALL_MTU_REAL4: &str = "198.18.1.20";
+
 /// MTU of the fixture links.
 pub const JUMBO_MTU: u16 = 9000;
 
@@ -96,6 +99,18 @@ impl Topology {
             vec!["-6", "addr", "add", "fd00:19::1/64", "dev", RS_IF, "nodad"],
             vec!["route", "add", "198.18.64.0/18", "via", "198.18.0.2"],
             vec!["-6", "route", "add", "fd00:64::/64", "via", "fd00:18::2"],
+            // A real whose path keeps the Ethernet MTU: DSR's 20 extra
+            // bytes do not fit a full-size packet (ICMP too-big cases).
+            vec![
+                "route",
+                "add",
+                SMALL_MTU_REAL4,
+                "dev",
+                RS_IF,
+                "mtu",
+                "lock",
+                "1500",
+            ],
         ]
         .into_iter()
         .map(|v| v.into_iter().map(String::from).collect())
@@ -106,6 +121,7 @@ impl Topology {
             (TX_REAL4, CL_IF, real_mac(20)),
             (TX_REAL6, CL_IF, real_mac(0x20)),
         ];
+        neigh.push((SMALL_MTU_REAL4, RS_IF, real_mac(20)));
         let reals4 = ["198.18.1.10", "198.18.1.11", "198.18.1.12"];
         let reals6 = ["fd00:19::10", "fd00:19::11", "fd00:19::12"];
         for (i, (a4, a6)) in reals4.iter().zip(reals6).enumerate() {

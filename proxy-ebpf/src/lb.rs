@@ -11,6 +11,7 @@ use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action, BPF_NOEXIST},
     helpers::{
         bpf_fib_lookup, bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_redirect, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail,
     },
     programs::XdpContext,
 };
@@ -40,6 +41,7 @@ const L4_V6: usize = L3 + IPV6_HDR_LEN;
 /// bpf_fib_lookup results we act on (include/uapi/linux/bpf.h).
 const FIB_SUCCESS: i64 = 0;
 const FIB_NO_NEIGH: i64 = 7;
+const FIB_FRAG_NEEDED: i64 = 8;
 /// IPIP and IPv6-in-IPv6 protocol numbers.
 const PROTO_IPIP: u8 = 4;
 const PROTO_IPV6_IN_IP: u8 = 41;
@@ -317,7 +319,7 @@ pub fn balance(
             proto: l4_proto,
         };
         rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| {
-            forward(ctx, family, l4_proto, real_id)
+            forward::<false>(ctx, family, l4_proto, real_id)
         })
     }
 }
@@ -405,7 +407,7 @@ pub fn nat_reply(ctx: &XdpContext, s: &mut Scratch, bytes: u64) -> Option<u32> {
         proto: h.proto,
     };
     Some(rewrite(ctx, &r).map_or(xdp_action::XDP_DROP, |()| {
-        forward(ctx, h.family, h.proto, NO_REAL)
+        forward::<false>(ctx, h.family, h.proto, NO_REAL)
     }))
 }
 
@@ -541,8 +543,7 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u
         count(|c| c.drop_encap += 1);
         return xdp_action::XDP_DROP;
     }
-    // The outer header is written as words (see parse::ptr_at); the
-    // Ethernet addresses are cleared (forward() fills them in).
+    // The outer header is written as words (see parse::ptr_at).
     let (start, end) = crate::parse::bounds(ctx);
     let local = addr_words(&real.local_addr);
     let remote = addr_words(&real.addr);
@@ -552,11 +553,15 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u
             if start + L4_V4 > end {
                 return xdp_action::XDP_DROP;
             }
+            // Ethernet: the frame's own MACs, moved from where the old
+            // header now sits (forward() replaces them; a too-big answer
+            // swaps them), then the type (at 12).
             let w = start as *mut u32;
-            // Ethernet: 12 zero bytes of MACs, then the type (at 12).
-            w.write(0);
-            w.add(1).write(0);
-            w.add(2).write(0);
+            let old = (start + IPV4_MIN_HDR_LEN) as *const u32;
+            let macs = [old.read(), old.add(1).read(), old.add(2).read()];
+            w.write(macs[0]);
+            w.add(1).write(macs[1]);
+            w.add(2).write(macs[2]);
             ((start + 12) as *mut u16).write(ETH_P_IPV4.to_be());
             // IPv4: version/IHL, TOS, total length | id, flags/offset |
             // TTL, protocol, checksum | source | destination.
@@ -582,9 +587,11 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u
                 return xdp_action::XDP_DROP;
             }
             let w = start as *mut u32;
-            w.write(0);
-            w.add(1).write(0);
-            w.add(2).write(0);
+            let old = (start + IPV6_HDR_LEN) as *const u32;
+            let macs = [old.read(), old.add(1).read(), old.add(2).read()];
+            w.write(macs[0]);
+            w.add(1).write(macs[1]);
+            w.add(2).write(macs[2]);
             ((start + 12) as *mut u16).write(ETH_P_IPV6.to_be());
             let ip = (start + L3) as *mut u32;
             ip.write(u32::from_ne_bytes([0x60, 0, 0, 0]));
@@ -606,7 +613,121 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u
     } else {
         PROTO_IPV6_IN_IP
     };
-    forward(ctx, fam, outer_proto, real_id)
+    forward::<true>(ctx, fam, outer_proto, real_id)
+}
+
+/// Length of the ICMP fragmentation-needed answer: Ethernet, IPv4, ICMP,
+/// then the client's IPv4 header and the first 8 bytes of its payload.
+const TOO_BIG_V4_LEN: usize = ETH_HDR_LEN + IPV4_MIN_HDR_LEN + 8 + IPV4_MIN_HDR_LEN + 8;
+
+/// Answers a DSR packet too big for the real's link ([`dsr_too_big_v4`])
+/// back out of the interface it came in on, to the MAC it came from
+/// (XDP_TX, as Katran does). Not inlined: it is cold.
+#[inline(never)]
+fn answer_too_big_v4(ctx: &XdpContext, mtu: u16) -> u32 {
+    if !dsr_too_big_v4(ctx, mtu) {
+        return xdp_action::XDP_DROP;
+    }
+    count(|c| c.icmp_too_big_sent += 1);
+    xdp_action::XDP_TX
+}
+
+/// Turns an IPv4 DSR packet that no longer fits the real's link once
+/// encapsulated (`mtu`: the route's MTU) into ICMP fragmentation-needed
+/// (RFC 792, RFC 1191) from the VIP to the client, advertising `mtu` less
+/// the 20 bytes of the outer header, the way Katran does: the client's
+/// path MTU discovery then sends segments that fit. The caller sends it.
+/// False (drop) for a packet without DF (XDP cannot fragment it; counted)
+/// or one that cannot be reshaped.
+///
+/// The frame is Ethernet, the outer IPv4 header, then the client's packet
+/// (IPv4 without options: DSR balances no others). Growing the head by 8
+/// bytes puts the client's header exactly where the answer quotes it
+/// (14 + 20 + 8 = 34 + 8); the tail is cut after its first 8 payload bytes.
+#[inline(always)]
+fn dsr_too_big_v4(ctx: &XdpContext, mtu: u16) -> bool {
+    const INNER: usize = L3 + IPV4_MIN_HDR_LEN;
+    let Some(flags) = ptr_at::<u8>(ctx, INNER + 6) else {
+        return false;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    if unsafe { *flags } & 0x40 == 0 {
+        count(|c| c.drop_too_big += 1);
+        return false;
+    }
+    // The frame's own MACs (the encapsulation kept them), to be swapped.
+    let Some(eth) = ptr_at::<[u16; 6]>(ctx, 0) else {
+        return false;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    let m = unsafe { *eth };
+    // SAFETY: the helpers only move ctx->data / data_end; every access after them is re-checked.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -8) } != 0 {
+        return false;
+    }
+    let whole = crate::parse::frame_len(ctx);
+    if whole < TOO_BIG_V4_LEN
+        || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((whole - TOO_BIG_V4_LEN) as i32)) } != 0
+    {
+        return false;
+    }
+    let Some(f) = mut_at::<TOO_BIG_V4_LEN>(ctx, 0) else {
+        return false;
+    };
+    // The quoted header (at 42): the client's addresses, swapped below.
+    const Q: usize = TOO_BIG_V4_LEN - 8 - IPV4_MIN_HDR_LEN;
+    // Back to where it came from: destination and source MAC swapped.
+    for (i, w) in [m[3], m[4], m[5], m[0], m[1], m[2]].into_iter().enumerate() {
+        let b = w.to_ne_bytes();
+        f[2 * i] = b[0];
+        f[2 * i + 1] = b[1];
+    }
+    f[12] = 0x08;
+    f[13] = 0x00;
+    // IPv4: no options, total length 56, no fragmentation, TTL 64, ICMP,
+    // from the VIP to the client.
+    let ip = L3;
+    f[ip] = 0x45;
+    f[ip + 1] = 0;
+    f[ip + 2] = 0;
+    f[ip + 3] = 56;
+    for i in 4..8 {
+        f[ip + i] = 0;
+    }
+    f[ip + 8] = OWN_TTL;
+    f[ip + 9] = crate::parse::PROTO_ICMP;
+    f[ip + 10] = 0;
+    f[ip + 11] = 0;
+    for i in 0..4 {
+        f[ip + 12 + i] = f[Q + 16 + i];
+        f[ip + 16 + i] = f[Q + 12 + i];
+    }
+    let mut sum = 0u64;
+    for i in 0..IPV4_MIN_HDR_LEN / 2 {
+        sum += u16::from_be_bytes([f[ip + 2 * i], f[ip + 2 * i + 1]]) as u64;
+    }
+    let c = (!csum::fold(sum)).to_be_bytes();
+    f[ip + 10] = c[0];
+    f[ip + 11] = c[1];
+    // ICMP: type 3 (unreachable), code 4 (fragmentation needed), checksum,
+    // unused, next-hop MTU; then the quoted bytes, already in place.
+    let icmp = L3 + IPV4_MIN_HDR_LEN;
+    let next_hop_mtu = mtu.saturating_sub(IPV4_MIN_HDR_LEN as u16).to_be_bytes();
+    f[icmp] = 3;
+    f[icmp + 1] = 4;
+    for i in 2..6 {
+        f[icmp + i] = 0;
+    }
+    f[icmp + 6] = next_hop_mtu[0];
+    f[icmp + 7] = next_hop_mtu[1];
+    let mut sum = 0u64;
+    for i in 0..(TOO_BIG_V4_LEN - icmp) / 2 {
+        sum += u16::from_be_bytes([f[icmp + 2 * i], f[icmp + 2 * i + 1]]) as u64;
+    }
+    let c = (!csum::fold(sum)).to_be_bytes();
+    f[icmp + 2] = c[0];
+    f[icmp + 3] = c[1];
+    true
 }
 
 /// `bpf_fib_lookup` parameters, 8-byte aligned so they can be cleared
@@ -634,8 +755,11 @@ const NEXTHOP_TTL_JIFFIES: u64 = 256;
 /// NAT replies, `bpf_fib_lookup` decides, and a success refills the entry.
 /// Only successes are cached: no-neighbour and no-route results are looked
 /// up again on every packet.
+///
+/// `ANSWER_TOO_BIG`: an IPIP (DSR) packet the route's MTU refuses is
+/// answered with ICMP fragmentation-needed ([`answer_too_big_v4`]).
 #[inline(always)]
-fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8, real: u32) -> u32 {
+fn forward<const ANSWER_TOO_BIG: bool>(ctx: &XdpContext, fam: u8, l4_proto: u8, real: u32) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
     let (start, end) = crate::parse::bounds(ctx);
     let ip = (start + L3) as *const u8;
@@ -722,6 +846,15 @@ fn forward(ctx: &XdpContext, fam: u8, l4_proto: u8, real: u32) -> u32 {
             // The kernel resolves the neighbour and forwards the packet itself.
             count(|c| c.pass_no_neigh += 1);
             return xdp_action::XDP_PASS;
+        }
+        FIB_FRAG_NEEDED => {
+            if ANSWER_TOO_BIG && l4_proto == PROTO_IPIP {
+                // SAFETY: on FRAG_NEEDED the helper stores the MTU in this union member.
+                let mtu = unsafe { p.__bindgen_anon_1.mtu_result };
+                return answer_too_big_v4(ctx, mtu);
+            }
+            count(|c| c.drop_too_big += 1);
+            return xdp_action::XDP_DROP;
         }
         _ => {
             count(|c| c.drop_no_route += 1);
@@ -959,7 +1092,7 @@ fn nat_too_big(ctx: &XdpContext, s: &mut Scratch) -> u32 {
     } else {
         crate::parse::PROTO_ICMPV6
     };
-    forward(ctx, fam, icmp_proto, state.real)
+    forward::<false>(ctx, fam, icmp_proto, state.real)
 }
 
 /// The addresses and ports of a translated NAT too-big error.

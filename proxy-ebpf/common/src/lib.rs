@@ -340,6 +340,13 @@ pub struct L4Counters {
     pub drop_policy: u64,
     /// Passed to the kernel because the next hop's neighbour is unresolved.
     pub pass_no_neigh: u64,
+    /// IPv4 DSR packets too big for the real's link once encapsulated,
+    /// answered with ICMP fragmentation-needed (the MTU less the 20 bytes
+    /// Weir adds).
+    pub icmp_too_big_sent: u64,
+    /// Dropped: too big for the next hop's MTU and not answered (an IPv4
+    /// packet without DF, an IPv6 DSR packet, a NAT packet).
+    pub drop_too_big: u64,
 }
 
 /// Packets and bytes, one cell of a per-CPU counter array.
@@ -440,7 +447,7 @@ const _: () = assert!(core::mem::size_of::<NatReverse>() == 40);
 const _: () = assert!(core::mem::size_of::<GlobalConfig>() == 16);
 const _: () = assert!(core::mem::size_of::<FloodState>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowCounters>() == 24);
-const _: () = assert!(core::mem::size_of::<L4Counters>() == 128);
+const _: () = assert!(core::mem::size_of::<L4Counters>() == 144);
 const _: () = assert!(core::mem::size_of::<TrafficCounters>() == 16);
 const _: () = assert!(core::mem::size_of::<PacketCounters>() == 80);
 
