@@ -64,6 +64,8 @@ fn mac_str(m: [u8; 6]) -> String {
 
 /// A real reached through a route with MTU 1500 (the links are jumbo).
 pub const SMALL_MTU_REAL4: &str = "198.18.1.20";
+/// Its IPv6 twin, through a route with MTU 1500 too.
+pub const SMALL_MTU_REAL6: &str = "fd00:19::21";
 
 /// MTU of the fixture links.
 pub const JUMBO_MTU: u16 = 9000;
@@ -111,6 +113,17 @@ impl Topology {
                 "lock",
                 "1500",
             ],
+            vec![
+                "-6",
+                "route",
+                "add",
+                SMALL_MTU_REAL6,
+                "dev",
+                RS_IF,
+                "mtu",
+                "lock",
+                "1500",
+            ],
         ]
         .into_iter()
         .map(|v| v.into_iter().map(String::from).collect())
@@ -122,6 +135,7 @@ impl Topology {
             (TX_REAL6, CL_IF, real_mac(0x20)),
         ];
         neigh.push((SMALL_MTU_REAL4, RS_IF, real_mac(20)));
+        neigh.push((SMALL_MTU_REAL6, RS_IF, real_mac(0x21)));
         let reals4 = ["198.18.1.10", "198.18.1.11", "198.18.1.12"];
         let reals6 = ["fd00:19::10", "fd00:19::11", "fd00:19::12"];
         for (i, (a4, a6)) in reals4.iter().zip(reals6).enumerate() {

@@ -730,6 +730,85 @@ fn dsr_too_big_v4(ctx: &XdpContext, mtu: u16) -> bool {
     true
 }
 
+/// Length of the ICMPv6 packet-too-big answer: Ethernet, IPv6, ICMPv6,
+/// then the client's IPv6 header and the first 8 bytes of its payload.
+const TOO_BIG_V6_LEN: usize = ETH_HDR_LEN + IPV6_HDR_LEN + 8 + IPV6_HDR_LEN + 8;
+
+/// The IPv6 twin of [`answer_too_big_v4`]: ICMPv6 packet-too-big (RFC
+/// 4443) from the VIP to the client, advertising `mtu` less the 40 bytes
+/// of the outer header (IPv6 has no DF: every such packet is answered),
+/// quoting the client's header and 8 bytes of its payload, sent back with
+/// XDP_TX. Same reshaping: the head grows by 8 (14 + 40 + 8 = 54 + 8).
+#[inline(never)]
+fn answer_too_big_v6(ctx: &XdpContext, mtu: u32) -> u32 {
+    let Some(eth) = ptr_at::<[u16; 6]>(ctx, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    let m = unsafe { *eth };
+    // SAFETY: the helpers only move ctx->data / data_end; every access after them is re-checked.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -8) } != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let whole = crate::parse::frame_len(ctx);
+    if whole < TOO_BIG_V6_LEN
+        || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((whole - TOO_BIG_V6_LEN) as i32)) } != 0
+    {
+        return xdp_action::XDP_DROP;
+    }
+    let Some(f) = mut_at::<TOO_BIG_V6_LEN>(ctx, 0) else {
+        return xdp_action::XDP_DROP;
+    };
+    // The quoted header (at 62): the client's addresses, swapped below.
+    const Q: usize = TOO_BIG_V6_LEN - 8 - IPV6_HDR_LEN;
+    for (i, w) in [m[3], m[4], m[5], m[0], m[1], m[2]].into_iter().enumerate() {
+        let b = w.to_ne_bytes();
+        f[2 * i] = b[0];
+        f[2 * i + 1] = b[1];
+    }
+    f[12] = 0x86;
+    f[13] = 0xDD;
+    // IPv6: version 6, payload 56 (ICMPv6 8 + quoted 48), next header 58,
+    // hop limit 64, from the VIP to the client.
+    let ip = L3;
+    let payload = (TOO_BIG_V6_LEN - L3 - IPV6_HDR_LEN) as u16;
+    f[ip] = 0x60;
+    f[ip + 1] = 0;
+    f[ip + 2] = 0;
+    f[ip + 3] = 0;
+    f[ip + 4] = (payload >> 8) as u8;
+    f[ip + 5] = payload as u8;
+    f[ip + 6] = crate::parse::PROTO_ICMPV6;
+    f[ip + 7] = OWN_TTL;
+    for i in 0..16 {
+        f[ip + 8 + i] = f[Q + 24 + i];
+        f[ip + 24 + i] = f[Q + 8 + i];
+    }
+    // ICMPv6: type 2 (packet too big), code 0, checksum, MTU (32 bits).
+    let icmp = L3 + IPV6_HDR_LEN;
+    let next_hop_mtu = mtu.saturating_sub(IPV6_HDR_LEN as u32).to_be_bytes();
+    f[icmp] = 2;
+    f[icmp + 1] = 0;
+    f[icmp + 2] = 0;
+    f[icmp + 3] = 0;
+    for i in 0..4 {
+        f[icmp + 4 + i] = next_hop_mtu[i];
+    }
+    // Checksum: the pseudo-header (addresses, length, next header), then the message.
+    let mut sum = payload as u64 + crate::parse::PROTO_ICMPV6 as u64;
+    for i in 0..16 {
+        sum += u16::from_be_bytes([f[ip + 8 + 2 * i], f[ip + 9 + 2 * i]]) as u64;
+    }
+    for i in 0..(TOO_BIG_V6_LEN - icmp) / 2 {
+        sum += u16::from_be_bytes([f[icmp + 2 * i], f[icmp + 2 * i + 1]]) as u64;
+    }
+    let c = (!csum::fold(sum)).to_be_bytes();
+    f[icmp + 2] = c[0];
+    f[icmp + 3] = c[1];
+    count(|c| c.icmp_too_big_sent += 1);
+    xdp_action::XDP_TX
+}
+
 /// `bpf_fib_lookup` parameters, 8-byte aligned so they can be cleared
 /// with eight 8-byte stores (the verifier wants aligned stack accesses; a
 /// plain zeroed() became a call to a byte-at-a-time memset subprogram).
@@ -848,10 +927,14 @@ fn forward<const ANSWER_TOO_BIG: bool>(ctx: &XdpContext, fam: u8, l4_proto: u8, 
             return xdp_action::XDP_PASS;
         }
         FIB_FRAG_NEEDED => {
-            if ANSWER_TOO_BIG && l4_proto == PROTO_IPIP {
+            if ANSWER_TOO_BIG && (l4_proto == PROTO_IPIP || l4_proto == PROTO_IPV6_IN_IP) {
                 // SAFETY: on FRAG_NEEDED the helper stores the MTU in this union member.
                 let mtu = unsafe { p.__bindgen_anon_1.mtu_result };
-                return answer_too_big_v4(ctx, mtu);
+                return if l4_proto == PROTO_IPIP {
+                    answer_too_big_v4(ctx, mtu)
+                } else {
+                    answer_too_big_v6(ctx, mtu as u32)
+                };
             }
             count(|c| c.drop_too_big += 1);
             return xdp_action::XDP_DROP;

@@ -340,12 +340,12 @@ pub struct L4Counters {
     pub drop_policy: u64,
     /// Passed to the kernel because the next hop's neighbour is unresolved.
     pub pass_no_neigh: u64,
-    /// IPv4 DSR packets too big for the real's link once encapsulated,
-    /// answered with ICMP fragmentation-needed (the MTU less the 20 bytes
-    /// Weir adds).
+    /// DSR packets too big for the real's link once encapsulated, answered
+    /// with ICMP fragmentation-needed / ICMPv6 packet-too-big (the MTU less
+    /// the 20 or 40 bytes Weir adds).
     pub icmp_too_big_sent: u64,
     /// Dropped: too big for the next hop's MTU and not answered (an IPv4
-    /// packet without DF, an IPv6 DSR packet, a NAT packet).
+    /// packet without DF, or a NAT packet).
     pub drop_too_big: u64,
 }
 
