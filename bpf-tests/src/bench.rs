@@ -461,31 +461,6 @@ fn pin_pid(pid: i32, cpu: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes the balancer veth's NAPI a kernel thread and pins it to LB_CPU,
-/// so the balancer's work is on its own core, apart from the generator.
-fn napi_thread_on_lb_cpu(lab: &crate::lab::Lab) -> Result<(), String> {
-    let before: std::collections::HashSet<i32> = napi_threads("b0").into_iter().collect();
-    lab.balancer
-        .exec("sh", &["-c", "echo 1 > /sys/class/net/b0/threaded"])?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let new: Vec<i32> = napi_threads("b0")
-            .into_iter()
-            .filter(|p| !before.contains(p))
-            .collect();
-        if !new.is_empty() {
-            for pid in new {
-                pin_pid(pid, LB_CPU)?;
-            }
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            return Err("no napi/b0 kernel thread appeared".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn napi_threads(iface: &str) -> Vec<i32> {
     let prefix = format!("napi/{iface}-");
     std::fs::read_dir("/proc")
@@ -644,7 +619,7 @@ pub fn pps() -> Result<Vec<PpsRow>, String> {
             .map_err(|e| format!("attach weir_xdp to b0: {e:?}"))?;
     }
     if std::env::var_os("WEIR_BENCH_SAME_CPU").is_none() {
-        napi_thread_on_lb_cpu(&lab)?;
+        threaded_napi(&lab.balancer, &["b0"], LB_CPU)?;
     }
     let spray = |frame: &[u8], many: bool| {
         let template: [u8; 42] = frame[..42].try_into().expect("64-byte frame");
@@ -693,7 +668,7 @@ pub fn pps() -> Result<Vec<PpsRow>, String> {
     drop(weir);
     let pass = RawProgram::pass().map_err(|e| e.to_string())?;
     attach_raw(&lab.balancer, "b0", &pass, "pps-pass")?;
-    napi_thread_on_lb_cpu(&lab).ok();
+    threaded_napi(&lab.balancer, &["b0"], LB_CPU).ok();
     let frame = client_frame(&crate::lab::real4(0));
     let few = spray(&frame, false)?;
     blast(&lab, &few, &frame, &sinks, None)?;

@@ -619,78 +619,82 @@ fn encap_and_send(ctx: &XdpContext, fam: u8, real: &RealInfo, real_id: u32) -> u
 /// Length of the ICMP fragmentation-needed answer: Ethernet, IPv4, ICMP,
 /// then the client's IPv4 header and the first 8 bytes of its payload.
 const TOO_BIG_V4_LEN: usize = ETH_HDR_LEN + IPV4_MIN_HDR_LEN + 8 + IPV4_MIN_HDR_LEN + 8;
+/// The same for ICMPv6 packet-too-big.
+const TOO_BIG_V6_LEN: usize = ETH_HDR_LEN + IPV6_HDR_LEN + 8 + IPV6_HDR_LEN + 8;
 
-/// Answers a DSR packet too big for the real's link ([`dsr_too_big_v4`])
-/// back out of the interface it came in on, to the MAC it came from
-/// (XDP_TX, as Katran does). Not inlined: it is cold.
-#[inline(never)]
-fn answer_too_big_v4(ctx: &XdpContext, mtu: u16) -> u32 {
-    if !dsr_too_big_v4(ctx, mtu) {
-        return xdp_action::XDP_DROP;
-    }
-    count(|c| c.icmp_too_big_sent += 1);
-    xdp_action::XDP_TX
-}
-
-/// Turns an IPv4 DSR packet that no longer fits the real's link once
-/// encapsulated (`mtu`: the route's MTU) into ICMP fragmentation-needed
-/// (RFC 792, RFC 1191) from the VIP to the client, advertising `mtu` less
-/// the 20 bytes of the outer header, the way Katran does: the client's
-/// path MTU discovery then sends segments that fit. The caller sends it.
-/// False (drop) for a packet without DF (XDP cannot fragment it; counted)
-/// or one that cannot be reshaped.
-///
-/// The frame is Ethernet, the outer IPv4 header, then the client's packet
-/// (IPv4 without options: DSR balances no others). Growing the head by 8
-/// bytes puts the client's header exactly where the answer quotes it
-/// (14 + 20 + 8 = 34 + 8); the tail is cut after its first 8 payload bytes.
+/// Reshapes an encapsulated DSR frame (Ethernet with the frame's own MACs,
+/// outer IP header, the client's packet) into the `LEN` bytes of a too-big
+/// answer sent back where it came from: the head grows by the 8 bytes of
+/// the ICMP header, which puts the client's IP header exactly where the
+/// answer quotes it (14 + 20 + 8 = 34 + 8 for IPv4, 14 + 40 + 8 = 54 + 8
+/// for IPv6), the tail is cut after 8 bytes of the client's payload, and
+/// the MACs are swapped. The caller writes the IP and ICMP headers.
 #[inline(always)]
-fn dsr_too_big_v4(ctx: &XdpContext, mtu: u16) -> bool {
-    const INNER: usize = L3 + IPV4_MIN_HDR_LEN;
-    let Some(flags) = ptr_at::<u8>(ctx, INNER + 6) else {
-        return false;
-    };
-    // SAFETY: bounds-checked by ptr_at.
-    if unsafe { *flags } & 0x40 == 0 {
-        count(|c| c.drop_too_big += 1);
-        return false;
-    }
-    // The frame's own MACs (the encapsulation kept them), to be swapped.
-    let Some(eth) = ptr_at::<[u16; 6]>(ctx, 0) else {
-        return false;
-    };
-    // SAFETY: bounds-checked by ptr_at.
+fn too_big_frame<const LEN: usize>(ctx: &XdpContext) -> Option<&mut [u8; LEN]> {
+    let eth = ptr_at::<[u16; 6]>(ctx, 0)?;
+    // SAFETY: bounds-checked by ptr_at. The encapsulation kept the frame's MACs.
     let m = unsafe { *eth };
     // SAFETY: the helpers only move ctx->data / data_end; every access after them is re-checked.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -8) } != 0 {
-        return false;
+        return None;
     }
     let whole = crate::parse::frame_len(ctx);
-    if whole < TOO_BIG_V4_LEN
-        || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((whole - TOO_BIG_V4_LEN) as i32)) } != 0
-    {
-        return false;
+    if whole < LEN || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((whole - LEN) as i32)) } != 0 {
+        return None;
     }
-    let Some(f) = mut_at::<TOO_BIG_V4_LEN>(ctx, 0) else {
-        return false;
-    };
-    // The quoted header (at 42): the client's addresses, swapped below.
-    const Q: usize = TOO_BIG_V4_LEN - 8 - IPV4_MIN_HDR_LEN;
-    // Back to where it came from: destination and source MAC swapped.
+    let f = mut_at::<LEN>(ctx, 0)?;
     for (i, w) in [m[3], m[4], m[5], m[0], m[1], m[2]].into_iter().enumerate() {
         let b = w.to_ne_bytes();
         f[2 * i] = b[0];
         f[2 * i + 1] = b[1];
     }
+    Some(f)
+}
+
+/// One's-complement sum of the `words` big-endian 16-bit words of `f`
+/// from `at`.
+#[inline(always)]
+fn sum_words<const LEN: usize>(f: &[u8; LEN], at: usize, words: usize) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..words {
+        sum += u16::from_be_bytes([f[at + 2 * i], f[at + 2 * i + 1]]) as u64;
+    }
+    sum
+}
+
+/// Answers an IPv4 DSR packet that no longer fits the real's link once
+/// encapsulated (`mtu`: the route's MTU) with ICMP fragmentation-needed
+/// (RFC 792, RFC 1191) from the VIP to the client, advertising `mtu` less
+/// the 20 bytes of the outer header, sent back with XDP_TX, the way
+/// Katran does: the client's path MTU discovery then sends segments that
+/// fit. A packet without DF is dropped (XDP cannot fragment it) and
+/// counted. Not inlined: it is cold.
+#[inline(never)]
+fn answer_too_big_v4(ctx: &XdpContext, mtu: u16) -> u32 {
+    // DSR balances IPv4 without options only: the client's header is at 34.
+    let Some(flags) = ptr_at::<u8>(ctx, L3 + IPV4_MIN_HDR_LEN + 6) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: bounds-checked by ptr_at.
+    if unsafe { *flags } & 0x40 == 0 {
+        count(|c| c.drop_too_big += 1);
+        return xdp_action::XDP_DROP;
+    }
+    let Some(f) = too_big_frame::<TOO_BIG_V4_LEN>(ctx) else {
+        return xdp_action::XDP_DROP;
+    };
+    // The quoted header: the client's addresses, swapped below.
+    const Q: usize = TOO_BIG_V4_LEN - 8 - IPV4_MIN_HDR_LEN;
     f[12] = 0x08;
     f[13] = 0x00;
     // IPv4: no options, total length 56, no fragmentation, TTL 64, ICMP,
     // from the VIP to the client.
     let ip = L3;
+    let total = (TOO_BIG_V4_LEN - L3) as u16;
     f[ip] = 0x45;
     f[ip + 1] = 0;
-    f[ip + 2] = 0;
-    f[ip + 3] = 56;
+    f[ip + 2] = (total >> 8) as u8;
+    f[ip + 3] = total as u8;
     for i in 4..8 {
         f[ip + i] = 0;
     }
@@ -702,11 +706,7 @@ fn dsr_too_big_v4(ctx: &XdpContext, mtu: u16) -> bool {
         f[ip + 12 + i] = f[Q + 16 + i];
         f[ip + 16 + i] = f[Q + 12 + i];
     }
-    let mut sum = 0u64;
-    for i in 0..IPV4_MIN_HDR_LEN / 2 {
-        sum += u16::from_be_bytes([f[ip + 2 * i], f[ip + 2 * i + 1]]) as u64;
-    }
-    let c = (!csum::fold(sum)).to_be_bytes();
+    let c = (!csum::fold(sum_words(f, ip, IPV4_MIN_HDR_LEN / 2))).to_be_bytes();
     f[ip + 10] = c[0];
     f[ip + 11] = c[1];
     // ICMP: type 3 (unreachable), code 4 (fragmentation needed), checksum,
@@ -720,52 +720,24 @@ fn dsr_too_big_v4(ctx: &XdpContext, mtu: u16) -> bool {
     }
     f[icmp + 6] = next_hop_mtu[0];
     f[icmp + 7] = next_hop_mtu[1];
-    let mut sum = 0u64;
-    for i in 0..(TOO_BIG_V4_LEN - icmp) / 2 {
-        sum += u16::from_be_bytes([f[icmp + 2 * i], f[icmp + 2 * i + 1]]) as u64;
-    }
-    let c = (!csum::fold(sum)).to_be_bytes();
+    let c = (!csum::fold(sum_words(f, icmp, (TOO_BIG_V4_LEN - icmp) / 2))).to_be_bytes();
     f[icmp + 2] = c[0];
     f[icmp + 3] = c[1];
-    true
+    count(|c| c.icmp_too_big_sent += 1);
+    xdp_action::XDP_TX
 }
-
-/// Length of the ICMPv6 packet-too-big answer: Ethernet, IPv6, ICMPv6,
-/// then the client's IPv6 header and the first 8 bytes of its payload.
-const TOO_BIG_V6_LEN: usize = ETH_HDR_LEN + IPV6_HDR_LEN + 8 + IPV6_HDR_LEN + 8;
 
 /// The IPv6 twin of [`answer_too_big_v4`]: ICMPv6 packet-too-big (RFC
 /// 4443) from the VIP to the client, advertising `mtu` less the 40 bytes
 /// of the outer header (IPv6 has no DF: every such packet is answered),
-/// quoting the client's header and 8 bytes of its payload, sent back with
-/// XDP_TX. Same reshaping: the head grows by 8 (14 + 40 + 8 = 54 + 8).
+/// quoting the client's header and 8 bytes of its payload.
 #[inline(never)]
 fn answer_too_big_v6(ctx: &XdpContext, mtu: u32) -> u32 {
-    let Some(eth) = ptr_at::<[u16; 6]>(ctx, 0) else {
+    let Some(f) = too_big_frame::<TOO_BIG_V6_LEN>(ctx) else {
         return xdp_action::XDP_DROP;
     };
-    // SAFETY: bounds-checked by ptr_at.
-    let m = unsafe { *eth };
-    // SAFETY: the helpers only move ctx->data / data_end; every access after them is re-checked.
-    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -8) } != 0 {
-        return xdp_action::XDP_DROP;
-    }
-    let whole = crate::parse::frame_len(ctx);
-    if whole < TOO_BIG_V6_LEN
-        || unsafe { bpf_xdp_adjust_tail(ctx.ctx, -((whole - TOO_BIG_V6_LEN) as i32)) } != 0
-    {
-        return xdp_action::XDP_DROP;
-    }
-    let Some(f) = mut_at::<TOO_BIG_V6_LEN>(ctx, 0) else {
-        return xdp_action::XDP_DROP;
-    };
-    // The quoted header (at 62): the client's addresses, swapped below.
+    // The quoted header: the client's addresses, swapped below.
     const Q: usize = TOO_BIG_V6_LEN - 8 - IPV6_HDR_LEN;
-    for (i, w) in [m[3], m[4], m[5], m[0], m[1], m[2]].into_iter().enumerate() {
-        let b = w.to_ne_bytes();
-        f[2 * i] = b[0];
-        f[2 * i + 1] = b[1];
-    }
     f[12] = 0x86;
     f[13] = 0xDD;
     // IPv6: version 6, payload 56 (ICMPv6 8 + quoted 48), next header 58,
@@ -795,13 +767,10 @@ fn answer_too_big_v6(ctx: &XdpContext, mtu: u32) -> u32 {
         f[icmp + 4 + i] = next_hop_mtu[i];
     }
     // Checksum: the pseudo-header (addresses, length, next header), then the message.
-    let mut sum = payload as u64 + crate::parse::PROTO_ICMPV6 as u64;
-    for i in 0..16 {
-        sum += u16::from_be_bytes([f[ip + 8 + 2 * i], f[ip + 9 + 2 * i]]) as u64;
-    }
-    for i in 0..(TOO_BIG_V6_LEN - icmp) / 2 {
-        sum += u16::from_be_bytes([f[icmp + 2 * i], f[icmp + 2 * i + 1]]) as u64;
-    }
+    let sum = payload as u64
+        + crate::parse::PROTO_ICMPV6 as u64
+        + sum_words(f, ip + 8, 16)
+        + sum_words(f, icmp, (TOO_BIG_V6_LEN - icmp) / 2);
     let c = (!csum::fold(sum)).to_be_bytes();
     f[icmp + 2] = c[0];
     f[icmp + 3] = c[1];
@@ -836,7 +805,8 @@ const NEXTHOP_TTL_JIFFIES: u64 = 256;
 /// up again on every packet.
 ///
 /// `ANSWER_TOO_BIG`: an IPIP (DSR) packet the route's MTU refuses is
-/// answered with ICMP fragmentation-needed ([`answer_too_big_v4`]).
+/// answered with ICMP fragmentation-needed or packet-too-big
+/// ([`answer_too_big_v4`], [`answer_too_big_v6`]).
 #[inline(always)]
 fn forward<const ANSWER_TOO_BIG: bool>(ctx: &XdpContext, fam: u8, l4_proto: u8, real: u32) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
