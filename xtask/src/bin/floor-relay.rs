@@ -243,8 +243,8 @@ mod uring {
                             let fds = pair.fd;
                             r.pairs.push(Some(pair));
                             r.pending.push([(0, 0); 2]);
-                            for side in 0..2 {
-                                r.recv(idx, side, fds[side])?;
+                            for (side, fd) in fds.into_iter().enumerate() {
+                                r.recv(idx, side, fd)?;
                             }
                         }
                         r.push(
