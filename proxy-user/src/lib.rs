@@ -26,3 +26,4 @@ pub mod relay;
 pub mod runtime;
 pub mod stats;
 pub mod tls;
+pub mod uring;

@@ -36,6 +36,7 @@ pub fn main(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             };
             init_logging(cfg.global.log_level);
+            crate::uring::set_enabled(cfg.global.io_uring);
             // `threads 1`: everything on the main thread (a current-thread
             // runtime: no hand-off between the main thread and one worker,
             // no work-stealing bookkeeping per wake-up).

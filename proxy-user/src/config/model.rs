@@ -80,6 +80,9 @@ pub struct Global {
     pub log_level: log::LevelFilter,
     /// `threads N`: worker threads; `None` = one per CPU.
     pub threads: Option<u32>,
+    /// False with `noiouring`: L7 plain TCP connections use epoll instead
+    /// of io_uring. Default true (io_uring where the kernel allows it).
+    pub io_uring: bool,
     /// `stats-sync-interval DURATION`: how often BPF counters are folded into
     /// the stats file. Default 1s.
     pub stats_sync_interval: Duration,
@@ -115,6 +118,7 @@ impl Global {
             shm_stats_file_max_objects: None,
             log_level: log::LevelFilter::Info,
             threads: None,
+            io_uring: true,
             stats_sync_interval: DEFAULT_STATS_SYNC_INTERVAL,
             xdp_mode: XdpMode::Auto,
             maxconn: None,

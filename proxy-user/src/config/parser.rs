@@ -98,6 +98,7 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("shm-stats-file-max-objects", G, "shm-stats-file-max-objects N"),
     kw("log-level", G, "log-level error|warn|info|debug|trace|off"),
     kw("threads", G, "threads N"),
+    kw("noiouring", G, "noiouring"),
     kw("stats-sync-interval", G, "stats-sync-interval DURATION"),
     kw("xdp-mode", G, "xdp-mode auto|native|generic"),
     kw("maxconn", G | D | F | L, "maxconn N"),

@@ -681,6 +681,22 @@ async fn accept_loop(
                 // Two spawn sites, so a plain connection's task is not sized
                 // for a TLS stream.
                 match &tls {
+                    None if crate::uring::here() => {
+                        let stream = match stream
+                            .into_std()
+                            .and_then(crate::uring::UringStream::new)
+                        {
+                            Ok(s) => s,
+                            Err(e) => {
+                                ::log::warn!("{}: accepted connection lost: {e}", frontend.name);
+                                continue;
+                            }
+                        };
+                        tokio::spawn(async move {
+                            session::run(fe, stream, peer, "http").await;
+                            drop(permit);
+                        });
+                    }
                     None => {
                         tokio::spawn(async move {
                             session::run(fe, stream, peer, "http").await;

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::tls::ClientTlsStream;
+use crate::uring::UringStream;
 
 /// Idle connections kept per server at most.
 pub const DEFAULT_MAX_IDLE_PER_SERVER: usize = 256;
@@ -34,6 +35,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ServerStream {
     /// Plain TCP.
     Plain(TcpStream),
+    /// Plain TCP through this thread's io_uring.
+    Uring(UringStream),
     /// TLS over TCP (`server ... ssl`), after the handshake.
     Tls(Box<ClientTlsStream<TcpStream>>),
 }
@@ -54,6 +57,12 @@ impl ServerStream {
             ServerStream::Plain(tcp) => {
                 let mut probe = [0u8; 1];
                 matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            ServerStream::Uring(stream) => {
+                // Pending: a receive is (now) waiting on it with nothing
+                // arrived; it stays queued and reads the next response.
+                let mut cx = Context::from_waker(Waker::noop());
+                stream.poll_ready(&mut cx).is_pending()
             }
             ServerStream::Tls(tls) => {
                 let mut probe = [0u8; 1];
@@ -89,6 +98,7 @@ impl AsyncRead for ServerStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ServerStream::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            ServerStream::Uring(io) => Pin::new(io).poll_read(cx, buf),
             ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
         }
     }
@@ -102,6 +112,7 @@ impl AsyncWrite for ServerStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ServerStream::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            ServerStream::Uring(io) => Pin::new(io).poll_write(cx, buf),
             ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
         }
     }
@@ -113,6 +124,7 @@ impl AsyncWrite for ServerStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ServerStream::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            ServerStream::Uring(io) => Pin::new(io).poll_write_vectored(cx, bufs),
             ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -120,6 +132,7 @@ impl AsyncWrite for ServerStream {
     fn is_write_vectored(&self) -> bool {
         match self {
             ServerStream::Plain(io) => io.is_write_vectored(),
+            ServerStream::Uring(io) => io.is_write_vectored(),
             ServerStream::Tls(tls) => tls.is_write_vectored(),
         }
     }
@@ -127,6 +140,7 @@ impl AsyncWrite for ServerStream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ServerStream::Plain(io) => Pin::new(io).poll_flush(cx),
+            ServerStream::Uring(io) => Pin::new(io).poll_flush(cx),
             ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
         }
     }
@@ -134,6 +148,7 @@ impl AsyncWrite for ServerStream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ServerStream::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            ServerStream::Uring(io) => Pin::new(io).poll_shutdown(cx),
             ServerStream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
         }
     }

@@ -19,6 +19,8 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::uring::UringStream;
 use tokio::time::Instant;
 
 use crate::balance::SelectKey;
@@ -124,6 +126,11 @@ pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {
     /// The socket itself when reads need no decryption: an idle connection
     /// then waits for readiness without holding a read buffer.
     fn plain_socket(&self) -> Option<&TcpStream>;
+
+    /// The io_uring stream, which waits for a request without a buffer too.
+    fn uring(&mut self) -> Option<&mut UringStream> {
+        None
+    }
 }
 
 impl ClientIo for TcpStream {
@@ -135,6 +142,16 @@ impl ClientIo for TcpStream {
 impl ClientIo for ServerTlsStream<RecordSocket<TcpStream>> {
     fn plain_socket(&self) -> Option<&TcpStream> {
         None
+    }
+}
+
+impl ClientIo for UringStream {
+    fn plain_socket(&self) -> Option<&TcpStream> {
+        None
+    }
+
+    fn uring(&mut self) -> Option<&mut UringStream> {
+        Some(self)
     }
 }
 
@@ -269,7 +286,40 @@ impl<'f, S: ClientIo> Session<'f, S> {
             // it. Readiness can be spurious, so a buffer allocated for a read
             // that finds nothing is released again.
             let idle_deadline = idle_timeout.map(|t| wait_started + t);
-            if self.client.plain_socket().is_none() {
+            if let Some(stream) = self.client.uring() {
+                let now = std::future::poll_fn(|cx| Poll::Ready(stream.poll_ready(cx))).await;
+                let ready = match now {
+                    Poll::Ready(r) => Ok(r),
+                    Poll::Pending => {
+                        // The connection goes idle: no buffers held until
+                        // bytes arrive (the ring picks one then).
+                        give_back(&mut self.buf);
+                        give_back(&mut self.out);
+                        let wait = std::future::poll_fn(|cx| stream.poll_ready(cx));
+                        match idle_deadline {
+                            Some(d) => tokio::time::timeout_at(d, wait).await,
+                            None => Ok(wait.await),
+                        }
+                    }
+                };
+                match ready {
+                    Err(_) if first => {
+                        return Err(ProxyError::ClientTimeout("waiting for the request"))
+                    }
+                    Err(_) | Ok(Err(_)) => return Ok(None),
+                    Ok(Ok(())) => {}
+                }
+                if self.buf.capacity() == 0 {
+                    self.buf = spare_buffer();
+                }
+                if self.buf.capacity() - self.buf.len() < 1024 {
+                    self.buf.reserve(CLIENT_BUF_SIZE);
+                }
+                match self.client.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => {}
+                }
+            } else if self.client.plain_socket().is_none() {
                 // TLS: bytes only make sense after decryption, so the wait is
                 // a read through the TLS layer, with a buffer.
                 if self.buf.capacity() - self.buf.len() < 1024 {

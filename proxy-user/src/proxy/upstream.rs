@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
+
+use crate::uring::UringStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -184,6 +186,32 @@ impl BackendCtx {
         let started = Instant::now();
         let limit = self.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         server.counters.connection();
+        // Plain servers on an io_uring thread connect through the ring.
+        if server.tls.is_none() && crate::uring::here() {
+            let stream = match tokio::time::timeout(limit, UringStream::connect(server.addr)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => {
+                    return Err(ProxyError::Connect {
+                        server: server.name.clone(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(ProxyError::ConnectTimeout {
+                        server: server.name.clone(),
+                    })
+                }
+            };
+            return Ok((
+                ServerConn {
+                    stream: ServerStream::Uring(stream),
+                    buf: BytesMut::with_capacity(SERVER_BUF_SIZE),
+                    reused: false,
+                },
+                started.elapsed(),
+            ));
+        }
         let tcp = match tokio::time::timeout(limit, TcpStream::connect(server.addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(source)) => {

@@ -9,6 +9,11 @@ impl Parser<'_> {
         if key == "demo-origin" {
             return self.demo_origin(line);
         }
+        if key == "noiouring" {
+            args(line, 0, 0)?;
+            self.global.io_uring = false;
+            return Ok(());
+        }
         let a = args(line, 1, 1)?;
         let v = &a[0];
         match key {
