@@ -53,8 +53,11 @@ pub struct Options {
     /// Interleaved rounds per proxy and mode; the table shows medians.
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: u32,
-    /// Proxies to run, comma-separated (weir, haproxy, nginx).
-    #[arg(long, value_delimiter = ',', default_values_t = ["weir".to_string(), "haproxy".to_string(), "nginx".to_string()])]
+    /// Proxies to run, comma-separated: weir, weir-epoll (weir with
+    /// `noiouring`), haproxy, nginx, and the two byte relays that show the
+    /// kernel's floor, floor-epoll and floor-uring (keep-alive only; `bench
+    /// tls` runs weir, haproxy and nginx).
+    #[arg(long, value_delimiter = ',', default_values_t = ["weir", "weir-epoll", "haproxy", "nginx", "floor-epoll", "floor-uring"].map(String::from))]
     pub(crate) proxies: Vec<String>,
     /// `bench tls`: parallel `openssl s_time` clients in the handshake runs.
     #[arg(long, default_value_t = 16)]
@@ -107,6 +110,7 @@ pub fn run(opts: &Options) -> Result<()> {
     ensure_tools()?;
     raise_fd_limit();
     let weir = build_weir(&root)?;
+    let floor = build_floor_relay(&root)?;
 
     let (_origin, origin_addr) = start_origin(&weir)?;
 
@@ -119,6 +123,7 @@ pub fn run(opts: &Options) -> Result<()> {
         let (cfg_path, mut cmd) = proxy_command(
             proxy,
             &weir,
+            &floor,
             &out_dir,
             addr,
             origin_addr,
@@ -136,6 +141,11 @@ pub fn run(opts: &Options) -> Result<()> {
     for round in 1..=opts.rounds {
         for (pi, (p, addr)) in running.iter().enumerate() {
             for (mi, (mode, close)) in modes.iter().enumerate() {
+                if *close && is_floor(p.name) {
+                    // A byte relay opens an origin connection per client
+                    // connection: no floor for `Connection: close`.
+                    continue;
+                }
                 let cpu0 = cpu_ticks(p.pid())?;
                 let w = wrk(
                     *addr,
@@ -164,6 +174,9 @@ pub fn run(opts: &Options) -> Result<()> {
     for (pi, (p, _)) in running.iter().enumerate() {
         for (mi, (mode, _)) in modes.iter().enumerate() {
             let s = &samples[pi * modes.len() + mi];
+            if s.is_empty() {
+                continue;
+            }
             let med = |f: &dyn Fn(&(WrkResult, f64)) -> f64| median(s.iter().map(f).collect());
             rows.push(Row {
                 proxy: p.name,
@@ -181,7 +194,7 @@ pub fn run(opts: &Options) -> Result<()> {
         }
     }
     let mut idle = Vec::new();
-    for (p, addr) in &running {
+    for (p, addr) in running.iter().filter(|(p, _)| !is_floor(p.name)) {
         let per_conn = idle_memory(p, *addr, opts.idle)?;
         eprintln!(
             "[bench] {}: {:.0} bytes per idle client connection",
@@ -237,9 +250,32 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 pub(crate) fn proxy_name(p: &str) -> &'static str {
     match p {
         "weir" => "weir",
+        "weir-epoll" => "weir, noiouring",
         "haproxy" => "HAProxy",
+        "floor-epoll" => FLOOR_EPOLL,
+        "floor-uring" => FLOOR_URING,
         _ => "nginx",
     }
+}
+
+const FLOOR_EPOLL: &str = "floor: byte relay, epoll";
+const FLOOR_URING: &str = "floor: byte relay, io_uring";
+
+fn is_floor(name: &str) -> bool {
+    name == FLOOR_EPOLL || name == FLOOR_URING
+}
+
+/// Builds `floor-relay` (release), the byte relay of the floor rows.
+fn build_floor_relay(root: &Path) -> Result<PathBuf> {
+    exec(Command::new("cargo").current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "floor-relay",
+    ]))?;
+    Ok(target_dir(root).join("release").join("floor-relay"))
 }
 
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
@@ -323,18 +359,24 @@ pub(crate) fn wait_listening(addr: SocketAddr) -> Result<()> {
 fn proxy_command(
     proxy: &str,
     weir: &Path,
+    floor: &Path,
     dir: &Path,
     addr: SocketAddr,
     origin: SocketAddr,
     threads: u32,
 ) -> Result<(PathBuf, Command)> {
     Ok(match proxy {
-        "weir" => {
-            let path = dir.join("weir.cfg");
+        "weir" | "weir-epoll" => {
+            let path = dir.join(format!("{proxy}.cfg"));
+            let epoll = if proxy == "weir-epoll" {
+                "    noiouring\n"
+            } else {
+                ""
+            };
             std::fs::write(
                 &path,
                 format!(
-                    "global\n    threads {threads}\n    log-level warn\n\
+                    "global\n    threads {threads}\n    log-level warn\n{epoll}\
                      defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
                      frontend bench\n    bind {addr}\n    maxconn 9000\n    default_backend origin\n\
                      backend origin\n    server o1 {origin}\n"
@@ -343,6 +385,16 @@ fn proxy_command(
             let mut cmd = Command::new(weir);
             cmd.args(["run", "--no-xdp", "-f"]).arg(&path);
             (path, cmd)
+        }
+        "floor-epoll" | "floor-uring" => {
+            let mode = if proxy == "floor-epoll" {
+                "epoll"
+            } else {
+                "io-uring"
+            };
+            let mut cmd = Command::new(floor);
+            cmd.arg(mode).arg(addr.to_string()).arg(origin.to_string());
+            (floor.to_path_buf(), cmd)
         }
         "haproxy" => {
             let path = dir.join("haproxy.cfg");
@@ -511,13 +563,21 @@ fn render(rows: &[Row], idle: &[(&str, f64)], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| proxy | client connections | req/s | p50 | p99 | CPU per request | errors |"
+        "| proxy | client connections | req/s | p50 | p99 | CPU per request | CPU ÷ HAProxy's | errors |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
+        let haproxy = rows
+            .iter()
+            .find(|h| h.proxy == "HAProxy" && h.mode == r.mode)
+            .map(|h| h.cpu_us_per_req);
+        let ratio = haproxy.map_or_else(
+            || "-".to_string(),
+            |h| format!("{:.2}", r.cpu_us_per_req / h),
+        );
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {} |",
+            "| {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {ratio} | {} |",
             r.proxy,
             r.mode,
             r.wrk.rps,

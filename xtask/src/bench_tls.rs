@@ -109,7 +109,13 @@ pub fn run(opts: &Options) -> Result<()> {
     for key in [Key::EcdsaP256, Key::Rsa2048] {
         let pem = certificate(&dir, key)?;
         let mut running: Vec<(Owned, SocketAddr, String)> = Vec::new();
-        for proxy in opts.proxies.iter().map(String::as_str) {
+        // TLS rows: the three proxies (the byte relays speak no TLS).
+        let proxies = opts
+            .proxies
+            .iter()
+            .map(String::as_str)
+            .filter(|p| matches!(*p, "weir" | "haproxy" | "nginx"));
+        for proxy in proxies {
             let addr = free_addr()?;
             let mut cmd = proxy_command(proxy, &weir, &dir, addr, origin, &pem, opts)?;
             let p = spawn(proxy_name(proxy), &mut cmd)?;

@@ -43,7 +43,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::balance::{
@@ -682,15 +682,8 @@ async fn accept_loop(
                 // for a TLS stream.
                 match &tls {
                     None if crate::uring::here() => {
-                        let stream = match stream
-                            .into_std()
-                            .and_then(crate::uring::UringStream::new)
-                        {
-                            Ok(s) => s,
-                            Err(e) => {
-                                ::log::warn!("{}: accepted connection lost: {e}", frontend.name);
-                                continue;
-                            }
+                        let Some(stream) = into_uring(stream, &frontend.name) else {
+                            continue;
                         };
                         tokio::spawn(async move {
                             session::run(fe, stream, peer, "http").await;
@@ -700,6 +693,19 @@ async fn accept_loop(
                     None => {
                         tokio::spawn(async move {
                             session::run(fe, stream, peer, "http").await;
+                            drop(permit);
+                        });
+                    }
+                    Some(acceptor) if crate::uring::here() => {
+                        let Some(stream) = into_uring(stream, &frontend.name) else {
+                            continue;
+                        };
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            // A failed handshake is counted and logged by the acceptor.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                session::run(fe, stream, peer, "https").await;
+                            }
                             drop(permit);
                         });
                     }
@@ -719,6 +725,18 @@ async fn accept_loop(
                 ::log::warn!("{}: accept failed: {e}", frontend.name);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// An accepted socket moved from tokio's epoll to this thread's io_uring;
+/// `None` (logged) in the unlikely case it cannot be deregistered.
+fn into_uring(stream: TcpStream, frontend: &str) -> Option<crate::uring::UringStream> {
+    match stream.into_std().and_then(crate::uring::UringStream::new) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            ::log::warn!("{frontend}: accepted connection dropped: {e}");
+            None
         }
     }
 }

@@ -230,8 +230,13 @@ impl Pool {
     }
 
     /// Returns a connection whose last response ended cleanly.
-    pub fn put(&self, conn: ServerConn) {
+    pub fn put(&self, mut conn: ServerConn) {
         if !conn.buf.is_empty() {
+            return;
+        }
+        // An io_uring connection gets its receive queued now, so that a
+        // close by the server while it idles is seen by `take`'s probe.
+        if matches!(conn.stream, ServerStream::Uring(_)) && !conn.stream.is_idle_and_open() {
             return;
         }
         let mut idle = self.idle();

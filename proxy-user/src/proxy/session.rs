@@ -145,6 +145,12 @@ impl ClientIo for ServerTlsStream<RecordSocket<TcpStream>> {
     }
 }
 
+impl ClientIo for ServerTlsStream<UringStream> {
+    fn plain_socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
 impl ClientIo for UringStream {
     fn plain_socket(&self) -> Option<&TcpStream> {
         None

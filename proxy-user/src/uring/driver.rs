@@ -31,8 +31,12 @@ use tokio::io::unix::AsyncFd;
 const ENTER_GETEVENTS: u32 = 1;
 /// Submission queue size; the completion queue is twice as large.
 const RING_ENTRIES: u32 = 4096;
-/// Provided receive buffers per thread, and their size.
-const RECV_BUFFERS: u16 = 512;
+/// Provided receive buffers per thread (a power of two), and their size.
+#[cfg(not(test))]
+pub(super) const RECV_BUFFERS: u16 = 512;
+/// Few under test, so that running out of them is easy to reach.
+#[cfg(test)]
+pub(super) const RECV_BUFFERS: u16 = 16;
 pub(crate) const RECV_BUFFER_SIZE: usize = 16 * 1024;
 /// The provided-buffer group receives pick from.
 const RECV_GROUP: u16 = 0;
@@ -417,6 +421,23 @@ pub(crate) fn start() -> io::Result<()> {
 /// The driver task: whenever operations are queued or the kernel signals
 /// finished work, one `io_uring_enter` submits, runs and reaps them all.
 async fn drive(eventfd: AsyncFd<OwnedFd>) {
+    /// When the runtime goes away, so does this task: the ring is let go
+    /// of, so that a later runtime on this thread (tests make one per test)
+    /// sets up its own. It is leaked, not closed: operations still in the
+    /// kernel may point into its buffers.
+    struct Retire;
+    impl Drop for Retire {
+        fn drop(&mut self) {
+            let _ = DRIVER.try_with(|d| {
+                if let Ok(mut d) = d.try_borrow_mut() {
+                    if let Some(old) = d.take() {
+                        std::mem::forget(old);
+                    }
+                }
+            });
+        }
+    }
+    let _retire = Retire;
     loop {
         std::future::poll_fn(|cx| {
             let queued = with(|d| {

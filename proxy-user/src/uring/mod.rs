@@ -7,6 +7,8 @@
 
 mod driver;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 pub use stream::UringStream;
 

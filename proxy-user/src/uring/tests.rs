@@ -1,0 +1,223 @@
+//! UringStream against real loopback sockets, on a current-thread runtime
+//! (as in an L7 worker). The provided-buffer ring has 16 buffers under
+//! test, so running out of them is easy to reach.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{here, UringStream};
+
+fn pair() -> (TcpListener, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+fn accept(l: &TcpListener) -> TcpStream {
+    let (s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+#[tokio::test]
+async fn a_current_thread_runtime_gets_a_ring() {
+    assert!(
+        here(),
+        "io_uring refused on this kernel: the L7 tests would not cover it"
+    );
+}
+
+#[tokio::test]
+async fn bytes_go_both_ways_and_the_end_of_stream_is_seen() {
+    assert!(here());
+    let (l, addr) = pair();
+    let mut s = UringStream::connect(addr).await.unwrap();
+    let mut peer = accept(&l);
+    s.write_all(b"ping").await.unwrap();
+    s.flush().await.unwrap();
+    let mut got = [0u8; 4];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    peer.write_all(b"pong").unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"pong");
+    drop(peer);
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
+    // Read after the end: still the end.
+    assert_eq!(s.read(&mut back).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_large_write_arrives_whole_and_in_order_before_the_shutdown() {
+    assert!(here());
+    let (l, addr) = pair();
+    let mut s = UringStream::connect(addr).await.unwrap();
+    let peer = accept(&l);
+    const LEN: usize = 8 << 20;
+    // A slow reader, so sends come back short and the driver sends the rest.
+    let reader = std::thread::spawn(move || {
+        let mut peer = peer;
+        let mut all = Vec::with_capacity(LEN);
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = peer.read(&mut chunk).unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.extend_from_slice(&chunk[..n]);
+            if all.len() < LEN / 2 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    });
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    for part in data.chunks(1 << 20) {
+        s.write_all(part).await.unwrap();
+    }
+    s.shutdown().await.unwrap();
+    let got = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), LEN);
+    assert!(got == data, "bytes reordered or corrupted");
+}
+
+#[tokio::test]
+async fn dropping_a_stream_that_waits_closes_its_socket() {
+    assert!(here());
+    let (l, addr) = pair();
+    let mut s = UringStream::connect(addr).await.unwrap();
+    let mut peer = accept(&l);
+    // A receive is now queued and waits.
+    let waker = std::task::Waker::noop();
+    assert!(s
+        .poll_ready(&mut std::task::Context::from_waker(waker))
+        .is_pending());
+    // Let the driver submit it.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(s);
+    // The cancel is submitted and the socket closed by the driver task.
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut b = [0u8; 1];
+        peer.read(&mut b)
+    });
+    let n = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the peer never saw the close")
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn a_write_then_drop_still_delivers_the_bytes() {
+    assert!(here());
+    let (l, addr) = pair();
+    let mut s = UringStream::connect(addr).await.unwrap();
+    let mut peer = accept(&l);
+    s.write_all(b"last words").await.unwrap();
+    drop(s);
+    let got = tokio::task::spawn_blocking(move || {
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).unwrap();
+        all
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, b"last words");
+}
+
+#[tokio::test]
+async fn with_every_provided_buffer_taken_reads_go_direct() {
+    assert!(here());
+    let (l, addr) = pair();
+    // More streams holding received bytes than the ring has buffers.
+    let n = usize::from(super::driver::RECV_BUFFERS) + 4;
+    let mut streams = Vec::new();
+    let mut peers = Vec::new();
+    for i in 0..n {
+        let s = UringStream::connect(addr).await.unwrap();
+        let mut p = accept(&l);
+        p.write_all(format!("stream {i:03}").as_bytes()).unwrap();
+        streams.push(s);
+        peers.push(p);
+    }
+    // Wait until each stream has bytes (or readiness) without reading them.
+    for s in &mut streams {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| s.poll_ready(cx)),
+        )
+        .await
+        .expect("never ready")
+        .unwrap();
+    }
+    for (i, s) in streams.iter_mut().enumerate() {
+        let mut b = [0u8; 10];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, format!("stream {i:03}").as_bytes());
+    }
+    // Buffers went back: a new receive works.
+    peers[0].write_all(b"again").unwrap();
+    let mut b = [0u8; 5];
+    streams[0].read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"again");
+}
+
+#[tokio::test]
+async fn a_refused_connect_is_an_error() {
+    assert!(here());
+    let (l, addr) = pair();
+    drop(l);
+    let e = UringStream::connect(addr).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_is_usable_until_the_server_closes_it() {
+    assert!(here());
+    use crate::proxy::pool::ServerStream;
+    let (l, addr) = pair();
+    let mut s = ServerStream::Uring(UringStream::connect(addr).await.unwrap());
+    let mut peer = accept(&l);
+    assert!(s.is_idle_and_open());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        s.is_idle_and_open(),
+        "an idle open connection must stay usable"
+    );
+    // The receive queued by the probe reads the answer to the next request.
+    s.write_all(b"GET").await.unwrap();
+    // Writes are queued: the flush waits until the driver has sent them
+    // (the blocking read below would otherwise keep the driver from running).
+    s.flush().await.unwrap();
+    let mut req = [0u8; 3];
+    peer.read_exact(&mut req).unwrap();
+    peer.write_all(b"200").unwrap();
+    let mut resp = [0u8; 3];
+    s.read_exact(&mut resp).await.unwrap();
+    assert_eq!(&resp, b"200");
+    // Back to a pool (which queues a receive on it), then closed by the
+    // server while idle: the pool must not hand it out again.
+    let pool = crate::proxy::pool::Pool::default();
+    let conn = |stream| crate::proxy::pool::ServerConn {
+        stream,
+        buf: bytes::BytesMut::new(),
+        reused: false,
+    };
+    pool.put(conn(s));
+    let s = pool.take().expect("an open idle connection is reused");
+    pool.put(conn(s.stream));
+    drop(peer);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        pool.take().is_none(),
+        "a closed connection must not be reused"
+    );
+}
