@@ -56,9 +56,11 @@ pub struct UringStream {
 }
 
 impl UringStream {
-    /// Wraps a connected socket. It must stay on this thread.
+    /// Wraps a connected, non-blocking socket (tokio's sockets are; the
+    /// direct reads after `ENOBUFS` rely on it, and a blocking socket would
+    /// send the ring's operations to its worker threads). The stream must
+    /// stay on this thread. Costs no system call.
     pub fn new(socket: TcpStream) -> io::Result<UringStream> {
-        socket.set_nonblocking(true)?;
         Ok(UringStream {
             socket: Some(socket),
             recv: None,
