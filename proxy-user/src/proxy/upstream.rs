@@ -188,21 +188,8 @@ impl BackendCtx {
         server.counters.connection();
         // Plain servers on an io_uring thread connect through the ring.
         if server.tls.is_none() && crate::uring::here() {
-            let stream = match tokio::time::timeout(limit, UringStream::connect(server.addr)).await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => {
-                    return Err(ProxyError::Connect {
-                        server: server.name.clone(),
-                        source,
-                    })
-                }
-                Err(_) => {
-                    return Err(ProxyError::ConnectTimeout {
-                        server: server.name.clone(),
-                    })
-                }
-            };
+            let stream =
+                connect_within(limit, &server.name, UringStream::connect(server.addr)).await?;
             return Ok((
                 ServerConn {
                     stream: ServerStream::Uring(stream),
@@ -212,20 +199,7 @@ impl BackendCtx {
                 started.elapsed(),
             ));
         }
-        let tcp = match tokio::time::timeout(limit, TcpStream::connect(server.addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(source)) => {
-                return Err(ProxyError::Connect {
-                    server: server.name.clone(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(ProxyError::ConnectTimeout {
-                    server: server.name.clone(),
-                })
-            }
-        };
+        let tcp = connect_within(limit, &server.name, TcpStream::connect(server.addr)).await?;
         let _ = tcp.set_nodelay(true);
         let stream = match &server.tls {
             None => ServerStream::Plain(tcp),
@@ -280,5 +254,23 @@ impl BackendCtx {
             self.counters.inc(Counter::Redispatches);
             self.servers[i].counters.inc(Counter::Redispatches);
         }
+    }
+}
+
+/// A connect to server `name` within `limit`, its failures as proxy errors.
+async fn connect_within<T>(
+    limit: Duration,
+    name: &str,
+    connect: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, ProxyError> {
+    match tokio::time::timeout(limit, connect).await {
+        Ok(Ok(socket)) => Ok(socket),
+        Ok(Err(source)) => Err(ProxyError::Connect {
+            server: name.into(),
+            source,
+        }),
+        Err(_) => Err(ProxyError::ConnectTimeout {
+            server: name.into(),
+        }),
     }
 }
