@@ -29,3 +29,24 @@ pub fn listen_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn listen_reuseport_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     listen_reuseport(addr)?.into_std()
 }
+
+/// Sets `TCP_NODELAY` on `socket`; on a listening socket, the connections
+/// it accepts inherit it (Linux copies the option to each one), which saves
+/// a system call per connection.
+pub fn set_nodelay(socket: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt(2) with an int option on a descriptor the caller owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

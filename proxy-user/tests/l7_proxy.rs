@@ -549,6 +549,74 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn responses_before_a_close_arrive_whole_then_the_connection_ends() {
+    // The last bytes before a close leave together with the FIN (held with
+    // MSG_MORE until the close): small and multi-segment bodies, chunked
+    // bodies, and local error replies must all arrive whole, then EOF.
+    let o = Origin::start("o").await;
+    let cfg = format!("{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    default_backend b\nbackend b\n    server s {}\n", o.addr);
+    let proxy = start_proxy(&cfg).await;
+    for (path, want_len) in [("/x", 19), ("/size/100000", 100_000), ("/chunked", 11)] {
+        let mut c = Client::connect(proxy.addr).await;
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+        let r = c.response().await.expect("a response");
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, want_len),
+            "{path}: {}",
+            r.head
+        );
+        assert_eq!(r.header("connection").as_deref(), Some("close"), "{path}");
+        assert!(c.is_closed().await, "{path}: closed after the response");
+    }
+    // HTTP/1.0 without keep-alive: closed after the response too.
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET /ten HTTP/1.0\r\nHost: w\r\n\r\n").await;
+    assert_eq!(
+        c.response().await.expect("a response").text(),
+        "hello from o GET /ten"
+    );
+    assert!(c.is_closed().await);
+    // A local error reply (400) before the close.
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET /bad HTTP/1.1\r\nHost: w\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        .await;
+    assert_eq!(c.response().await.expect("a 400").status, 400);
+    assert!(c.is_closed().await);
+}
+
+#[tokio::test]
+async fn a_request_pipelined_after_connection_close_does_not_cost_the_response() {
+    // The client breaks the rule (nothing may follow `Connection: close`):
+    // the extra bytes are drained, not left unread, so closing does not
+    // reset the connection and lose the first response.
+    let o = Origin::start("o").await;
+    let cfg = format!("{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    default_backend b\nbackend b\n    server s {}\n", o.addr);
+    let proxy = start_proxy(&cfg).await;
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET /one HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\nGET /two HTTP/1.1\r\nHost: w\r\n\r\n")
+        .await;
+    let r = c.response().await.expect("the first response");
+    assert_eq!(r.text(), "hello from o GET /one");
+    assert!(c.is_closed().await, "closed after the first response");
+    // The same with the extra request arriving while the proxy waits for
+    // the server: it is still in the socket, unread, when the proxy closes.
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET /slow/200 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(b"GET /two HTTP/1.1\r\nHost: w\r\n\r\n").await;
+    let r = c.response().await.expect("the slow response");
+    assert_eq!(r.text(), "slow from o");
+    let seen = o.received_text();
+    assert!(
+        seen.contains("GET /one") && !seen.contains("GET /two"),
+        "only the first request was forwarded: {seen}"
+    );
+}
+
+#[tokio::test]
 async fn head_204_304_and_interim_responses_have_no_body_and_keep_the_connection() {
     let o = Origin::start("o").await;
     let cfg = format!("{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    default_backend b\nbackend b\n    server s {}\n", o.addr);

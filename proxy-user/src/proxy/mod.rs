@@ -666,6 +666,13 @@ async fn accept_loop(
     listener_counters: Option<crate::stats::EntityCounters>,
     limit: Arc<Semaphore>,
 ) {
+    let listener = match Listener::new(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            ::log::error!("{}: cannot serve a listener: {e}", frontend.name);
+            return;
+        }
+    };
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
@@ -676,30 +683,23 @@ async fn accept_loop(
                     c.connection();
                     c.session_started();
                 }
-                let _ = stream.set_nodelay(true);
                 let fe = frontend.clone();
-                // Two spawn sites, so a plain connection's task is not sized
-                // for a TLS stream.
-                match &tls {
-                    None if crate::uring::here() => {
-                        let Some(stream) = into_uring(stream, &frontend.name) else {
-                            continue;
-                        };
+                // One spawn site per stream type, so a plain connection's
+                // task is not sized for a TLS stream.
+                match (stream, &tls) {
+                    (Accepted::Ring(stream), None) => {
                         tokio::spawn(async move {
                             session::run(fe, stream, peer, "http").await;
                             drop(permit);
                         });
                     }
-                    None => {
+                    (Accepted::Epoll(stream), None) => {
                         tokio::spawn(async move {
                             session::run(fe, stream, peer, "http").await;
                             drop(permit);
                         });
                     }
-                    Some(acceptor) if crate::uring::here() => {
-                        let Some(stream) = into_uring(stream, &frontend.name) else {
-                            continue;
-                        };
+                    (Accepted::Ring(stream), Some(acceptor)) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A failed handshake is counted and logged by the acceptor.
@@ -709,7 +709,7 @@ async fn accept_loop(
                             drop(permit);
                         });
                     }
-                    Some(acceptor) => {
+                    (Accepted::Epoll(stream), Some(acceptor)) => {
                         let acceptor = acceptor.clone();
                         tokio::spawn(async move {
                             // A failed handshake is counted and logged by the acceptor.
@@ -729,14 +729,33 @@ async fn accept_loop(
     }
 }
 
-/// An accepted socket moved from tokio's epoll to this thread's io_uring;
-/// `None` (logged) in the unlikely case it cannot be deregistered.
-fn into_uring(stream: TcpStream, frontend: &str) -> Option<crate::uring::UringStream> {
-    match stream.into_std().and_then(crate::uring::UringStream::new) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            ::log::warn!("{frontend}: accepted connection dropped: {e}");
-            None
+/// A frontend's listening socket, accepting through this thread's io_uring
+/// when it has one, else through tokio's epoll. Either way accepted
+/// connections have `TCP_NODELAY`, inherited from the listener.
+enum Listener {
+    Ring(crate::uring::UringListener),
+    Epoll(TcpListener),
+}
+
+enum Accepted {
+    Ring(crate::uring::UringStream),
+    Epoll(TcpStream),
+}
+
+impl Listener {
+    fn new(listener: TcpListener) -> std::io::Result<Listener> {
+        if crate::uring::here() {
+            // Out of tokio's epoll: the ring does the waiting.
+            return crate::uring::UringListener::new(listener.into_std()?).map(Listener::Ring);
+        }
+        crate::net::set_nodelay(&listener)?;
+        Ok(Listener::Epoll(listener))
+    }
+
+    async fn accept(&self) -> std::io::Result<(Accepted, SocketAddr)> {
+        match self {
+            Listener::Ring(l) => l.accept().await.map(|(s, peer)| (Accepted::Ring(s), peer)),
+            Listener::Epoll(l) => l.accept().await.map(|(s, peer)| (Accepted::Epoll(s), peer)),
         }
     }
 }

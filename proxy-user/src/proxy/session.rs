@@ -37,7 +37,8 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
 use super::stream::{
-    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts, Upload,
+    flush, stream_body_then, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
+    Upload,
 };
 use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
 use super::FrontendCtx;
@@ -253,10 +254,29 @@ impl<'f, S: ClientIo> Session<'f, S> {
             };
             self.count_bytes(&o);
             self.log(&o, started, first_byte, Some(&head));
+            // Bytes past this request (a client that pipelined after asking
+            // to close): closing now would reset the connection and could
+            // lose the response, so drain them first.
+            let next = match next {
+                Next::Close
+                    if !self.buf.is_empty()
+                        || self.client.uring().is_some_and(|s| s.has_unread_input()) =>
+                {
+                    Next::CloseLingering
+                }
+                next => next,
+            };
             match next {
                 Next::KeepAlive => {}
                 Next::Close => {
-                    let _ = self.client.shutdown().await;
+                    if self.client.uring().is_some() {
+                        // Closing the socket sends the FIN (with the last
+                        // bytes, see `last_write_before_close`): a shutdown
+                        // first would only add a system call.
+                        let _ = self.client.flush().await;
+                    } else {
+                        let _ = self.client.shutdown().await;
+                    }
                     return;
                 }
                 Next::CloseLingering => {
@@ -801,7 +821,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // The response body.
         o.phase = b'D';
         let mut decoder = BodyDecoder::new(framing, Side::Server, &fe.limits);
-        let moved = stream_body(
+        let moved = stream_body_then(
             &mut decoder,
             &mut conn.stream,
             &mut conn.buf,
@@ -811,6 +831,15 @@ impl<'f, S: ClientIo> Session<'f, S> {
             StreamTimeouts {
                 read: server_timeout,
                 write: client_timeout,
+            },
+            |client: &mut S| {
+                // The connection closes after this response: its last bytes
+                // can leave in the same packet as the FIN.
+                if !keep {
+                    if let Some(stream) = client.uring() {
+                        stream.last_write_before_close();
+                    }
+                }
             },
         )
         .await
@@ -1036,6 +1065,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
         if let Some(status) = e.status() {
             self.out.clear();
             write_error_response(status, &mut self.out);
+            if let Some(stream) = self.client.uring() {
+                stream.last_write_before_close();
+            }
             let out = std::mem::take(&mut self.out);
             if self.write_client(&out, o).await.is_ok() {
                 let _ = self.client.shutdown().await;

@@ -20,7 +20,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll, Waker};
 
@@ -40,8 +40,9 @@ pub(super) const RECV_BUFFERS: u16 = 16;
 pub(crate) const RECV_BUFFER_SIZE: usize = 16 * 1024;
 /// The provided-buffer group receives pick from.
 const RECV_GROUP: u16 = 0;
-/// `user_data` of cancel requests: their own completions are ignored.
-const CANCEL_TAG: u64 = u64::MAX;
+/// `user_data` of cancel and close requests: their own completions are
+/// ignored.
+const IGNORED_TAG: u64 = u64::MAX;
 
 thread_local! {
     static DRIVER: RefCell<Option<Driver>> = const { RefCell::new(None) };
@@ -75,6 +76,8 @@ struct Op {
     send_fd: i32,
     /// A socket whose owner went away, closed when this completes.
     close_fd: Option<OwnedFd>,
+    /// An accept: if its owner went away, the socket it returns is closed.
+    accept: bool,
 }
 
 /// What a finished operation returned.
@@ -263,11 +266,12 @@ impl Driver {
     fn reap(&mut self) -> bool {
         let mut any = false;
         let mut resend = Vec::new();
+        let mut closes = Vec::new();
         let mut recycle = false;
         for cqe in self.ring.completion() {
             any = true;
             let tag = cqe.user_data();
-            if tag == CANCEL_TAG {
+            if tag == IGNORED_TAG {
                 continue;
             }
             let id = tag as usize;
@@ -288,6 +292,12 @@ impl Driver {
                         self.bufs.push(bid);
                         recycle = true;
                     }
+                    closes.extend(op.close_fd.take());
+                    if op.accept && result >= 0 {
+                        // SAFETY: the connection this accept returned; nobody
+                        // else has seen it.
+                        closes.push(unsafe { OwnedFd::from_raw_fd(result) });
+                    }
                     *op = Op::default();
                     self.free.push(id);
                 }
@@ -303,6 +313,9 @@ impl Driver {
         }
         if recycle {
             self.bufs.publish();
+        }
+        for fd in closes {
+            self.close(fd);
         }
         for id in resend {
             let op = &self.ops[id];
@@ -363,8 +376,17 @@ impl Driver {
                         self.bufs.publish();
                     }
                 }
+                let accepted = (op.accept && op.result >= 0).then_some(op.result);
                 *op = Op::default();
                 self.free.push(id);
+                if let Some(fd) = accepted {
+                    // SAFETY: the connection this accept returned; its owner
+                    // never took it.
+                    self.close(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+                if let Some(socket) = socket {
+                    self.close(socket);
+                }
             }
             State::InFlight => {
                 op.state = State::Orphan;
@@ -373,12 +395,32 @@ impl Driver {
                 if cancel {
                     let sqe = io_uring::opcode::AsyncCancel::new(id as u64)
                         .build()
-                        .user_data(CANCEL_TAG);
+                        .user_data(IGNORED_TAG);
                     let _ = self.push(sqe);
                 }
             }
-            State::Free | State::Orphan => {}
+            State::Free | State::Orphan => {
+                if let Some(socket) = socket {
+                    self.close(socket);
+                }
+            }
         }
+    }
+
+    /// Closes `socket` through the ring: no system call of its own, and
+    /// the descriptor number stays taken until the close has run.
+    fn close(&mut self, socket: OwnedFd) {
+        let sqe = io_uring::opcode::Close::new(types::Fd(socket.as_raw_fd()))
+            .build()
+            .user_data(IGNORED_TAG);
+        // SAFETY: as in `push`; a close names no memory.
+        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            let _ = socket.into_raw_fd();
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+        // Submission queue full: `socket` is closed directly when dropped.
     }
 
     /// One turn: submit, run ready work, reap.
@@ -431,6 +473,8 @@ async fn drive(eventfd: AsyncFd<OwnedFd>) {
             let _ = DRIVER.try_with(|d| {
                 if let Ok(mut d) = d.try_borrow_mut() {
                     if let Some(old) = d.take() {
+                        // Queued closes still run.
+                        let _ = old.ring.submit();
                         std::mem::forget(old);
                     }
                 }
@@ -490,18 +534,50 @@ pub(crate) fn poll(id: OpId, cx: &mut Context<'_>) -> Poll<Completion> {
     }))
 }
 
+/// Closes `socket` through this thread's ring (directly without one).
+pub(crate) fn close(socket: OwnedFd) {
+    let mut socket = Some(socket);
+    let _ = DRIVER.try_with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            if let Some(d) = d.as_mut() {
+                d.close(socket.take().expect("taken once"));
+            }
+        }
+    });
+    // No ring here (or the thread is ending): `socket` closes on drop.
+}
+
+/// Queues an accept on this thread's ring: like [`submit`], and if the
+/// operation is abandoned, the connection it returns is closed.
+pub(crate) fn submit_accept(sqe: squeue::Entry, hold: Vec<u8>) -> io::Result<OpId> {
+    with(|d| {
+        let id = d.submit(sqe, hold, -1)?;
+        d.ops[id].accept = true;
+        Ok(id)
+    })
+    .unwrap_or_else(|| Err(io::Error::other("no io_uring on this thread")))
+}
+
 /// Abandons an operation (see [`Driver::forget`]).
 pub(crate) fn forget(id: OpId, cancel: bool, socket: Option<OwnedFd>) {
     with(|d| d.forget(id, cancel, socket));
 }
 
 /// Copies from provided buffer `bid` (`len` bytes received) at `offset`
-/// into `out`; returns how many bytes were copied.
-pub(crate) fn copy_from_buffer(bid: u16, len: usize, offset: usize, out: &mut [u8]) -> usize {
+/// into `out` (which need not be initialised: no zeroing first); returns
+/// how many bytes were copied, all of them now initialised.
+pub(crate) fn copy_from_buffer(
+    bid: u16,
+    len: usize,
+    offset: usize,
+    out: &mut [std::mem::MaybeUninit<u8>],
+) -> usize {
     with(|d| {
         let src = &d.bufs.slice(bid, len)[offset..];
         let n = src.len().min(out.len());
-        out[..n].copy_from_slice(&src[..n]);
+        // SAFETY: both ranges are n bytes long and do not overlap (`out`
+        // is the reader's memory, `src` the ring's).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr().cast::<u8>(), n) };
         n
     })
     .unwrap_or(0)

@@ -6,10 +6,12 @@
 //! connection type the sessions read and write.
 
 mod driver;
+mod listener;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use listener::UringListener;
 pub use stream::UringStream;
 
 use std::sync::atomic::{AtomicBool, Ordering};

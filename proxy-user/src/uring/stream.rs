@@ -53,6 +53,9 @@ pub struct UringStream {
     send: Option<OpId>,
     /// The buffer of the last finished send, reused by the next.
     spare: Vec<u8>,
+    /// The next send is the last before the socket is closed or shut down
+    /// (see [`UringStream::last_write_before_close`]).
+    last_before_close: bool,
 }
 
 impl UringStream {
@@ -69,6 +72,7 @@ impl UringStream {
             eof: false,
             send: None,
             spare: Vec::new(),
+            last_before_close: false,
         })
     }
 
@@ -111,6 +115,31 @@ impl UringStream {
             return Err(io::Error::from_raw_os_error(-done.result));
         }
         UringStream::new(socket)
+    }
+
+    /// Says that the next write is the last one before this stream is
+    /// closed (dropped) or shut down. It is then sent with `MSG_MORE`: the
+    /// kernel holds a partial segment back, and the close appends the FIN
+    /// to it, so the last bytes and the FIN leave in one packet. That saves
+    /// a packet, and the peer's processing of it and its ACK: with
+    /// `Connection: close`, about a fifth of a proxy's CPU per request on
+    /// loopback. Only for a write that the close follows at once: a held
+    /// segment leaves only with the next write, a shutdown or the close.
+    pub fn last_write_before_close(&mut self) {
+        self.last_before_close = true;
+    }
+
+    /// Are there received bytes not read yet, here or still in the
+    /// socket? (Closing a socket with unread bytes resets the connection.)
+    /// Costs one system call unless bytes are already held here.
+    pub fn has_unread_input(&self) -> bool {
+        if self.held.is_some() || self.direct {
+            return true;
+        }
+        let mut queued: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        let rc = unsafe { libc::ioctl(self.fd(), libc::FIONREAD, &mut queued) };
+        rc == 0 && queued > 0
     }
 
     fn fd(&self) -> i32 {
@@ -192,8 +221,13 @@ impl UringStream {
             return Ok(0);
         }
         let fd = self.fd();
+        let flags = if std::mem::take(&mut self.last_before_close) {
+            libc::MSG_NOSIGNAL | libc::MSG_MORE
+        } else {
+            libc::MSG_NOSIGNAL
+        };
         let sqe = opcode::Send::new(types::Fd(fd), data.as_ptr(), len as u32)
-            .flags(libc::MSG_NOSIGNAL)
+            .flags(flags)
             .build();
         // The Vec's heap bytes do not move when the Vec itself is moved
         // into the driver's slot.
@@ -211,7 +245,10 @@ impl AsyncRead for UringStream {
         let this = self.get_mut();
         std::task::ready!(this.poll_ready(cx))?;
         if let Some((bid, len, offset)) = this.held {
-            let n = driver::copy_from_buffer(bid, len, offset, buf.initialize_unfilled());
+            // SAFETY: only bytes are written into the unfilled part.
+            let n = driver::copy_from_buffer(bid, len, offset, unsafe { buf.unfilled_mut() });
+            // SAFETY: copy_from_buffer initialised the first n bytes.
+            unsafe { buf.assume_init(n) };
             buf.advance(n);
             if offset + n >= len {
                 driver::recycle(bid);
@@ -222,9 +259,11 @@ impl AsyncRead for UringStream {
             return Poll::Ready(Ok(()));
         }
         if this.direct {
-            let out = buf.initialize_unfilled();
-            // SAFETY: `out` is valid for its length.
-            let n = unsafe { libc::recv(this.fd(), out.as_mut_ptr().cast(), out.len(), 0) };
+            // SAFETY: the kernel only writes bytes into the unfilled part.
+            let out = unsafe { buf.unfilled_mut() };
+            let room = out.len();
+            // SAFETY: `out` is valid for writes of its length.
+            let n = unsafe { libc::recv(this.fd(), out.as_mut_ptr().cast(), room, 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 this.direct = false;
@@ -235,12 +274,14 @@ impl AsyncRead for UringStream {
                 return Poll::Ready(Err(e));
             }
             // A short read drained the socket: back to ring receives.
-            if (n as usize) < out.len() {
+            if (n as usize) < room {
                 this.direct = false;
             }
             if n == 0 {
                 this.eof = true;
             }
+            // SAFETY: recv wrote the first n bytes.
+            unsafe { buf.assume_init(n as usize) };
             buf.advance(n as usize);
             return Poll::Ready(Ok(()));
         }
@@ -292,6 +333,12 @@ impl AsyncWrite for UringStream {
     }
 }
 
+impl AsRawFd for UringStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd()
+    }
+}
+
 impl Drop for UringStream {
     fn drop(&mut self) {
         if let Some((bid, _, _)) = self.held.take() {
@@ -304,20 +351,22 @@ impl Drop for UringStream {
         if let Some(Recv::Buffered(id) | Recv::Poll(id)) = self.recv.take() {
             driver::forget(id, true, socket.take());
         }
-        // Closed here when no operation needs it any more.
-        drop(socket);
+        // No operation needs it any more: closed now (through the ring).
+        if let Some(socket) = socket {
+            driver::close(socket);
+        }
     }
 }
 
 /// An operation whose future may be dropped before it completes: it is
 /// then cancelled, and the socket is closed once the ring lets go of it.
-struct PendingOp {
-    id: Option<OpId>,
-    socket: Option<TcpStream>,
+pub(super) struct PendingOp {
+    pub(super) id: Option<OpId>,
+    pub(super) socket: Option<TcpStream>,
 }
 
 impl PendingOp {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<driver::Completion> {
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<driver::Completion> {
         let id = self.id.expect("polled after completion");
         let done = std::task::ready!(driver::poll(id, cx));
         self.id = None;

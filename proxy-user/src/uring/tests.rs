@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{here, UringStream};
+use super::{here, UringListener, UringStream};
 
 fn pair() -> (TcpListener, std::net::SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -220,4 +220,133 @@ async fn an_idle_pooled_connection_is_usable_until_the_server_closes_it() {
         pool.take().is_none(),
         "a closed connection must not be reused"
     );
+}
+
+#[tokio::test]
+async fn a_ring_listener_accepts_with_the_peer_address_and_nodelay() {
+    assert!(here());
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        let l = UringListener::new(TcpListener::bind(bind).unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (mut s, peer) = tokio::time::timeout(Duration::from_secs(5), l.accept())
+            .await
+            .expect("accepted in time")
+            .unwrap();
+        assert_eq!(peer, client.local_addr().unwrap(), "{bind}");
+        // Inherited from the listener, so no setsockopt per connection.
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) into a local int.
+        let rc = unsafe {
+            libc::getsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&mut on as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!((rc, on != 0), (0, true), "{bind}: TCP_NODELAY");
+        let mut client = client;
+        client.write_all(b"hi").unwrap();
+        let mut got = [0u8; 2];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hi");
+        // Dropped: closed through the ring, which the client sees as EOF.
+        drop(s);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let reader = std::thread::spawn(move || client.read(&mut [0u8; 8]).unwrap());
+        while !reader.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(reader.join().unwrap(), 0, "{bind}: EOF after the drop");
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_accept_leaves_no_connection_open() {
+    assert!(here());
+    let l = UringListener::new(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    // Waiting, then dropped: cancelled.
+    assert!(tokio::time::timeout(Duration::from_millis(20), l.accept())
+        .await
+        .is_err());
+    // A connection accepted in the kernel whose future is dropped before
+    // it is polled again is closed by the driver: the client sees EOF.
+    let mut client = TcpStream::connect(addr).unwrap();
+    let accept = l.accept();
+    drop(accept);
+    let mut fut = Box::pin(l.accept());
+    // Poll once so the accept is queued, let the driver run it, then drop it.
+    assert!(futures_poll_once(fut.as_mut()).await.is_none());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(fut);
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let reader = std::thread::spawn(move || client.read(&mut [0u8; 8]).unwrap());
+    while !reader.is_finished() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        reader.join().unwrap(),
+        0,
+        "the orphaned connection was closed"
+    );
+}
+
+/// Polls `fut` once: its output if it was ready.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut fut: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut fut).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_last_write_before_close_arrives_with_the_end_of_stream() {
+    assert!(here());
+    for len in [10usize, 200_000] {
+        let (l, addr) = pair();
+        let mut s = UringStream::connect(addr).await.unwrap();
+        let peer = accept(&l);
+        assert!(!s.has_unread_input());
+        let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+        s.last_write_before_close();
+        s.write_all(&data).await.unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+        let reader = std::thread::spawn(move || {
+            let mut peer = peer;
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).map(|_| all)
+        });
+        while !reader.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = reader.join().unwrap().expect("EOF, not a reset");
+        assert!(got == data, "{len} bytes sent, {} received", got.len());
+    }
+}
+
+#[tokio::test]
+async fn unread_bytes_in_the_socket_are_seen() {
+    assert!(here());
+    let (l, addr) = pair();
+    let s = UringStream::connect(addr).await.unwrap();
+    let mut peer = accept(&l);
+    assert!(!s.has_unread_input());
+    peer.write_all(b"more").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !s.has_unread_input() {
+        assert!(std::time::Instant::now() < deadline, "bytes never seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
