@@ -625,15 +625,22 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             if bind.addr.port() == 0 {
                 continue; // an all-ports XDP service: nothing to listen on
             }
-            let listener = crate::net::listen_reuseport(bind.addr).with_context(|| {
-                format!(
-                    "{}:{}: frontend '{}' cannot listen on {}",
-                    cfg.source.display(),
-                    bind.line,
-                    fe.name,
-                    bind.addr
-                )
-            })?;
+            let listener = crate::net::listen_reuseport(bind.addr)
+                .and_then(|l| {
+                    if bind.defer_accept {
+                        crate::net::set_defer_accept(&l)?;
+                    }
+                    Ok(l)
+                })
+                .with_context(|| {
+                    format!(
+                        "{}:{}: frontend '{}' cannot listen on {}",
+                        cfg.source.display(),
+                        bind.line,
+                        fe.name,
+                        bind.addr
+                    )
+                })?;
             let max = fe
                 .maxconn
                 .map(|m| m as usize)

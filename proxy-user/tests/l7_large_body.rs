@@ -1,6 +1,7 @@
-//! Bodies are streamed, not buffered: 256 MiB up and 256 MiB down through
-//! a real `weir run` process, whose peak RSS (VmHWM) must stay far below
-//! the body size.
+//! Through a real `weir run` process: bodies are streamed, not buffered
+//! (256 MiB up and 256 MiB down, while the peak RSS (VmHWM) stays far
+//! below the body size); idle connections are cheap; `defer-accept`
+//! listeners work.
 
 #[path = "support/l7.rs"]
 mod l7;
@@ -187,5 +188,66 @@ async fn idle_keep_alive_connections_cost_under_8_kib_each() {
     eprintln!("RSS {before} -> {after} KiB: {per_conn:.0} bytes per idle keep-alive connection");
     assert!(per_conn < 8192.0, "{per_conn:.0} bytes per idle connection");
     drop(clients);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `bind ... defer-accept` (through the real listener set-up of `weir
+/// run`): a client that speaks at once and one that connects, waits and
+/// only then sends its request are both served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defer_accept_listener_serves_prompt_and_late_speakers() {
+    let origin = Origin::start("deferred").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("weir-l7-defer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("weir.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    threads 2\n    log-level warn\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n\
+             frontend fe\n    bind 127.0.0.1:{port} defer-accept\n    default_backend b\nbackend b\n    server s {}\n",
+            origin.addr
+        ),
+    )
+    .unwrap();
+    let _weir = Weir(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "--no-xdp", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // With deferred accepts a bare connect succeeds before weir has
+    // accepted anything, so wait for a real answer instead.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Ok(mut c)) =
+            tokio::time::timeout(Duration::from_secs(2), Client::connect_checked(addr)).await
+        {
+            c.send(b"GET /up HTTP/1.1\r\nHost: t\r\n\r\n").await;
+            if let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(2), c.response()).await {
+                assert_eq!(r.status, 200);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "weir did not start serving");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..20 {
+        let mut c = Client::connect(addr).await;
+        assert_eq!(c.get(&format!("/prompt{i}")).await.status, 200);
+    }
+    let mut late = Client::connect(addr).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        late.get("/late").await.text(),
+        "hello from deferred GET /late"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -289,6 +289,9 @@ pub struct Bind {
     pub tls: Option<BindTls>,
     /// `guid G`: the listener's stats object (HAProxy's per-bind counters).
     pub guid: Option<Guid>,
+    /// `defer-accept`: accept connections only once they carry data
+    /// (`TCP_DEFER_ACCEPT`).
+    pub defer_accept: bool,
     /// Line of the `bind` statement.
     pub line: usize,
 }

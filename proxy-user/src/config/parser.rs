@@ -104,7 +104,7 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("maxconn", G | D | F | L, "maxconn N"),
     kw("demo-origin", G, "demo-origin NAME ADDR:PORT [ADDR:PORT...]"),
     kw("mode", PROXY, "mode tcp|http|udp"),
-    kw("bind", F | L, "bind ADDR:PORT [interface IF] [ssl crt PATH [crt PATH...]] [strict-sni] [alpn LIST] [ssl-min-ver V] [ssl-max-ver V]"),
+    kw("bind", F | L, "bind ADDR:PORT [interface IF] [ssl crt PATH [crt PATH...]] [strict-sni] [alpn LIST] [ssl-min-ver V] [ssl-max-ver V] [defer-accept]"),
     kw("default_backend", F, "default_backend NAME"),
     kw("use_backend", F | L, "use_backend NAME [if|unless CONDITION]"),
     kw("acl", F | B | L, "acl NAME CRITERION [FLAGS] VALUE..."),
@@ -179,6 +179,7 @@ pub(crate) const BIND_OPTIONS: &[&str] = &[
     "alpn",
     "ssl-min-ver",
     "ssl-max-ver",
+    "defer-accept",
 ];
 
 /// Settings a `defaults` section passes on to the proxies after it.

@@ -456,6 +456,24 @@ fn tls_bind_options_need_ssl_and_ssl_needs_a_certificate() {
 }
 
 #[test]
+fn defer_accept_is_a_bind_option_for_accepted_tcp_connections() {
+    let (cfg, _) = ok(&web("    bind :8080 defer-accept", ""));
+    let binds = &cfg.frontend("web").unwrap().binds;
+    assert!(
+        !binds[0].defer_accept,
+        "off unless asked for, as in HAProxy"
+    );
+    assert!(binds[1].defer_accept);
+    let text = "defaults\n    timeout client 1s\nfrontend f\n    mode udp\n    bind 10.0.0.1:53 defer-accept\n    xdp\n    default_backend b\nbackend b\n    mode udp\n    server s 10.0.0.2:53\n";
+    let e = errs(text);
+    assert!(
+        e.iter()
+            .any(|e| e.line == Some(5) && e.message.contains("defer-accept has no effect")),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn server_tls_verification_needs_a_ca_file() {
     one_err(&web("", "    server s2 10.0.0.2:443 ssl"), 15, "no ca-file");
     let (cfg, _) = ok(&web("", "    server s2 10.0.0.2:443 ssl verify none sni api.internal\n    server s3 10.0.0.3:443 ssl ca-file @system-ca"));

@@ -595,14 +595,20 @@ impl Engine {
             let workers = self.workers.get().expect("started above");
             // The first listener fixes the port (`:0` picks one); the other
             // workers' listeners share it.
-            let first = crate::net::listen_reuseport_std(bind.addr)
+            let listen = |addr| {
+                let l = crate::net::listen_reuseport_std(addr)?;
+                if bind.defer_accept {
+                    crate::net::set_defer_accept(&l)?;
+                }
+                std::io::Result::Ok(l)
+            };
+            let first = listen(bind.addr)
                 .with_context(|| format!("{} cannot listen on {}", place(), bind.addr))?;
             let addr = first.local_addr()?;
             let mut listeners = vec![first];
             for _ in 1..workers.len() {
                 listeners.push(
-                    crate::net::listen_reuseport_std(addr)
-                        .with_context(|| format!("{} cannot listen on {addr}", place()))?,
+                    listen(addr).with_context(|| format!("{} cannot listen on {addr}", place()))?,
                 );
             }
             bound.push((addr, tls.clone()));

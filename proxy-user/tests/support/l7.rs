@@ -386,12 +386,17 @@ pub struct Client {
 impl Client {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
+        Self::connect_checked(addr).await.unwrap()
+    }
+
+    /// Connects to `addr`; an error if nothing listens there (yet).
+    pub async fn connect_checked(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
             stream,
             buf: BytesMut::new(),
-        }
+        })
     }
 
     /// Writes raw bytes.

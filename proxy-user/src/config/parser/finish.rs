@@ -191,6 +191,14 @@ impl Parser<'_> {
                     ),
                 );
             }
+            if b.defer_accept && (xdp_active || mode == Mode::Udp) {
+                self.error(
+                    b.line,
+                    Problem::new(0, format!("defer-accept has no effect in {what}")).hint(
+                        "it applies to TCP connections the userspace proxy accepts: remove 'defer-accept'",
+                    ),
+                );
+            }
             // XDP finds a service by destination address; the interface to
             // attach to is `interface IF` or the one holding the address.
             if xdp_active && b.addr.ip().is_unspecified() {

@@ -16,6 +16,7 @@ pub(super) fn parse_bind(line: &Line) -> Result<(Bind, Option<usize>), Problem> 
     let mut alpn = None;
     let mut min_version = None;
     let mut max_version = None;
+    let mut defer_accept = false;
     let mut i = 1;
     while let Some(w) = a.get(i) {
         let value = || {
@@ -52,6 +53,7 @@ pub(super) fn parse_bind(line: &Line) -> Result<(Bind, Option<usize>), Problem> 
                 i += 1;
             }
             "strict-sni" => strict_sni = Some(w.col),
+            "defer-accept" => defer_accept = true,
             "alpn" => {
                 let v = value()?;
                 let list: Vec<String> = v.text.split(',').map(str::to_string).collect();
@@ -130,6 +132,7 @@ pub(super) fn parse_bind(line: &Line) -> Result<(Bind, Option<usize>), Problem> 
             interface,
             tls,
             guid: guid.map(|(g, _)| g),
+            defer_accept,
             line: line.number,
         },
         col,
