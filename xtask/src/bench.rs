@@ -54,10 +54,11 @@ pub struct Options {
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: u32,
     /// Proxies to run, comma-separated: weir, weir-epoll (weir with
-    /// `noiouring`), haproxy, nginx, and the two byte relays that show the
+    /// `noiouring`), haproxy, nginx, weir-defer and haproxy-defer (both
+    /// with `bind ... defer-accept`), and the two byte relays that show the
     /// kernel's floor, floor-epoll and floor-uring (keep-alive only; `bench
     /// tls` runs weir, haproxy and nginx).
-    #[arg(long, value_delimiter = ',', default_values_t = ["weir", "weir-epoll", "haproxy", "nginx", "floor-epoll", "floor-uring"].map(String::from))]
+    #[arg(long, value_delimiter = ',', default_values_t = ["weir", "weir-epoll", "haproxy", "nginx", "weir-defer", "haproxy-defer", "floor-epoll", "floor-uring"].map(String::from))]
     pub(crate) proxies: Vec<String>,
     /// `bench tls`: parallel `openssl s_time` clients in the handshake runs.
     #[arg(long, default_value_t = 16)]
@@ -251,7 +252,9 @@ pub(crate) fn proxy_name(p: &str) -> &'static str {
     match p {
         "weir" => "weir",
         "weir-epoll" => "weir, noiouring",
+        "weir-defer" => "weir, defer-accept",
         "haproxy" => "HAProxy",
+        "haproxy-defer" => "HAProxy, defer-accept",
         "floor-epoll" => FLOOR_EPOLL,
         "floor-uring" => FLOOR_URING,
         _ => "nginx",
@@ -366,10 +369,15 @@ fn proxy_command(
     threads: u32,
 ) -> Result<(PathBuf, Command)> {
     Ok(match proxy {
-        "weir" | "weir-epoll" => {
+        "weir" | "weir-epoll" | "weir-defer" => {
             let path = dir.join(format!("{proxy}.cfg"));
             let epoll = if proxy == "weir-epoll" {
                 "    noiouring\n"
+            } else {
+                ""
+            };
+            let defer = if proxy == "weir-defer" {
+                " defer-accept"
             } else {
                 ""
             };
@@ -378,7 +386,7 @@ fn proxy_command(
                 format!(
                     "global\n    threads {threads}\n    log-level warn\n{epoll}\
                      defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-                     frontend bench\n    bind {addr}\n    maxconn 9000\n    default_backend origin\n\
+                     frontend bench\n    bind {addr}{defer}\n    maxconn 9000\n    default_backend origin\n\
                      backend origin\n    server o1 {origin}\n"
                 ),
             )?;
@@ -396,14 +404,19 @@ fn proxy_command(
             cmd.arg(mode).arg(addr.to_string()).arg(origin.to_string());
             (floor.to_path_buf(), cmd)
         }
-        "haproxy" => {
-            let path = dir.join("haproxy.cfg");
+        "haproxy" | "haproxy-defer" => {
+            let path = dir.join(format!("{proxy}.cfg"));
+            let defer = if proxy == "haproxy-defer" {
+                " defer-accept"
+            } else {
+                ""
+            };
             std::fs::write(
                 &path,
                 format!(
                     "global\n    nbthread {threads}\n    maxconn 9000\n\
                      defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    http-reuse always\n\
-                     frontend bench\n    bind {addr}\n    default_backend origin\n\
+                     frontend bench\n    bind {addr}{defer}\n    default_backend origin\n\
                      backend origin\n    server o1 {origin}\n"
                 ),
             )?;
@@ -563,13 +576,19 @@ fn render(rows: &[Row], idle: &[(&str, f64)], opts: &Options) -> String {
     );
     let _ = writeln!(
         s,
-        "| proxy | client connections | req/s | p50 | p99 | CPU per request | CPU ÷ HAProxy's | errors |"
+        "| proxy | client connections | req/s | p50 | p99 | CPU per request | CPU ÷ HAProxy's (same bind options) | errors |"
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
+        // Rows with `defer-accept` compare with HAProxy with it too.
+        let peer = if r.proxy.ends_with(", defer-accept") {
+            "HAProxy, defer-accept"
+        } else {
+            "HAProxy"
+        };
         let haproxy = rows
             .iter()
-            .find(|h| h.proxy == "HAProxy" && h.mode == r.mode)
+            .find(|h| h.proxy == peer && h.mode == r.mode)
             .map(|h| h.cpu_us_per_req);
         let ratio = haproxy.map_or_else(
             || "-".to_string(),
