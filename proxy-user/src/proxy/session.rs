@@ -37,8 +37,7 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
 use super::stream::{
-    flush, stream_body_then, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
-    Upload,
+    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts, Upload,
 };
 use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
 use super::FrontendCtx;
@@ -270,9 +269,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 Next::KeepAlive => {}
                 Next::Close => {
                     if self.client.uring().is_some() {
-                        // Closing the socket sends the FIN (with the last
-                        // bytes, see `last_write_before_close`): a shutdown
-                        // first would only add a system call.
+                        // Closing the socket (through the ring) sends the
+                        // FIN: a shutdown first would only add a system call.
                         let _ = self.client.flush().await;
                     } else {
                         let _ = self.client.shutdown().await;
@@ -821,7 +819,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // The response body.
         o.phase = b'D';
         let mut decoder = BodyDecoder::new(framing, Side::Server, &fe.limits);
-        let moved = stream_body_then(
+        let moved = stream_body(
             &mut decoder,
             &mut conn.stream,
             &mut conn.buf,
@@ -831,15 +829,6 @@ impl<'f, S: ClientIo> Session<'f, S> {
             StreamTimeouts {
                 read: server_timeout,
                 write: client_timeout,
-            },
-            |client: &mut S| {
-                // The connection closes after this response: its last bytes
-                // can leave in the same packet as the FIN.
-                if !keep {
-                    if let Some(stream) = client.uring() {
-                        stream.last_write_before_close();
-                    }
-                }
             },
         )
         .await
@@ -1065,9 +1054,6 @@ impl<'f, S: ClientIo> Session<'f, S> {
         if let Some(status) = e.status() {
             self.out.clear();
             write_error_response(status, &mut self.out);
-            if let Some(stream) = self.client.uring() {
-                stream.last_write_before_close();
-            }
             let out = std::mem::take(&mut self.out);
             if self.write_client(&out, o).await.is_ok() {
                 let _ = self.client.shutdown().await;

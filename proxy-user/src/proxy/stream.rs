@@ -145,31 +145,6 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    stream_body_then(decoder, src, src_buf, dst, out, mode, timeouts, |_| {}).await
-}
-
-/// [`stream_body`], calling `before_last_write` on `dst` just before the
-/// write that ends the body (so a connection about to close can send its
-/// last bytes together with the FIN).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "stream_body's arguments and the hook"
-)]
-pub async fn stream_body_then<R, W>(
-    decoder: &mut BodyDecoder,
-    src: &mut R,
-    src_buf: &mut BytesMut,
-    dst: &mut W,
-    out: &mut BytesMut,
-    mode: BodyMode,
-    timeouts: StreamTimeouts,
-    before_last_write: impl FnOnce(&mut W),
-) -> Result<Moved, StreamError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut before_last_write = Some(before_last_write);
     let mut moved = Moved {
         written: out.len() as u64,
         ..Moved::default()
@@ -202,9 +177,6 @@ where
                 encode_last_chunk(out);
                 moved.written += 5;
             }
-            if let Some(f) = before_last_write.take() {
-                f(dst);
-            }
             flush(dst, out, timeouts.write).await?;
             return Ok(moved);
         }
@@ -227,9 +199,6 @@ where
             if mode == BodyMode::Rechunk {
                 encode_last_chunk(out);
                 moved.written += 5;
-            }
-            if let Some(f) = before_last_write.take() {
-                f(dst);
             }
             flush(dst, out, timeouts.write).await?;
             return Ok(moved);

@@ -53,9 +53,6 @@ pub struct UringStream {
     send: Option<OpId>,
     /// The buffer of the last finished send, reused by the next.
     spare: Vec<u8>,
-    /// The next send is the last before the socket is closed or shut down
-    /// (see [`UringStream::last_write_before_close`]).
-    last_before_close: bool,
 }
 
 impl UringStream {
@@ -72,7 +69,6 @@ impl UringStream {
             eof: false,
             send: None,
             spare: Vec::new(),
-            last_before_close: false,
         })
     }
 
@@ -115,18 +111,6 @@ impl UringStream {
             return Err(io::Error::from_raw_os_error(-done.result));
         }
         UringStream::new(socket)
-    }
-
-    /// Says that the next write is the last one before this stream is
-    /// closed (dropped) or shut down. It is then sent with `MSG_MORE`: the
-    /// kernel holds a partial segment back, and the close appends the FIN
-    /// to it, so the last bytes and the FIN leave in one packet. That saves
-    /// a packet, and the peer's processing of it and its ACK: with
-    /// `Connection: close`, about a fifth of a proxy's CPU per request on
-    /// loopback. Only for a write that the close follows at once: a held
-    /// segment leaves only with the next write, a shutdown or the close.
-    pub fn last_write_before_close(&mut self) {
-        self.last_before_close = true;
     }
 
     /// Are there received bytes not read yet, here or still in the
@@ -221,13 +205,8 @@ impl UringStream {
             return Ok(0);
         }
         let fd = self.fd();
-        let flags = if std::mem::take(&mut self.last_before_close) {
-            libc::MSG_NOSIGNAL | libc::MSG_MORE
-        } else {
-            libc::MSG_NOSIGNAL
-        };
         let sqe = opcode::Send::new(types::Fd(fd), data.as_ptr(), len as u32)
-            .flags(flags)
+            .flags(libc::MSG_NOSIGNAL)
             .build();
         // The Vec's heap bytes do not move when the Vec itself is moved
         // into the driver's slot.
