@@ -591,13 +591,24 @@ impl<'f, S: ClientIo> Session<'f, S> {
             None => SelectKey::None,
         };
 
-        // Server slot and connection, with retries and redispatch.
+        // Server slot and connection, with retries and redispatch, the
+        // HAProxy way: a retry goes to the same server after a turn-around
+        // pause of min(`timeout connect`, 1 s), so a restarting server is
+        // not hammered; with `option redispatch` the last retry goes to
+        // another server instead, at once.
         let mut excluded: Vec<usize> = Vec::new();
         let mut retries_left = backend.retries;
+        let mut same_server = None;
         let (slot, mut conn) = loop {
-            o.phase = b'Q';
-            let (slot, waited) = backend.acquire(key, &excluded).await?;
-            o.tw = Some(o.tw.unwrap_or_default() + waited);
+            let slot = match same_server.take() {
+                Some(slot) => slot,
+                None => {
+                    o.phase = b'Q';
+                    let (slot, waited) = backend.acquire(key, &excluded).await?;
+                    o.tw = Some(o.tw.unwrap_or_default() + waited);
+                    slot
+                }
+            };
             o.server = Some(slot.server);
             o.phase = b'C';
             match backend.connect(slot.server).await {
@@ -617,13 +628,14 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     }
                     retries_left -= 1;
                     o.retries += 1;
-                    let redispatch = backend.redispatch && backend.servers.len() > 1;
+                    let redispatch =
+                        backend.redispatch && retries_left == 0 && backend.servers.len() > 1;
                     backend.count_retry(slot.server, redispatch);
                     if redispatch {
                         excluded.push(slot.server);
-                        if excluded.len() >= backend.servers.len() {
-                            excluded.clear();
-                        }
+                    } else {
+                        tokio::time::sleep(retry_turnaround(backend)).await;
+                        same_server = Some(slot);
                     }
                 }
             }
@@ -1225,6 +1237,16 @@ impl<F: Future + Unpin> Future for CatchUnwind<F> {
 /// The outgoing framing of a request body: forwarded as received.
 fn request_framing_out(f: Framing) -> OutgoingBody {
     OutgoingBody::from(f)
+}
+
+/// HAProxy's pause before a connection retry on the same server:
+/// min(`timeout connect`, 1 s).
+fn retry_turnaround(backend: &BackendCtx) -> std::time::Duration {
+    backend
+        .timeouts
+        .connect
+        .unwrap_or(std::time::Duration::from_secs(1))
+        .min(std::time::Duration::from_secs(1))
 }
 
 #[cfg(test)]
