@@ -428,14 +428,27 @@ impl Driver {
         let sqe = io_uring::opcode::Close::new(types::Fd(socket.as_raw_fd()))
             .build()
             .user_data(IGNORED_TAG);
-        // SAFETY: as in `push`; a close names no memory.
-        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+        // SAFETY: a close names no memory.
+        if unsafe { self.push_ignored(&sqe) } {
             let _ = socket.into_raw_fd();
-            if let Some(w) = self.waker.take() {
-                w.wake();
-            }
         }
         // Submission queue full: `socket` is closed directly when dropped.
+    }
+
+    /// Queues `sqe`, whose completion is ignored, without waiting for room;
+    /// false if the submission queue is full.
+    ///
+    /// # Safety
+    /// As for `push`: any memory `sqe` names outlives the operation.
+    unsafe fn push_ignored(&mut self, sqe: &squeue::Entry) -> bool {
+        // SAFETY: the caller's.
+        if unsafe { self.ring.submission().push(sqe) }.is_err() {
+            return false;
+        }
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+        true
     }
 
     /// Turns quick ACKs off on `fd` through the ring (see
@@ -453,12 +466,9 @@ impl Driver {
         )
         .build()
         .user_data(IGNORED_TAG);
-        // SAFETY: as in `push`; the value it names is a static.
-        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
-            if let Some(w) = self.waker.take() {
-                w.wake();
-            }
-        }
+        // SAFETY: the value it names is a static. A full queue only loses
+        // the optimisation.
+        let _ = unsafe { self.push_ignored(&sqe) };
     }
 
     /// One turn: submit, run ready work, reap. The eventfd is off while
