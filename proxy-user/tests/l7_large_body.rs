@@ -111,7 +111,11 @@ async fn a_256_mib_body_streams_both_ways_in_bounded_memory() {
             total += n as u64;
         }
     }
-    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200 OK\r\n"),
+        "download answered with {:?} (body bytes after the head: {total})",
+        String::from_utf8_lossy(&head[..head.len().min(300)])
+    );
     assert_eq!(total, BODY);
 
     let peak = peak_rss_kib(pid);
