@@ -380,6 +380,17 @@ pub enum HttpRequestAction {
     /// `return [status CODE] [content-type T] [string S]`: answer CODE
     /// (default 200) and stop; the request is not forwarded.
     Return(LocalReply),
+    /// `use-service NAME`: a service built into the proxy answers and the
+    /// request is not forwarded.
+    UseService(Service),
+}
+
+/// Services of `http-request use-service`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// `prometheus-exporter`: this process's live statistics (counters,
+    /// current sessions, queues, server state) in Prometheus text format.
+    PrometheusExporter,
 }
 
 impl HttpRequestAction {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::error::{did_you_mean, ConfigError, Warning};
-use super::model::{Config, Frontend, Mode, XdpForward};
+use super::model::{Config, Frontend, HttpRequestAction, Mode, XdpForward};
 
 struct Diags<'a> {
     file: &'a Path,
@@ -266,7 +266,17 @@ fn advisories(config: &Config, d: &mut Diags<'_>) {
                 None,
             );
         }
-        if f.default_backend.is_none() && f.use_backends.is_empty() {
+        // A frontend that answers by itself (`http-request return`, `deny`,
+        // `use-service`) needs no backend: HAProxy's stats/metrics frontends.
+        let answers_itself = f.http_request.iter().any(|r| {
+            matches!(
+                r.action,
+                HttpRequestAction::Return(_)
+                    | HttpRequestAction::Deny(_)
+                    | HttpRequestAction::UseService(_)
+            )
+        });
+        if f.default_backend.is_none() && f.use_backends.is_empty() && !answers_itself {
             d.warn(
                 Some(f.line),
                 format!(

@@ -15,6 +15,7 @@
 //! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
 //! | [`log`] | the access log (httplog-like or JSON) |
+//! | [`exporter`] | `use-service prometheus-exporter`: live stats in Prometheus format |
 //! | [`error`] | [`error::ProxyError`]: side, status, retryable, counter |
 //! | [`worker`] | L7 worker threads, one current-thread runtime and listener each |
 //!
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod error;
+pub mod exporter;
 pub mod log;
 pub mod pool;
 pub mod route;
@@ -88,6 +90,8 @@ pub struct FrontendCtx {
     pub counters: EntityCounters,
     /// Client connections open now (process-local gauge).
     pub current_sessions: AtomicU64,
+    /// The engine's live statistics, for `use-service prometheus-exporter`.
+    pub exporter: Arc<exporter::Exporter>,
 }
 
 impl std::fmt::Debug for Route {
@@ -205,6 +209,7 @@ impl Engine {
             worker_count: worker::count(cfg.global.threads),
         };
         let workers = engine.worker_count;
+        let exporter = Arc::new(exporter::Exporter::default());
         for fe in cfg.frontends.iter().filter(|f| f.mode == Mode::Http) {
             let mut get_backend = |name: &str| -> Result<Arc<BackendCtx>, EngineError> {
                 if let Some(b) = engine.backends.get(name) {
@@ -245,9 +250,22 @@ impl Engine {
                 maxconn: fe.maxconn.map_or(DEFAULT_MAXCONN, |m| m as usize),
                 counters: counters(StatsEntity::Frontend(fe)),
                 current_sessions: AtomicU64::new(0),
+                exporter: exporter.clone(),
             };
             engine.frontends.insert(fe.name.clone(), Arc::new(ctx));
         }
+        // The exporter lists entities in config order.
+        let frontends: Vec<_> = cfg
+            .frontends
+            .iter()
+            .filter_map(|f| engine.frontends.get(&f.name).cloned())
+            .collect();
+        let backends: Vec<_> = cfg
+            .backends
+            .iter()
+            .filter_map(|b| engine.backends.get(&b.name).cloned())
+            .collect();
+        exporter.publish(&frontends, &backends);
         Ok(engine)
     }
 

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use crate::config::{Condition, HttpRequestAction, HttpRequestRule, LocalReply, RequestView};
+use crate::config::{
+    Condition, HttpRequestAction, HttpRequestRule, LocalReply, RequestView, Service,
+};
 use crate::http::RequestHead;
 
 use super::upstream::BackendCtx;
@@ -89,15 +91,8 @@ pub enum Final<'a> {
     Deny(&'a LocalReply),
     /// `return`: answered by the proxy.
     Return(&'a LocalReply),
-}
-
-impl<'a> Final<'a> {
-    /// The response to send.
-    pub fn reply(&self) -> &'a LocalReply {
-        match self {
-            Final::Deny(r) | Final::Return(r) => r,
-        }
-    }
+    /// `use-service`: answered by a built-in service.
+    Service(Service),
 }
 
 /// Applies `rules` in order: a later `set-header`/`del-header` of the same
@@ -117,6 +112,7 @@ pub fn apply_header_rules<'a>(
         match &rule.action {
             HttpRequestAction::Deny(r) => return Some(Final::Deny(r)),
             HttpRequestAction::Return(r) => return Some(Final::Return(r)),
+            HttpRequestAction::UseService(s) => return Some(Final::Service(*s)),
             HttpRequestAction::SetHeader { name, value } => {
                 set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                 del.retain(|n| !n.eq_ignore_ascii_case(name));

@@ -24,6 +24,7 @@ use crate::uring::UringStream;
 use tokio::time::Instant;
 
 use crate::balance::SelectKey;
+use crate::config::Service;
 use crate::http::{
     encode_request_head, encode_response_head, response_framing, server_connection_reusable,
     BodyDecoder, Framing, HeadRewrite, KeepAlive, Method, OutgoingBody, RequestHead, ResponseHead,
@@ -33,6 +34,7 @@ use crate::stats::Counter;
 use crate::tls::{RecordSocket, ServerTlsStream};
 
 use super::error::{write_error_response, write_local_response, ErrorSide, ProxyError};
+use super::exporter;
 use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
@@ -526,7 +528,19 @@ impl<'f, S: ClientIo> Session<'f, S> {
         o: &mut Outcome<'f>,
     ) -> Result<Next, ProxyError> {
         let fe = self.fe;
-        let reply = last.reply();
+        // A service's page is rendered now; deny and return have theirs
+        // in the config.
+        let service_page;
+        let (status, body) = match last {
+            Final::Deny(r) | Final::Return(r) => (
+                r.status,
+                r.body.as_ref().map(|(t, b)| (t.as_str(), b.as_str())),
+            ),
+            Final::Service(Service::PrometheusExporter) => {
+                service_page = fe.exporter.render();
+                (200, Some((exporter::CONTENT_TYPE, service_page.as_str())))
+            }
+        };
         let has_body = head.framing().has_body();
         let keep = !has_body && head.keep_alive() == KeepAlive::KeepAlive;
         let connection = match (keep, head.version()) {
@@ -536,17 +550,17 @@ impl<'f, S: ClientIo> Session<'f, S> {
         };
         self.out.clear();
         write_local_response(
-            reply.status,
-            reply.body.as_ref().map(|(t, b)| (t.as_str(), b.as_str())),
+            status,
+            body,
             head.method() == Method::Head,
             connection,
             &mut self.out,
         );
-        o.status = reply.status;
+        o.status = status;
         o.response_started = true;
-        fe.counters.response(reply.status);
+        fe.counters.response(status);
         if let Some(b) = o.backend {
-            b.counters.response(reply.status);
+            b.counters.response(status);
         }
         match last {
             Final::Deny(_) => {
@@ -556,7 +570,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     b.counters.inc(Counter::Denied);
                 }
             }
-            Final::Return(_) => o.termination = Some(*b"LR"),
+            Final::Return(_) | Final::Service(_) => o.termination = Some(*b"LR"),
         }
         let out = std::mem::take(&mut self.out);
         let written = self.write_client(&out, o).await;

@@ -191,7 +191,8 @@ pub fn format_json(s: &Snapshot) -> String {
     o
 }
 
-fn label(v: &str) -> String {
+/// A Prometheus label value with backslash, double quote and newline escaped.
+pub(crate) fn label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for ch in v.chars() {
         match ch {

@@ -349,6 +349,21 @@ impl Parser<'_> {
                     rest,
                 )
             }
+            "use-service" => {
+                let Some(name) = a.get(1) else {
+                    return Err(Problem::new(act.col, "use-service needs a service name")
+                        .hint("e.g. http-request use-service prometheus-exporter if { path /metrics }"));
+                };
+                let service = match name.text.as_str() {
+                    "prometheus-exporter" => Service::PrometheusExporter,
+                    other => {
+                        return Err(Problem::new(name.col, format!("unknown service '{other}'"))
+                            .hint("services: prometheus-exporter")
+                            .suggest(other, ["prometheus-exporter"]))
+                    }
+                };
+                (HttpRequestAction::UseService(service), &a[2..])
+            }
             "set-header" | "del-header" if a.len() < 2 => {
                 return Err(
                     Problem::new(act.col, format!("{} needs a header name", act.text))
@@ -385,8 +400,11 @@ impl Parser<'_> {
             other => {
                 return Err(
                     Problem::new(act.col, format!("unknown http-request action '{other}'"))
-                        .hint("actions: set-header, del-header, deny, return")
-                        .suggest(other, ["set-header", "del-header", "deny", "return"]),
+                        .hint("actions: set-header, del-header, deny, return, use-service")
+                        .suggest(
+                            other,
+                            ["set-header", "del-header", "deny", "return", "use-service"],
+                        ),
                 )
             }
         };

@@ -1,0 +1,245 @@
+//! `http-request use-service prometheus-exporter`: the live statistics of
+//! this process in Prometheus text format, as HAProxy's exporter serves them.
+//!
+//! `weir stats --prometheus` renders the shm-stats-file, which holds only
+//! cumulative counters (shared across processes and reloads). This page adds
+//! what lives in process memory only: current sessions, queue lengths,
+//! in-flight requests per server, server state and idle pooled connections.
+//! Entities without a GUID appear here too. Labels are HAProxy's exporter
+//! ones: `proxy` (frontend or backend name) and `server`.
+//!
+//! A scrape walks every entity once and allocates its page; nothing here is
+//! on the request path of proxied traffic.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
+
+use crate::stats::format::label as escape;
+use crate::stats::{Counter, EntityCounters, ObjectType, Rate};
+
+use super::upstream::BackendCtx;
+use super::FrontendCtx;
+
+/// Content type of the exposition format, version 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The entities a scrape reports: every `mode http` frontend and every
+/// backend they use, in config order. Filled once the engine has built
+/// them; weak references, because the frontends themselves hold this.
+#[derive(Debug, Default)]
+pub struct Exporter {
+    entities: OnceLock<Entities>,
+}
+
+/// Frontends and backends, in config order.
+#[derive(Debug)]
+struct Entities {
+    frontends: Vec<Weak<FrontendCtx>>,
+    backends: Vec<Weak<BackendCtx>>,
+}
+
+impl Exporter {
+    /// Records the entities to report (the engine calls this once).
+    pub fn publish(&self, frontends: &[Arc<FrontendCtx>], backends: &[Arc<BackendCtx>]) {
+        let _ = self.entities.set(Entities {
+            frontends: frontends.iter().map(Arc::downgrade).collect(),
+            backends: backends.iter().map(Arc::downgrade).collect(),
+        });
+    }
+
+    /// The page: every family with its HELP and TYPE lines.
+    pub fn render(&self) -> String {
+        let (frontends, backends) = match self.entities.get() {
+            Some(e) => (
+                e.frontends
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .collect::<Vec<_>>(),
+                e.backends
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .collect::<Vec<_>>(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut page = Page::default();
+
+        let fe_rows: Vec<Row<'_>> = frontends
+            .iter()
+            .map(|f| Row::new(&f.name, None, &f.counters))
+            .collect();
+        page.counters(ObjectType::Frontend, &fe_rows);
+        page.gauge(
+            "weir_frontend_current_sessions",
+            "Client connections open now.",
+            frontends.iter().map(|f| {
+                (
+                    Row::labels(&f.name, None),
+                    f.current_sessions.load(Ordering::Relaxed),
+                )
+            }),
+        );
+        page.gauge(
+            "weir_frontend_limit_sessions",
+            "Most client connections served at once per listener (maxconn).",
+            frontends
+                .iter()
+                .map(|f| (Row::labels(&f.name, None), f.maxconn as u64)),
+        );
+
+        let be_rows: Vec<Row<'_>> = backends
+            .iter()
+            .map(|b| Row::new(&b.name, None, &b.counters))
+            .collect();
+        page.counters(ObjectType::Backend, &be_rows);
+        page.gauge(
+            "weir_backend_current_queue",
+            "Requests waiting for a server slot now.",
+            backends
+                .iter()
+                .map(|b| (Row::labels(&b.name, None), b.queued.load(Ordering::Relaxed))),
+        );
+        page.gauge(
+            "weir_backend_current_sessions",
+            "Requests in flight on the backend's servers now.",
+            backends.iter().map(|b| {
+                let sum = (0..b.servers.len()).map(|i| u64::from(b.active(i))).sum();
+                (Row::labels(&b.name, None), sum)
+            }),
+        );
+        page.gauge(
+            "weir_backend_up_servers",
+            "Servers of the backend that are UP now (backups included).",
+            backends.iter().map(|b| {
+                let up = (0..b.servers.len()).filter(|&i| b.is_up(i)).count() as u64;
+                (Row::labels(&b.name, None), up)
+            }),
+        );
+
+        let srv_rows: Vec<Row<'_>> = backends
+            .iter()
+            .flat_map(|b| {
+                b.servers
+                    .iter()
+                    .map(|s| Row::new(&b.name, Some(&s.name), &s.counters))
+            })
+            .collect();
+        page.counters(ObjectType::Server, &srv_rows);
+        let servers = || {
+            backends
+                .iter()
+                .flat_map(|b| (0..b.servers.len()).map(move |i| (b, i)))
+        };
+        page.gauge(
+            "weir_server_current_sessions",
+            "Requests in flight on the server now (what maxconn and leastconn count).",
+            servers().map(|(b, i)| {
+                let labels = Row::labels(&b.name, Some(&b.servers[i].name));
+                (labels, u64::from(b.active(i)))
+            }),
+        );
+        page.gauge(
+            "weir_server_limit_sessions",
+            "The server's maxconn (servers without one are not listed).",
+            servers().filter_map(|(b, i)| {
+                let s = &b.servers[i];
+                s.maxconn
+                    .map(|m| (Row::labels(&b.name, Some(&s.name)), u64::from(m)))
+            }),
+        );
+        page.gauge(
+            "weir_server_status",
+            "1 when the server is UP (unchecked servers always are), 0 when DOWN.",
+            servers().map(|(b, i)| {
+                let labels = Row::labels(&b.name, Some(&b.servers[i].name));
+                (labels, u64::from(b.is_up(i)))
+            }),
+        );
+        page.gauge(
+            "weir_server_idle_connections",
+            "Idle keep-alive connections pooled to the server now.",
+            servers().map(|(b, i)| {
+                let s = &b.servers[i];
+                (
+                    Row::labels(&b.name, Some(&s.name)),
+                    s.pool.idle_count() as u64,
+                )
+            }),
+        );
+        page.out
+    }
+}
+
+/// One entity's labels and counters.
+struct Row<'a> {
+    labels: String,
+    counters: &'a EntityCounters,
+}
+
+impl<'a> Row<'a> {
+    fn new(proxy: &str, server: Option<&str>, counters: &'a EntityCounters) -> Self {
+        Row {
+            labels: Row::labels(proxy, server),
+            counters,
+        }
+    }
+
+    /// `{proxy="NAME"}` or `{proxy="NAME",server="NAME"}`, escaped.
+    fn labels(proxy: &str, server: Option<&str>) -> String {
+        let mut l = format!("{{proxy=\"{}\"", escape(proxy));
+        if let Some(s) = server {
+            let _ = write!(l, ",server=\"{}\"", escape(s));
+        }
+        l.push('}');
+        l
+    }
+}
+
+/// The page being written.
+#[derive(Default)]
+struct Page {
+    out: String,
+}
+
+impl Page {
+    /// One `weir_<type>_<counter>_total` family per counter that applies to
+    /// `ty` (the names `weir stats --prometheus` uses), and the rates.
+    fn counters(&mut self, ty: ObjectType, rows: &[Row<'_>]) {
+        if rows.is_empty() {
+            return;
+        }
+        let t = ty.name();
+        for c in Counter::ALL.into_iter().filter(|c| c.applies_to(ty)) {
+            let name = format!("weir_{t}_{}_total", c.name());
+            self.family(&name, c.help(), "counter");
+            for r in rows {
+                let _ = writeln!(self.out, "{name}{} {}", r.labels, r.counters.get(c));
+            }
+        }
+        for rate in Rate::ALL {
+            let name = format!("weir_{t}_current_{}", rate.name());
+            self.family(&name, "Events per second over the last second.", "gauge");
+            for r in rows {
+                let _ = writeln!(self.out, "{name}{} {}", r.labels, r.counters.rate(rate));
+            }
+        }
+    }
+
+    /// A gauge family; skipped when it has no sample.
+    fn gauge(&mut self, name: &str, help: &str, samples: impl Iterator<Item = (String, u64)>) {
+        let mut samples = samples.peekable();
+        if samples.peek().is_none() {
+            return;
+        }
+        self.family(name, help, "gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(self.out, "{name}{labels} {value}");
+        }
+    }
+
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+}
