@@ -4,19 +4,33 @@
 //! The proxy counts in-flight connections in a [`ConnTracker`] (one atomic
 //! per server, shared across rebuilds): `tracker.acquire(idx)` when a
 //! connection to the server starts, drop the guard when it ends. A server's
-//! load is `(active + 1) / weight`; the `+ 1` makes an idle heavy server win
-//! over an idle light one. Equal loads are broken round robin by rotating
-//! where the scan starts, so idle servers take turns.
+//! load is HAProxy's leastconn key: 0 when idle, else `(active + 1) /
+//! weight`. Idle servers therefore tie whatever their weights, and ties
+//! are broken round robin by rotating where the scan starts, so idle
+//! servers take turns (as HAProxy's tree does); weights matter once
+//! connections pile up.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{BackendSelection, BuildContext, ConnTracker, SelectKey, Server, ServerIdx, Tried};
 
-/// True when `a` (active, weight) is strictly less loaded than `b`:
-/// `(a.0 + 1) / a.1 < (b.0 + 1) / b.1`, cross-multiplied to stay in integers.
+/// True when `a` (active, weight) is strictly less loaded than `b` by
+/// HAProxy's leastconn key (0 when idle, else `(active + 1) / weight`),
+/// cross-multiplied to stay in integers.
 #[inline]
 pub(crate) fn less_loaded(a: (u32, u32), b: (u32, u32)) -> bool {
-    (u64::from(a.0) + 1) * u64::from(b.1) < (u64::from(b.0) + 1) * u64::from(a.1)
+    match (a.0, b.0) {
+        (_, 0) => false,
+        (0, _) => true,
+        _ => (u64::from(a.0) + 1) * u64::from(b.1) < (u64::from(b.0) + 1) * u64::from(a.1),
+    }
+}
+
+/// True when `a` (active, weight) has strictly fewer active connections
+/// per unit of weight than `b` (`balance random`'s comparison, HAProxy's).
+#[inline]
+pub(crate) fn fewer_per_weight(a: (u32, u32), b: (u32, u32)) -> bool {
+    u64::from(a.0) * u64::from(b.1) < u64::from(b.0) * u64::from(a.1)
 }
 
 /// Weighted least connections.
@@ -101,13 +115,20 @@ mod tests {
     #[test]
     fn weight_scales_load() {
         let (lc, conns) = build(&[2, 1]);
-        // idle: s0 (1/2) beats s1 (1/1) whatever the rotation.
+        // Idle servers tie whatever their weights: they take turns.
+        let p: Vec<_> = (0..4)
+            .map(|_| lc.select(SelectKey::None, all).unwrap())
+            .collect();
+        assert_eq!(p, [0, 1, 0, 1]);
+        let g0 = conns.acquire(0);
+        // s0: (1+1)/2 = 1 vs s1 idle (0) -> s1.
+        assert_eq!(lc.select(SelectKey::None, all), Some(1));
+        let g1 = conns.acquire(1);
+        // s0: (1+1)/2 = 1 vs s1: (1+1)/1 = 2 -> s0, the heavier one.
         for _ in 0..3 {
             assert_eq!(lc.select(SelectKey::None, all), Some(0));
         }
-        let _g = [conns.acquire(0), conns.acquire(0)];
-        // s0: 3/2 = 1.5 vs s1: 1/1 -> s1.
-        assert_eq!(lc.select(SelectKey::None, all), Some(1));
+        drop((g0, g1));
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! `balance random`: power of two choices. Draw two servers at random,
-//! weighted, and take the less loaded one (active connections / weight, as
-//! in [`leastconn`](super::leastconn)). Nearly as even as least connections
-//! without scanning every server, and no shared cursor to contend on.
+//! `balance random`: power of two choices. Draw two different servers at
+//! random, weighted, and take the second only if it has strictly fewer
+//! active connections per unit of weight (HAProxy's comparison). Idle
+//! servers tie, so light traffic follows the weights of the first draw;
+//! under load the less loaded of the two wins. Nearly as even as least
+//! connections without scanning every server, and no shared cursor to
+//! contend on.
 //!
 //! The generator is a splitmix64 sequence behind one atomic counter: lock
 //! free, and seeded from [`BuildContext::random_seed`] so tests are exact.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::leastconn::less_loaded;
+use super::leastconn::fewer_per_weight;
 use super::{BackendSelection, BuildContext, ConnTracker, SelectKey, Server, ServerIdx, Tried};
 
 /// Random draws spent looking for an eligible server before falling back to
@@ -90,7 +93,7 @@ impl BackendSelection for PowerOfTwoChoices {
         while !tried.exhausted() {
             let a = self.candidate(&tried, None)?;
             let pick = match self.candidate(&tried, Some(a)) {
-                Some(b) if less_loaded(self.load(b), self.load(a)) => b,
+                Some(b) if fewer_per_weight(self.load(b), self.load(a)) => b,
                 _ => a,
             };
             let idx = self.servers[pick].0;
@@ -135,6 +138,19 @@ mod tests {
         let pa: Vec<_> = (0..50).map(|_| a.select(SelectKey::None, all)).collect();
         let pb: Vec<_> = (0..50).map(|_| b.select(SelectKey::None, all)).collect();
         assert_eq!(pa, pb);
+    }
+
+    #[test]
+    fn idle_servers_follow_the_weights() {
+        // Nothing in flight: every comparison ties and the first (weighted)
+        // draw wins, so picks split 1:3.
+        let (p2c, _) = build(&[1, 3], 7);
+        let mut counts = [0usize; 2];
+        for _ in 0..4_000 {
+            counts[p2c.select(SelectKey::None, all).unwrap()] += 1;
+        }
+        let share = counts[0] as f64 / 4_000.0;
+        assert!((share - 0.25).abs() < 0.03, "{counts:?}");
     }
 
     #[test]
