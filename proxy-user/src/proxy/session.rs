@@ -37,7 +37,8 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
 use super::stream::{
-    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts, Upload,
+    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
+    TunnelTimeouts, Upload,
 };
 use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
 use super::FrontendCtx;
@@ -813,7 +814,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 &mut conn.stream,
                 &to_server,
                 &to_client,
-                idle,
+                TunnelTimeouts {
+                    idle,
+                    client_fin: fe.timeouts.client_fin,
+                    server_fin: backend.timeouts.server_fin,
+                },
             ))
             .await;
             o.bytes_out = head_len;
