@@ -169,7 +169,11 @@ async fn timeout_tunnel_closes_an_idle_websocket() {
     let proxy = start_proxy(&cfg).await;
     let mut c = upgraded(&proxy, "/ws").await;
     // Traffic keeps the tunnel up past its timeout.
-    for _ in 0..4 {
+    let mut last_echo = Instant::now();
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
         c.send(b"ping").await;
         let mut back = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(2), c.stream.read_exact(&mut back))
@@ -177,14 +181,15 @@ async fn timeout_tunnel_closes_an_idle_websocket() {
             .unwrap()
             .unwrap();
         assert_eq!(&back, b"ping");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        last_echo = Instant::now();
     }
-    // Then idle: closed after the tunnel timeout (the 150 ms above count).
-    let (rest, took) = read_to_eof(&mut c.stream, Duration::from_secs(3)).await;
+    // Then idle: closed after the tunnel timeout.
+    let (rest, _) = read_to_eof(&mut c.stream, Duration::from_secs(3)).await;
+    let took = last_echo.elapsed();
     assert!(rest.is_empty());
     assert!(
-        took >= Duration::from_millis(100) && took < Duration::from_millis(1500),
-        "closed {took:?} after the last echo"
+        took >= Duration::from_millis(250) && took < Duration::from_millis(2000),
+        "closed {took:?} after the last echo (timeout tunnel 300ms)"
     );
 }
 
@@ -220,7 +225,7 @@ async fn client_fin_bounds_a_tunnel_the_server_half_closed() {
     // then on the client side may idle `timeout client-fin` (HAProxy).
     let o = Origin::start("o").await;
     let cfg = format!(
-        "{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    timeout client-fin 300ms\n    default_backend b\nbackend b\n    timeout tunnel 10s\n    timeout server-fin 10s\n    server s {}\n",
+        "{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    timeout client-fin 500ms\n    default_backend b\nbackend b\n    timeout tunnel 10s\n    timeout server-fin 10s\n    server s {}\n",
         o.addr
     );
     let proxy = start_proxy(&cfg).await;
@@ -236,7 +241,7 @@ async fn client_fin_bounds_a_tunnel_the_server_half_closed() {
     // ...until the client idles for client-fin: then the proxy closes, and
     // what the client sends later is refused (a reset), never forwarded.
     // (Reads cannot tell: the FIN was read already.)
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let _ = c.stream.write_all(b"late").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after = c.stream.write_all(b"x").await;
@@ -259,7 +264,7 @@ async fn early_hints_reach_the_client_before_the_final_response() {
     );
     let proxy = start_proxy(&cfg).await;
     let mut c = Client::connect(proxy.addr).await;
-    c.send(b"GET /interim/400 HTTP/1.1\r\nHost: w\r\n\r\n")
+    c.send(b"GET /interim/1000 HTTP/1.1\r\nHost: w\r\n\r\n")
         .await;
     let started = Instant::now();
     let mut got = Vec::new();
@@ -272,7 +277,7 @@ async fn early_hints_reach_the_client_before_the_final_response() {
     );
     assert!(!text.contains("HTTP/1.1 200"), "103 alone first: {text}");
     assert!(
-        started.elapsed() < Duration::from_millis(400),
+        started.elapsed() < Duration::from_millis(1000),
         "before the 200 was sent"
     );
     read_until(&mut c.stream, &mut got, b"after hints").await;
@@ -483,24 +488,25 @@ async fn logasap_logs_a_streamed_response_before_it_ends() {
         o.addr
     );
     let proxy = start_proxy(&cfg).await;
+    let started = Instant::now();
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(b"GET /drip/600?logasap-marker HTTP/1.1\r\nHost: w\r\n\r\n")
+    s.write_all(b"GET /drip/1000?logasap-marker HTTP/1.1\r\nHost: w\r\n\r\n")
         .await
         .unwrap();
     let mut got = Vec::new();
     read_until(&mut s, &mut got, b"first").await;
-    // The body is not complete (`last!` comes 600 ms later), yet the line is there.
+    // The body is not complete (`last!` comes 1 s later), yet the line is there.
+    assert!(eventually(|| !lines_with("logasap-marker").is_empty()).await);
     assert!(
-        eventually(|| !lines_with("logasap-marker").is_empty()).await,
-        "logged before the end"
+        started.elapsed() < Duration::from_millis(1000),
+        "logged before the end of the body"
     );
-    assert!(!got.ends_with(b"last!"));
     let line = lines_with("logasap-marker")[0].clone();
     let fields: Vec<&str> = line.split(' ').collect();
     // client [date] fe be/srv Tq/Tw/Tc/Tr/Ta status bytes ...
     let ta = fields[4].rsplit('/').next().unwrap();
     assert!(ta.starts_with('+'), "Ta so far, with '+': {line}");
-    assert!(ta[1..].parse::<u64>().unwrap() < 600, "{line}");
+    assert!(ta[1..].parse::<u64>().unwrap() < 1000, "{line}");
     assert_eq!(fields[5], "200", "{line}");
     let head_len = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(
