@@ -12,6 +12,10 @@
 //! (0 for a pooled connection); Tr: the server's time to the response head;
 //! Ta: the whole request. A step not reached is `-1`, as in HAProxy.
 //! `log-format json` writes the same fields as one JSON object.
+//!
+//! With `option logasap` the line is written as soon as the response head
+//! is sent: Ta and the byte count are the values at that time, prefixed
+//! with `+` (JSON: the numbers as they are, and `"logasap":true`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -46,6 +50,9 @@ pub struct AccessRecord<'a> {
     pub status: u16,
     /// Bytes sent to the client.
     pub bytes_out: u64,
+    /// Logged as the response head went out (`option logasap`): `ta` and
+    /// `bytes_out` are the values so far, shown with a `+` as in HAProxy.
+    pub logasap: bool,
     /// Termination state (`--` when normal).
     pub termination: [u8; 2],
     /// Frontend sessions now.
@@ -80,7 +87,7 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
                 "{{\"client\":\"{}\",\"date\":\"{}\",\"frontend\":{},\"backend\":{},\"server\":{},\
                  \"tq\":{},\"tw\":{},\"tc\":{},\"tr\":{},\"ta\":{},\"status\":{},\"bytes\":{},\
                  \"termination\":\"{}\",\"fe_conn\":{},\"be_conn\":{},\"srv_conn\":{},\"retries\":{},\
-                 \"be_queue\":{},\"method\":{},\"uri\":{},\"version\":\"{}\"}}",
+                 \"be_queue\":{},\"method\":{},\"uri\":{},\"version\":\"{}\"{}}}",
                 r.client,
                 HttpDate(r.started),
                 Json(r.frontend),
@@ -101,13 +108,16 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
                 r.be_queue,
                 Json(r.method),
                 Json(r.target),
-                r.version
+                r.version,
+                // JSON numbers cannot carry HAProxy's '+': a flag instead.
+                if r.logasap { ",\"logasap\":true" } else { "" }
             );
         }
         LogFormat::Http | LogFormat::Tcp => {
+            let plus = if r.logasap { "+" } else { "" };
             let _ = write!(
                 out,
-                "{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {}-- {}/{}/{}/{}/{} 0/{} \"{} {} {}\"",
+                "{} [{}] {} {}/{} {}/{}/{}/{}/{}{} {} {}{} - - {}-- {}/{}/{}/{}/{} 0/{} \"{} {} {}\"",
                 r.client,
                 HttpDate(r.started),
                 r.frontend,
@@ -117,8 +127,10 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
                 ms(r.tw),
                 ms(r.tc),
                 ms(r.tr),
+                plus,
                 r.ta.as_millis(),
                 r.status,
+                plus,
                 r.bytes_out,
                 term,
                 r.fe_conn,
@@ -218,6 +230,7 @@ mod tests {
             ta: Duration::from_millis(3),
             status: 200,
             bytes_out: 130,
+            logasap: false,
             termination: *b"--",
             fe_conn: 4,
             be_conn: 1,
@@ -237,6 +250,21 @@ mod tests {
         assert_eq!(
             s,
             "127.0.0.1:40312 [21/Nov/2026:07:03:49.123] web app/s1 1/0/-1/2/3 200 130 - - ---- 4/4/1/1/0 0/0 \"GET /x HTTP/1.1\""
+        );
+    }
+
+    #[test]
+    fn logasap_line_marks_total_time_and_bytes_as_partial() {
+        let mut r = record();
+        r.logasap = true;
+        let mut s = String::new();
+        format_record(&r, LogFormat::Http, &mut s);
+        assert!(s.contains(" 1/0/-1/2/+3 200 +130 - - ---- "), "{s}");
+        s.clear();
+        format_record(&r, LogFormat::Json, &mut s);
+        assert!(
+            s.contains("\"ta\":3,") && s.ends_with(",\"logasap\":true}"),
+            "{s}"
         );
     }
 

@@ -82,6 +82,9 @@ pub struct FrontendCtx {
     pub timeouts: Timeouts,
     /// `option httplog` / `log-format json`; `None`: no access log.
     pub log_format: Option<LogFormat>,
+    /// `option logasap` (and a log format): the line is logged when the
+    /// response head is sent.
+    pub logasap: bool,
     /// Codec limits.
     pub limits: Limits,
     /// `maxconn`.
@@ -246,6 +249,7 @@ impl Engine {
                 forwardfor: fe.forwardfor,
                 timeouts: fe.timeouts,
                 log_format: fe.log_format,
+                logasap: fe.logasap && fe.log_format.is_some(),
                 limits: limits.clone(),
                 maxconn: fe.maxconn.map_or(DEFAULT_MAXCONN, |m| m as usize),
                 counters: counters(StatsEntity::Frontend(fe)),

@@ -39,7 +39,8 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
 use super::stream::{
-    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts, Upload,
+    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
+    TunnelTimeouts, Upload,
 };
 use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
 use super::FrontendCtx;
@@ -120,6 +121,11 @@ struct Outcome<'f> {
     phase: u8,
     termination: Option<[u8; 2]>,
     response_started: bool,
+    /// With `option logasap`: when the request started (wall clock, first
+    /// byte), for the line logged as soon as the response head goes out.
+    logasap_from: Option<(SystemTime, Instant)>,
+    /// The request's line was logged already (`option logasap`).
+    logged: bool,
 }
 
 /// A client connection a session can serve: plain TCP, or TLS over TCP
@@ -217,12 +223,20 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 Ok(Some(h)) => h,
                 Ok(None) => return,
                 Err(e) => {
+                    // What the client sent of the bad head counts as received.
                     let mut o = Outcome {
                         phase: b'R',
+                        bytes_in: self.buf.len() as u64,
                         ..Outcome::default()
                     };
+                    if matches!(e, ProxyError::BadRequest(_)) {
+                        // HAProxy counts a request it could not parse as a
+                        // request too (and as a request error).
+                        self.fe.counters.request();
+                    }
                     Box::pin(self.fail(&e, &mut o)).await;
-                    self.log(&o, started, Instant::now(), None);
+                    self.count_bytes(&o);
+                    self.log(&o, started, Instant::now(), None, None);
                     return;
                 }
             };
@@ -232,6 +246,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 tq: Some(tq),
                 bytes_in: head.raw().len() as u64,
                 phase: b'R',
+                logasap_from: self.fe.logasap.then_some((started, first_byte)),
                 ..Outcome::default()
             };
             self.fe.counters.request();
@@ -254,7 +269,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 }
             };
             self.count_bytes(&o);
-            self.log(&o, started, first_byte, Some(&head));
+            if !o.logged {
+                self.log(&o, started, first_byte, Some(&head), None);
+            }
             // Bytes past this request (a client that pipelined after asking
             // to close): closing now would reset the connection and could
             // lose the response, so drain them first.
@@ -807,6 +824,13 @@ impl<'f, S: ClientIo> Session<'f, S> {
         fe.counters.response(status);
         backend.counters.response(status);
         server.counters.response(status);
+        if let Some((started, first_byte)) = o.logasap_from {
+            // `option logasap`: logged now, before the body (or tunnel),
+            // with the bytes and time so far (shown with a '+').
+            let so_far = o.bytes_out + self.out.len() as u64;
+            self.log(o, started, first_byte, Some(head), Some(so_far));
+            o.logged = true;
+        }
 
         if framing == Framing::Tunnel {
             o.phase = b'T';
@@ -827,7 +851,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 &mut conn.stream,
                 &to_server,
                 &to_client,
-                idle,
+                TunnelTimeouts {
+                    idle,
+                    client_fin: fe.timeouts.client_fin,
+                    server_fin: backend.timeouts.server_fin,
+                },
             ))
             .await;
             o.bytes_out = head_len;
@@ -1106,12 +1134,15 @@ impl<'f, S: ClientIo> Session<'f, S> {
         }
     }
 
+    /// Logs the request's access-log line. `early`: logged as the response
+    /// head goes out (`option logasap`), with the bytes sent so far.
     fn log(
         &self,
         o: &Outcome<'f>,
         started: SystemTime,
         first_byte: Instant,
         head: Option<&RequestHead>,
+        early: Option<u64>,
     ) {
         let Some(format) = self.fe.log_format else {
             return;
@@ -1144,7 +1175,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 tr: o.tr,
                 ta: first_byte.elapsed(),
                 status: o.status,
-                bytes_out: o.bytes_out,
+                bytes_out: early.unwrap_or(o.bytes_out),
+                logasap: early.is_some(),
                 termination: o.termination.unwrap_or(*b"--"),
                 fe_conn: self.fe.current_sessions.load(Ordering::Relaxed),
                 be_conn: o.backend.map_or(0, |b| {

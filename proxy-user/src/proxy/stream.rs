@@ -11,15 +11,17 @@
 //!
 //! [`tunnel`] copies bytes both ways after a `101 Switching Protocols`
 //! until both sides have closed, or neither sent anything for the idle
-//! timeout (`timeout tunnel`).
+//! timeout (`timeout tunnel`); once one side has closed, the other may
+//! idle for its `-fin` timeout (`timeout client-fin` / `server-fin`).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::http::{encode_chunk, encode_last_chunk, BodyDecoder};
@@ -362,16 +364,49 @@ fn poll_read_into<R: AsyncRead + Unpin>(
     }
 }
 
+/// Idle timeouts of a [`tunnel`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TunnelTimeouts {
+    /// Nothing moved either way for this long: the tunnel ends
+    /// (`timeout tunnel`).
+    pub idle: Option<Duration>,
+    /// After the server's FIN was passed on to the client, the client side
+    /// may stay idle this long (`timeout client-fin`; unset: `idle`).
+    pub client_fin: Option<Duration>,
+    /// After the client's FIN was passed on to the server, the server side
+    /// may stay idle this long (`timeout server-fin`; unset: `idle`).
+    pub server_fin: Option<Duration>,
+}
+
+/// What the two directions of a [`tunnel`] share: when something last
+/// happened (ms since the tunnel started), whether a direction has ended,
+/// and a wake-up for the other direction when one ends (its timeout changes).
+struct TunnelState {
+    origin: Instant,
+    last_ms: AtomicU64,
+    ended: AtomicBool,
+    ended_wake: Notify,
+}
+
+impl TunnelState {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Copies bytes both ways until both directions have ended (each EOF is
-/// passed on as a write shutdown), or nothing moved in either direction for
-/// `idle`. `to_server` / `to_client` are bytes already read and not yet
-/// delivered. Returns (client→server, server→client) byte counts.
+/// passed on as a write shutdown), or a timeout of `timeouts` expires:
+/// nothing moved in either direction for `idle` or, once one direction has
+/// ended (a half-closed tunnel), nothing came from the side still sending
+/// for its `-fin` timeout. `to_server` / `to_client` are bytes already read
+/// and not yet delivered. Returns (client→server, server→client) byte counts.
 pub async fn tunnel<C, S>(
     client: &mut C,
     server: &mut S,
     to_server: &[u8],
     to_client: &[u8],
-    idle: Option<Duration>,
+    timeouts: TunnelTimeouts,
 ) -> io::Result<(u64, u64)>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -385,22 +420,31 @@ where
         client.write_all(to_client).await?;
         client.flush().await?;
     }
-    let origin = Instant::now();
-    let last = AtomicU64::new(0);
+    let state = TunnelState {
+        origin: Instant::now(),
+        last_ms: AtomicU64::new(0),
+        ended: AtomicBool::new(false),
+        ended_wake: Notify::new(),
+    };
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = tokio::io::split(server);
-    let up = copy_until_idle(&mut cr, &mut sw, idle, origin, &last);
-    let down = copy_until_idle(&mut sr, &mut cw, idle, origin, &last);
+    // HAProxy: once the server side was shut for writing (the client's FIN
+    // passed on), reads from the server wait `timeout server-fin`, and the
+    // other way round with `timeout client-fin`.
+    let up = copy_until_idle(&mut cr, &mut sw, timeouts.idle, timeouts.client_fin, &state);
+    let down = copy_until_idle(&mut sr, &mut cw, timeouts.idle, timeouts.server_fin, &state);
     let (a, b) = tokio::try_join!(up, down)?;
     Ok((a + to_server.len() as u64, b + to_client.len() as u64))
 }
 
+/// One direction of a [`tunnel`]: `r` to `w`. `fin` is the idle timeout of
+/// `r` once the other direction has ended.
 async fn copy_until_idle<R, W>(
     r: &mut R,
     w: &mut W,
     idle: Option<Duration>,
-    origin: Instant,
-    last: &AtomicU64,
+    fin: Option<Duration>,
+    state: &TunnelState,
 ) -> io::Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -409,29 +453,52 @@ where
     let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0u64;
     loop {
-        let n = match within(idle, r.read(&mut buf)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                // Idle here; the other direction may still be busy.
-                let idle = idle.unwrap_or_default();
-                let since = origin.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
-                if Duration::from_millis(since) < idle {
-                    continue;
+        let read = r.read(&mut buf);
+        tokio::pin!(read);
+        let n = loop {
+            let half_closed = state.ended.load(Ordering::Relaxed);
+            let limit = if half_closed { fin.or(idle) } else { idle };
+            let wake = state.ended_wake.notified();
+            let Some(limit) = limit else {
+                // No timeout: wait for bytes, or for the other direction
+                // to end (a `-fin` timeout may apply then).
+                tokio::select! {
+                    n = &mut read => break n?,
+                    () = wake, if !half_closed => continue,
                 }
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "tunnel idle timeout",
-                ));
+            };
+            // Measured from the last activity of either direction (the
+            // other direction's end counts as one).
+            let last = Duration::from_millis(state.last_ms.load(Ordering::Relaxed));
+            let deadline = state.origin + last + limit;
+            tokio::select! {
+                n = &mut read => break n?,
+                () = tokio::time::sleep_until(deadline) => {
+                    // The other direction may have moved meanwhile.
+                    let last = Duration::from_millis(state.last_ms.load(Ordering::Relaxed));
+                    let still_idle = state.origin + last + limit <= Instant::now();
+                    if still_idle && state.ended.load(Ordering::Relaxed) == half_closed {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "tunnel idle timeout",
+                        ));
+                    }
+                }
+                () = wake, if !half_closed => {}
             }
         };
         if n == 0 {
             let _ = w.shutdown().await;
+            state.touch();
+            state.ended.store(true, Ordering::Relaxed);
+            // A permit is kept if the other direction is not waiting now.
+            state.ended_wake.notify_one();
             return Ok(total);
         }
         w.write_all(&buf[..n]).await?;
         w.flush().await?;
         total += n as u64;
-        last.store(origin.elapsed().as_millis() as u64, Ordering::Relaxed);
+        state.touch();
     }
 }
 

@@ -16,7 +16,16 @@
 //! | `/slow/MS` | waits MS milliseconds, then answers |
 //! | `/broken` | Content-Length and Transfer-Encoding together (bad framing) |
 //! | `/ws` | 101, then echoes bytes until EOF |
+//! | `/ws-linger` | 101, echoes bytes until EOF, then sends `bye` 100 ms later and keeps its side open (half-closed tunnel, for `timeout server-fin`) |
+//! | `/ws-fin` | 101, then closes its sending side at once and reads until EOF (for `timeout client-fin`) |
 //! | `/interim` | a 103 Early Hints, then 200 |
+//! | `/interim/MS` | a 103 Early Hints, then 200 MS milliseconds later |
+//! | `/status/N` | status N with a short body |
+//! | `/drip/MS` | a 10-byte body: `first` with the head, `last!` MS milliseconds later |
+//! | `/badchunk` | a chunked body: the head and `5\r\nhello\r\n`, then 100 ms later a chunk size that is not hex (`zz\r\n...`) |
+//!
+//! A number in a path (`MS`, `N`) may be followed by anything (`/drip/300?t=a`),
+//! so tests can make their paths unique.
 //! | anything else | `hello from NAME METHOD PATH` |
 
 #![allow(dead_code, reason = "each l7 test crate uses a subset of the helpers")]
@@ -297,6 +306,72 @@ async fn serve_request(
                 }
             }
         }
+    } else if path == "/ws-linger" && head.upgrade().is_some() {
+        let r =
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+        if stream.write_all(r.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut b = vec![0u8; 4096];
+        loop {
+            match stream.read(&mut b).await {
+                Ok(0) => break,
+                Err(_) => return false,
+                Ok(n) => {
+                    if stream.write_all(&b[..n]).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stream.write_all(b"bye").await;
+        // Our side stays open: only the proxy may end the tunnel now.
+        tokio::time::sleep(IO_LIMIT).await;
+        return false;
+    } else if path == "/ws-fin" && head.upgrade().is_some() {
+        let r =
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n";
+        if stream.write_all(r.as_bytes()).await.is_err() {
+            return false;
+        }
+        let _ = stream.shutdown().await;
+        buf.clear();
+        while read_more(stream, buf, st).await > 0 {
+            buf.clear();
+        }
+        return false;
+    } else if let Some(ms) = path.strip_prefix("/interim/") {
+        let hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n";
+        if stream.write_all(hints).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(leading_number(ms))).await;
+        plain("200 OK", b"after hints")
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        let code: u16 = leading_number(code);
+        plain(
+            &format!("{code} Status"),
+            format!("status {code}").as_bytes(),
+        )
+    } else if let Some(ms) = path.strip_prefix("/drip/") {
+        let r = format!("HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-origin: {name}\r\n\r\nfirst");
+        if stream.write_all(r.as_bytes()).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(leading_number(ms))).await;
+        return stream.write_all(b"last!").await.is_ok();
+    } else if path == "/badchunk" {
+        let r = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: {name}\r\n\r\n5\r\nhello\r\n"
+        );
+        if stream.write_all(r.as_bytes()).await.is_err() {
+            return false;
+        }
+        // The valid part goes out first, on its own.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stream.write_all(b"zz\r\nbroken\r\n0\r\n\r\n").await;
+        return false;
     } else if path == "/interim" {
         let mut r = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n".to_vec();
         r.extend_from_slice(&plain("200 OK", b"after hints"));
@@ -308,6 +383,12 @@ async fn serve_request(
         )
     };
     stream.write_all(&reply).await.is_ok()
+}
+
+/// The digits at the start of `s` as a number (0 if none).
+fn leading_number<T: std::str::FromStr + Default>(s: &str) -> T {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s[..end].parse().unwrap_or_default()
 }
 
 /// The engine serving frontend `fe` of `cfg` on a loopback port.
@@ -322,7 +403,8 @@ pub struct Proxy {
 }
 
 /// Starts the engine on `cfg` (a whole config text; its frontend must be
-/// called `fe`; its bind address is ignored).
+/// called `fe`; its bind address is ignored). Counters go to the config's
+/// `shm-stats-file` when it sets one (entities with a `guid`), as in `weir run`.
 pub async fn start_proxy(cfg: &str) -> Proxy {
     start_proxy_with(cfg, Limits::default()).await
 }
@@ -331,7 +413,15 @@ pub async fn start_proxy(cfg: &str) -> Proxy {
 pub async fn start_proxy_with(cfg: &str, limits: Limits) -> Proxy {
     let (cfg, _) =
         proxy_user::config::parse_str(cfg, "l7-test.cfg").unwrap_or_else(|e| panic!("{e}"));
-    let (stats, _) = StatsStore::open(None, 0, StoreOptions::default()).unwrap();
+    let (stats, _) = StatsStore::open(
+        cfg.global.shm_stats_file.as_deref(),
+        cfg.global.shm_stats_file_max_objects.unwrap_or(0).into(),
+        StoreOptions {
+            fail_on_bad_file: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
     let engine = Engine::start_with_limits(&cfg, limits, &mut |e| {
         stats.register(e.guid(), e.object_type())
     })
