@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use proxy_user::health::checker::{CheckerConfig, HealthChecker, HealthEvent, StateChange, Target};
+use proxy_user::health::checker::{
+    CheckedServer, CheckerConfig, HealthChecker, HealthEvent, StateChange, Target,
+};
 use proxy_user::health::http::HttpCheck;
 use proxy_user::health::state::{Cause, Health, Thresholds};
 use proxy_user::health::tcp::TcpCheck;
@@ -112,6 +114,56 @@ async fn fall_and_rise_happen_exactly_at_thresholds() {
         "Server be/s1 is UP, reason: Layer4 check passed, check duration: 0ms. \
          1 active and 0 backup servers online."
     );
+    checker.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_server_uses_its_own_inter_fall_and_downinter() {
+    let check = Arc::new(Scripted::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cfg = |inter: u64, fall: u32, downinter: Option<u64>| CheckerConfig {
+        inter: Duration::from_secs(inter),
+        fastinter: None,
+        downinter: downinter.map(Duration::from_secs),
+        thresholds: Thresholds {
+            rise: 1,
+            fall,
+            ..Thresholds::default()
+        },
+    };
+    let servers = vec![
+        CheckedServer {
+            target: target("fast", dummy_addr(), false),
+            check: check.clone(),
+            config: cfg(1, 2, Some(7)),
+        },
+        CheckedServer {
+            target: target("slow", dummy_addr(), false),
+            check: check.clone(),
+            config: cfg(4, 3, None),
+        },
+    ];
+    let t0 = Instant::now();
+    let checker = HealthChecker::spawn_each("be", servers, tx);
+    // "fast" (server 0 of 2) checks at t=0,1: DOWN at 1s (fall 2).
+    // "slow" starts after its own inter·1/2 = 2s and checks at t=2,6,10:
+    // DOWN at 10s (fall 3).
+    let first = next_change(&mut rx).await;
+    assert_eq!((first.name.as_str(), first.to), ("fast", Health::Down));
+    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+    let second = next_change(&mut rx).await;
+    assert_eq!((second.name.as_str(), second.to), ("slow", Health::Down));
+    assert_eq!(t0.elapsed(), Duration::from_secs(10));
+    // Healthy again from t=10. "slow" has no downinter: inter (4s) from
+    // t=10 -> UP at 14s (rise 1). "fast" is fully DOWN and checks every
+    // downinter (7s) from t=1: t=8 still failed, t=15 passes -> UP.
+    check.healthy.store(true, Ordering::SeqCst);
+    let up = next_change(&mut rx).await;
+    assert_eq!((up.name.as_str(), up.to), ("slow", Health::Up));
+    assert_eq!(t0.elapsed(), Duration::from_secs(14));
+    let up = next_change(&mut rx).await;
+    assert_eq!((up.name.as_str(), up.to), ("fast", Health::Up));
+    assert_eq!(t0.elapsed(), Duration::from_secs(15));
     checker.shutdown().await;
 }
 

@@ -543,8 +543,13 @@ pub struct Server {
     pub weight: u32,
     /// `check`: health-check this server.
     pub check: bool,
-    /// `inter DURATION`: interval between checks. Default 2s.
+    /// `inter DURATION`: interval between checks while UP. Default 2s.
     pub inter: Duration,
+    /// `fastinter DURATION`: interval while changing state (UP with failed
+    /// checks, or DOWN with passed ones). `None`: `inter`.
+    pub fastinter: Option<Duration>,
+    /// `downinter DURATION`: interval while fully DOWN. `None`: `inter`.
+    pub downinter: Option<Duration>,
     /// `rise N`: consecutive successes to mark up. Default 2.
     pub rise: u32,
     /// `fall N`: consecutive failures to mark down. Default 3.

@@ -157,6 +157,8 @@ pub(crate) const SERVER_OPTIONS: &[&str] = &[
     "check",
     "no-check",
     "inter",
+    "fastinter",
+    "downinter",
     "rise",
     "fall",
     "maxconn",
@@ -228,6 +230,8 @@ struct ServerOpts {
     weight: Option<u32>,
     check: Option<bool>,
     inter: Option<Duration>,
+    fastinter: Option<Duration>,
+    downinter: Option<Duration>,
     rise: Option<u32>,
     fall: Option<u32>,
     maxconn: Option<u32>,
@@ -244,7 +248,10 @@ impl ServerOpts {
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
         }
-        take!(weight, check, inter, rise, fall, maxconn, backup, ssl, verify, ca_file, sni);
+        take!(
+            weight, check, inter, fastinter, downinter, rise, fall, maxconn, backup, ssl, verify,
+            ca_file, sni
+        );
     }
 }
 

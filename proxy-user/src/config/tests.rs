@@ -602,6 +602,36 @@ fn overlapping_binds_are_errors() {
 }
 
 #[test]
+fn check_intervals_are_per_server_with_default_server_inheritance() {
+    let (cfg, _) = ok(&with_preamble(
+        "    default-server check inter 1s fastinter 200ms fall 2
+frontend web
+    bind :80
+    default_backend app
+backend app
+    default-server downinter 5s rise 4
+    server a 10.0.0.1:80
+    server b 10.0.0.2:80 inter 300ms fall 6 fastinter 100ms
+    server c 10.0.0.3:80 no-check
+",
+    ));
+    let s = &cfg.backend("app").unwrap().servers;
+    let ms = Duration::from_millis;
+    let got = |i: usize| {
+        let s = &s[i];
+        (s.check, s.inter, s.fastinter, s.downinter, s.rise, s.fall)
+    };
+    assert_eq!(
+        got(0),
+        (true, ms(1000), Some(ms(200)), Some(ms(5000)), 4, 2)
+    );
+    assert_eq!(got(1), (true, ms(300), Some(ms(100)), Some(ms(5000)), 4, 6));
+    assert!(!s[2].check);
+    let zero = web("", "    server s2 10.0.0.2:80 check fastinter 0");
+    one_err(&zero, 15, "fastinter must be greater than 0");
+}
+
+#[test]
 fn health_check_settings_are_parsed() {
     let (cfg, _) = ok(&web(
         "",

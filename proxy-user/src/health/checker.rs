@@ -1,6 +1,7 @@
 //! The check runner: one tokio task per server, each checking every `inter`
 //! (`fastinter` while a streak towards the other state is in progress,
-//! `downinter` while DOWN), until shutdown.
+//! `downinter` while DOWN), until shutdown. Every server has its own
+//! [`CheckerConfig`] (HAProxy's per-server `inter`, `rise`, `fall`, ...).
 //!
 //! Everything observable goes out on one unbounded channel of
 //! [`HealthEvent`]s: a `Checked` per completed check (stats: check count,
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use super::state::{Cause, Health, ServerHealth, Thresholds, Transition};
 use super::{CheckOutcome, HealthCheck};
 
-/// Check scheduling and thresholds for one backend.
+/// Check scheduling and thresholds of one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckerConfig {
     /// Time between the end of one check and the start of the next.
@@ -48,6 +49,21 @@ impl Default for CheckerConfig {
 }
 
 impl CheckerConfig {
+    /// The settings of a `server` line (`inter`, `fastinter`, `downinter`,
+    /// `rise`, `fall`; `default-server` already merged in by the parser).
+    pub fn for_server(s: &crate::config::Server) -> Self {
+        Self {
+            inter: s.inter,
+            fastinter: s.fastinter,
+            downinter: s.downinter,
+            thresholds: Thresholds {
+                rise: s.rise,
+                fall: s.fall,
+                ..Thresholds::default()
+            },
+        }
+    }
+
     fn delay_after(&self, h: &ServerHealth) -> Duration {
         if h.transitioning() {
             self.fastinter.unwrap_or(self.inter)
@@ -68,6 +84,17 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `backup` server (only affects counts in log lines).
     pub backup: bool,
+}
+
+/// One server to check: where, how, and with which settings.
+#[derive(Debug)]
+pub struct CheckedServer<C> {
+    /// Name and address.
+    pub target: Target,
+    /// The probe.
+    pub check: Arc<C>,
+    /// Its own intervals and thresholds.
+    pub config: CheckerConfig,
 }
 
 /// Something the checker observed.
@@ -318,9 +345,10 @@ impl fmt::Debug for HealthChecker {
 }
 
 impl HealthChecker {
-    /// Start checking `targets` with `check`. Must be called inside a tokio
-    /// runtime. First checks are spread over one `inter` (server *i* of *n*
-    /// starts after `inter·i/n`) so a big backend is not probed in a burst.
+    /// Start checking `targets` with `check`, all with the same `cfg`.
+    /// Must be called inside a tokio runtime. First checks are spread over
+    /// one `inter` (server *i* of *n* starts after `inter·i/n`) so a big
+    /// backend is not probed in a burst.
     pub fn spawn<C: HealthCheck>(
         backend: impl Into<Arc<str>>,
         targets: Vec<Target>,
@@ -329,37 +357,45 @@ impl HealthChecker {
         events: mpsc::UnboundedSender<HealthEvent>,
     ) -> Self {
         let check = Arc::new(check);
-        let checks = targets.iter().map(|_| check.clone()).collect();
-        Self::spawn_each(backend, targets, checks, cfg, events)
+        let servers = targets
+            .into_iter()
+            .map(|target| CheckedServer {
+                target,
+                check: check.clone(),
+                config: cfg,
+            })
+            .collect();
+        Self::spawn_each(backend, servers, events)
     }
 
-    /// Like [`spawn`](Self::spawn), with a check of its own for each target
-    /// (`checks[i]` probes `targets[i]`; e.g. a TLS check for `ssl` servers
-    /// and a plain one for the others).
-    ///
-    /// # Panics
-    /// If `checks` and `targets` differ in length.
+    /// Like [`spawn`](Self::spawn), each server with a check and settings
+    /// of its own (e.g. a TLS check for `ssl` servers and a plain one for
+    /// the others; `inter`/`rise`/`fall` from each `server` line). Server
+    /// *i* (the index in events and on the handle) is `servers[i]`; its
+    /// first check starts after its own `inter·i/n`.
     pub fn spawn_each<C: HealthCheck>(
         backend: impl Into<Arc<str>>,
-        targets: Vec<Target>,
-        checks: Vec<Arc<C>>,
-        cfg: CheckerConfig,
+        servers: Vec<CheckedServer<C>>,
         events: mpsc::UnboundedSender<HealthEvent>,
     ) -> Self {
-        assert_eq!(targets.len(), checks.len(), "one check per target");
+        let mut checks = Vec::with_capacity(servers.len());
+        let slots = servers
+            .into_iter()
+            .map(|s| {
+                checks.push((s.check, s.config));
+                Slot {
+                    name: s.target.name,
+                    addr: s.target.addr,
+                    backup: s.target.backup,
+                    up: AtomicBool::new(s.config.thresholds.initial == Health::Up),
+                    passive_streak: AtomicBool::new(false),
+                    health: Mutex::new(ServerHealth::new(s.config.thresholds)),
+                }
+            })
+            .collect();
         let shared = Arc::new(Shared {
             backend: backend.into(),
-            slots: targets
-                .into_iter()
-                .map(|t| Slot {
-                    name: t.name,
-                    addr: t.addr,
-                    backup: t.backup,
-                    up: AtomicBool::new(cfg.thresholds.initial == Health::Up),
-                    passive_streak: AtomicBool::new(false),
-                    health: Mutex::new(ServerHealth::new(cfg.thresholds)),
-                })
-                .collect(),
+            slots,
             events,
         });
         let (shutdown, rx) = watch::channel(false);
@@ -367,7 +403,7 @@ impl HealthChecker {
         let tasks = checks
             .into_iter()
             .enumerate()
-            .map(|(i, check)| {
+            .map(|(i, (check, cfg))| {
                 let first = cfg.inter * i as u32 / n.max(1);
                 tokio::spawn(run(shared.clone(), i, check, cfg, first, rx.clone()))
             })
