@@ -161,6 +161,9 @@ pub(crate) const SERVER_OPTIONS: &[&str] = &[
     "downinter",
     "rise",
     "fall",
+    "observe",
+    "error-limit",
+    "on-error",
     "maxconn",
     "backup",
     "no-backup",
@@ -234,6 +237,10 @@ struct ServerOpts {
     downinter: Option<Duration>,
     rise: Option<u32>,
     fall: Option<u32>,
+    /// `Some(None)`: `observe none`.
+    observe: Option<Option<Observe>>,
+    error_limit: Option<u32>,
+    on_error: Option<OnError>,
     maxconn: Option<u32>,
     backup: Option<bool>,
     ssl: Option<bool>,
@@ -249,8 +256,22 @@ impl ServerOpts {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
         }
         take!(
-            weight, check, inter, fastinter, downinter, rise, fall, maxconn, backup, ssl, verify,
-            ca_file, sni
+            weight,
+            check,
+            inter,
+            fastinter,
+            downinter,
+            rise,
+            fall,
+            observe,
+            error_limit,
+            on_error,
+            maxconn,
+            backup,
+            ssl,
+            verify,
+            ca_file,
+            sni
         );
     }
 }

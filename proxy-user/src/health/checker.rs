@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::passive::{Observation, Passive, Verdict};
 use super::state::{Cause, Health, ServerHealth, Thresholds, Transition};
 use super::{CheckOutcome, HealthCheck};
 
@@ -33,7 +34,7 @@ pub struct CheckerConfig {
     pub fastinter: Option<Duration>,
     /// Used instead of `inter` while fully DOWN.
     pub downinter: Option<Duration>,
-    /// rise / fall / error-limit / initial state.
+    /// rise / fall / initial state / passive health.
     pub thresholds: Thresholds,
 }
 
@@ -50,7 +51,8 @@ impl Default for CheckerConfig {
 
 impl CheckerConfig {
     /// The settings of a `server` line (`inter`, `fastinter`, `downinter`,
-    /// `rise`, `fall`; `default-server` already merged in by the parser).
+    /// `rise`, `fall`, `observe`, `error-limit`, `on-error`;
+    /// `default-server` already merged in by the parser).
     pub fn for_server(s: &crate::config::Server) -> Self {
         Self {
             inter: s.inter,
@@ -59,6 +61,11 @@ impl CheckerConfig {
             thresholds: Thresholds {
                 rise: s.rise,
                 fall: s.fall,
+                passive: s.observe.map(|observe| Passive {
+                    observe,
+                    error_limit: s.error_limit,
+                    on_error: s.on_error,
+                }),
                 ..Thresholds::default()
             },
         }
@@ -176,9 +183,15 @@ struct Slot {
     /// Mirror of `health.state() == Up`, readable without the lock (the
     /// balancer's `accept` callback reads it per request).
     up: AtomicBool,
+    /// `observe` / `error-limit` / `on-error`, read without the lock to
+    /// drop observations that do not count.
+    passive: Option<Passive>,
     /// Set while a passive error streak is open, so the per-request success
     /// report can skip the lock in the common case.
     passive_streak: AtomicBool,
+    /// Woken when `on-error` fired: the check task brings its next check
+    /// forward to `fastinter`.
+    reschedule: Notify,
     health: Mutex<ServerHealth>,
 }
 
@@ -300,29 +313,34 @@ impl HealthHandle {
         self.shared.lock(server).status()
     }
 
-    /// An error on live traffic to `server` (connect refused, reset,
-    /// timeout). `error-limit` consecutive ones mark it DOWN.
-    pub fn report_passive_error(&self, server: usize, info: &str) {
-        let mut h = self.shared.lock(server);
-        self.shared.slots[server]
-            .passive_streak
-            .store(true, Ordering::Relaxed);
-        if let Some(t) = h.record_passive_error(info) {
-            self.shared.slots[server]
-                .passive_streak
-                .store(false, Ordering::Relaxed);
-            self.shared.publish(server, t, None);
-        }
-    }
-
-    /// A successful live exchange with `server`; ends a passive streak.
-    /// Lock-free unless a streak is open.
-    pub fn report_passive_success(&self, server: usize) {
+    /// One event of live traffic to `server`. What counts depends on its
+    /// `observe` mode (see [`super::passive`]); `error-limit` consecutive
+    /// errors run its `on-error` action, and a state change it causes is
+    /// published like a check's (cause: `Health analyze`). Lock-free for
+    /// servers without `observe`, for ignored observations, and for
+    /// successes while no error streak is open.
+    pub fn observe(&self, server: usize, observation: Observation) {
         let slot = &self.shared.slots[server];
-        if slot.passive_streak.load(Ordering::Relaxed) {
-            let mut h = self.shared.lock(server);
-            h.record_passive_success();
-            slot.passive_streak.store(false, Ordering::Relaxed);
+        let Some(passive) = slot.passive else { return };
+        match observation.verdict(passive.observe) {
+            Some(Verdict::Success) if slot.passive_streak.load(Ordering::Relaxed) => {
+                let mut h = self.shared.lock(server);
+                h.record_passive_success();
+                slot.passive_streak.store(false, Ordering::Relaxed);
+            }
+            None | Some(Verdict::Success) => {}
+            Some(Verdict::Error) => {
+                let mut h = self.shared.lock(server);
+                slot.passive_streak.store(true, Ordering::Relaxed);
+                if let Some(fired) = h.record_passive_error(observation) {
+                    slot.passive_streak.store(false, Ordering::Relaxed);
+                    if let Some(t) = fired.transition {
+                        self.shared.publish(server, t, None);
+                    }
+                    // Every action forces `fastinter` for the next check.
+                    slot.reschedule.notify_one();
+                }
+            }
         }
     }
 }
@@ -388,7 +406,9 @@ impl HealthChecker {
                     addr: s.target.addr,
                     backup: s.target.backup,
                     up: AtomicBool::new(s.config.thresholds.initial == Health::Up),
+                    passive: s.config.thresholds.passive,
                     passive_streak: AtomicBool::new(false),
+                    reschedule: Notify::new(),
                     health: Mutex::new(ServerHealth::new(s.config.thresholds)),
                 }
             })
@@ -441,15 +461,26 @@ async fn run<C: HealthCheck>(
     first_delay: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let addr = shared.slots[server].addr;
+    let slot = &shared.slots[server];
     let mut delay = first_delay;
     loop {
-        // `changed()` errors when the checker was dropped: stop as well.
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
-            () = tokio::time::sleep(delay) => {}
+        let mut next = Instant::now() + delay;
+        loop {
+            // `changed()` errors when the checker was dropped: stop as well.
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep_until(next) => break,
+                () = slot.reschedule.notified() => {
+                    // Passive `on-error` fired: check within `fastinter`
+                    // if that is sooner (HAProxy: nothing without one).
+                    if let Some(fast) = cfg.fastinter {
+                        next = next.min(Instant::now() + fast);
+                    }
+                }
+            }
         }
+        let addr = slot.addr;
         let started = Instant::now();
         let outcome = tokio::select! {
             biased;

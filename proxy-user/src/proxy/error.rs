@@ -17,6 +17,7 @@
 
 use std::io;
 
+use crate::health::passive::Observation;
 use crate::http;
 use crate::stats::Counter;
 
@@ -167,6 +168,32 @@ impl ProxyError {
             ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
             | ProxyError::ServerAborted(_) => Some(Counter::ResponseErrors),
+        }
+    }
+
+    /// What this failure tells passive health about the server (HAProxy's
+    /// health-analyze statuses); `None` for failures that say nothing
+    /// about it (client side, internal, a pooled connection found closed,
+    /// which is simply sent again).
+    pub fn observation(&self) -> Option<Observation> {
+        match self {
+            ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
+            | ProxyError::ConnectTimeout { .. } => Some(Observation::ConnectFailed),
+            ProxyError::BadResponse(_) => Some(Observation::InvalidResponse),
+            ProxyError::ServerAborted(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                Some(Observation::WriteError)
+            }
+            ProxyError::ServerAborted(_) => Some(Observation::ReadError),
+            ProxyError::ServerTimeout => Some(Observation::ReadTimeout),
+            ProxyError::StaleConnection
+            | ProxyError::BadRequest(_)
+            | ProxyError::ClientTimeout(_)
+            | ProxyError::ClientAborted(_)
+            | ProxyError::NoBackend
+            | ProxyError::NoServer
+            | ProxyError::QueueTimeout
+            | ProxyError::Internal(_) => None,
         }
     }
 

@@ -151,7 +151,7 @@ pub(super) fn parse_server_opts(
         let value = || {
             words.get(i + 1).ok_or_else(|| {
                 Problem::new(w.col, format!("server option '{}' needs a value", w.text))
-                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [maxconn N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
+                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [observe layer4|layer7] [error-limit N] [on-error ACTION] [maxconn N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
             })
         };
         let mut takes_value = true;
@@ -175,6 +175,43 @@ pub(super) fn parse_server_opts(
             }
             "rise" => o.rise = Some(number(value()?, "rise", 1, 1000)? as u32),
             "fall" => o.fall = Some(number(value()?, "fall", 1, 1000)? as u32),
+            "observe" => {
+                o.observe = Some(choice(
+                    value()?,
+                    "observe",
+                    &[
+                        ("none", None),
+                        ("layer4", Some(Observe::Layer4)),
+                        ("layer7", Some(Observe::Layer7)),
+                    ],
+                )?)
+            }
+            "error-limit" => {
+                o.error_limit = Some(number(value()?, "error-limit", 1, u32::MAX.into())? as u32)
+            }
+            "on-error" => {
+                o.on_error = Some(choice(
+                    value()?,
+                    "on-error",
+                    &[
+                        ("fastinter", OnError::FastInter),
+                        ("fail-check", OnError::FailCheck),
+                        ("sudden-death", OnError::SuddenDeath),
+                        ("mark-down", OnError::MarkDown),
+                    ],
+                )?)
+            }
+            "on-marked-down" => {
+                let v = value()?;
+                return Err(Problem::new(
+                    w.col,
+                    format!("'on-marked-down {}' is not supported", v.text),
+                )
+                .hint(
+                    "remove it: sessions on a server marked DOWN run to completion \
+                     (only new requests avoid it)",
+                ));
+            }
             "maxconn" => o.maxconn = Some(number(value()?, "maxconn", 1, u32::MAX.into())? as u32),
             "verify" => {
                 o.verify = Some(choice(
@@ -256,6 +293,9 @@ pub(super) fn resolve_server(
         downinter: o.downinter,
         rise: o.rise.unwrap_or(server_defaults::RISE),
         fall: o.fall.unwrap_or(server_defaults::FALL),
+        observe: o.observe.flatten(),
+        error_limit: o.error_limit.unwrap_or(server_defaults::ERROR_LIMIT),
+        on_error: o.on_error.unwrap_or_default(),
         maxconn: o.maxconn,
         backup: o.backup.unwrap_or(false),
         ssl,
