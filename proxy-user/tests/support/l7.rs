@@ -17,6 +17,7 @@
 //! | `/broken` | Content-Length and Transfer-Encoding together (bad framing) |
 //! | `/ws` | 101, then echoes bytes until EOF |
 //! | `/interim` | a 103 Early Hints, then 200 |
+//! | `/status/N` | status N (reason `Test`), a short body |
 //! | anything else | `hello from NAME METHOD PATH` |
 
 #![allow(dead_code, reason = "each l7 test crate uses a subset of the helpers")]
@@ -297,6 +298,11 @@ async fn serve_request(
                 }
             }
         }
+    } else if let Some(n) = path.strip_prefix("/status/") {
+        plain(
+            &format!("{n} Test"),
+            format!("status {n} from {name}").as_bytes(),
+        )
     } else if path == "/interim" {
         let mut r = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n".to_vec();
         r.extend_from_slice(&plain("200 OK", b"after hints"));
