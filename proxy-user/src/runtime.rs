@@ -312,14 +312,10 @@ struct CheckedReals {
     /// Index of the service in `L4Control::services`.
     service: usize,
     backend: String,
-    /// (index of the real in the service, what to check).
-    targets: Vec<(usize, health::checker::Target)>,
-    inter: Duration,
-    /// How long one check may take: `timeout check`, else `timeout connect`,
-    /// else `inter` (a loaded machine must not mark a healthy real down).
-    timeout: Duration,
-    rise: u32,
-    fall: u32,
+    /// Index of each checked real in the service, parallel to `servers`.
+    index: Vec<usize>,
+    /// What to check, each with its server's own `inter`/`rise`/`fall`/...
+    servers: Vec<health::checker::CheckedServer<health::AnyCheck>>,
 }
 
 /// Health checks of the XDP services' reals (servers with `check`): a
@@ -338,68 +334,46 @@ fn spawn_l4_health(
             .filter_map(|(si, svc)| {
                 let fe = cfg.frontend(&svc.name)?;
                 let be = cfg.backend(fe.default_backend.as_deref()?)?;
-                let targets: Vec<(usize, health::checker::Target)> = svc
-                    .reals
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| be.servers.iter().any(|s| s.name == r.name && s.check))
-                    .map(|(ri, r)| {
-                        (
-                            ri,
-                            health::checker::Target {
-                                name: r.name.clone(),
-                                addr: r.addr,
-                                backup: false,
-                            },
-                        )
-                    })
-                    .collect();
-                let first = be.servers.iter().find(|s| s.check)?;
+                let mut index = Vec::new();
+                let mut servers = Vec::new();
+                for (ri, r) in svc.reals.iter().enumerate() {
+                    let Some(s) = be.servers.iter().find(|s| s.name == r.name && s.check) else {
+                        continue;
+                    };
+                    // One check may take `timeout check`, else `timeout
+                    // connect`, else `inter` (a loaded machine must not
+                    // mark a healthy real down).
+                    let timeout = be.timeouts.check.or(be.timeouts.connect).unwrap_or(s.inter);
+                    index.push(ri);
+                    servers.push(health::checker::CheckedServer {
+                        target: health::checker::Target {
+                            name: r.name.clone(),
+                            addr: r.addr,
+                            backup: false,
+                        },
+                        check: Arc::new(health::AnyCheck::Tcp(health::tcp::TcpCheck::new(timeout))),
+                        config: health::checker::CheckerConfig::for_server(s),
+                    });
+                }
                 Some(CheckedReals {
                     service: si,
                     backend: be.name.clone(),
-                    targets,
-                    inter: first.inter,
-                    timeout: be
-                        .timeouts
-                        .check
-                        .or(be.timeouts.connect)
-                        .unwrap_or(first.inter),
-                    rise: first.rise,
-                    fall: first.fall,
+                    index,
+                    servers,
                 })
             })
-            .filter(|c| !c.targets.is_empty())
+            .filter(|c| !c.servers.is_empty())
             .collect()
     };
     for CheckedReals {
         service: si,
         backend,
-        targets,
-        inter,
-        timeout,
-        rise,
-        fall,
+        index,
+        servers,
     } in services
     {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let index: Vec<usize> = targets.iter().map(|(ri, _)| *ri).collect();
-        let checker = health::checker::HealthChecker::spawn(
-            backend,
-            targets.into_iter().map(|(_, t)| t).collect(),
-            health::AnyCheck::Tcp(health::tcp::TcpCheck::new(timeout)),
-            health::checker::CheckerConfig {
-                inter,
-                fastinter: None,
-                downinter: None,
-                thresholds: health::state::Thresholds {
-                    rise,
-                    fall,
-                    ..health::state::Thresholds::default()
-                },
-            },
-            tx,
-        );
+        let checker = health::checker::HealthChecker::spawn_each(backend, servers, tx);
         let control = control.clone();
         // Shutdown awaits this task: it holds a reference to the L4 control.
         let forwarder = tokio::spawn(async move {

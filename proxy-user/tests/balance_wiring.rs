@@ -142,8 +142,8 @@ async fn checker_events_drive_balancer_rebuilds() {
         thresholds: Thresholds {
             rise: 1,
             fall: 1,
-            error_limit: 0,
             initial: Health::Up,
+            passive: None,
         },
         ..CheckerConfig::default()
     };

@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use proxy_user::health::checker::{CheckerConfig, HealthChecker, HealthEvent, StateChange, Target};
+use proxy_user::health::checker::{
+    CheckedServer, CheckerConfig, HealthChecker, HealthEvent, StateChange, Target,
+};
 use proxy_user::health::http::HttpCheck;
+use proxy_user::health::passive::{Observation, Observe, OnError, Passive};
 use proxy_user::health::state::{Cause, Health, Thresholds};
 use proxy_user::health::tcp::TcpCheck;
 use proxy_user::health::{AnyCheck, CheckError, CheckOutcome, CheckPass, HealthCheck};
@@ -72,8 +75,8 @@ async fn fall_and_rise_happen_exactly_at_thresholds() {
         thresholds: Thresholds {
             rise: 2,
             fall: 3,
-            error_limit: 0,
             initial: Health::Up,
+            passive: None,
         },
     };
     let t0 = Instant::now();
@@ -116,6 +119,56 @@ async fn fall_and_rise_happen_exactly_at_thresholds() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_server_uses_its_own_inter_fall_and_downinter() {
+    let check = Arc::new(Scripted::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cfg = |inter: u64, fall: u32, downinter: Option<u64>| CheckerConfig {
+        inter: Duration::from_secs(inter),
+        fastinter: None,
+        downinter: downinter.map(Duration::from_secs),
+        thresholds: Thresholds {
+            rise: 1,
+            fall,
+            ..Thresholds::default()
+        },
+    };
+    let servers = vec![
+        CheckedServer {
+            target: target("fast", dummy_addr(), false),
+            check: check.clone(),
+            config: cfg(1, 2, Some(7)),
+        },
+        CheckedServer {
+            target: target("slow", dummy_addr(), false),
+            check: check.clone(),
+            config: cfg(4, 3, None),
+        },
+    ];
+    let t0 = Instant::now();
+    let checker = HealthChecker::spawn_each("be", servers, tx);
+    // "fast" (server 0 of 2) checks at t=0,1: DOWN at 1s (fall 2).
+    // "slow" starts after its own inter·1/2 = 2s and checks at t=2,6,10:
+    // DOWN at 10s (fall 3).
+    let first = next_change(&mut rx).await;
+    assert_eq!((first.name.as_str(), first.to), ("fast", Health::Down));
+    assert_eq!(t0.elapsed(), Duration::from_secs(1));
+    let second = next_change(&mut rx).await;
+    assert_eq!((second.name.as_str(), second.to), ("slow", Health::Down));
+    assert_eq!(t0.elapsed(), Duration::from_secs(10));
+    // Healthy again from t=10. "slow" has no downinter: inter (4s) from
+    // t=10 -> UP at 14s (rise 1). "fast" is fully DOWN and checks every
+    // downinter (7s) from t=1: t=8 still failed, t=15 passes -> UP.
+    check.healthy.store(true, Ordering::SeqCst);
+    let up = next_change(&mut rx).await;
+    assert_eq!((up.name.as_str(), up.to), ("slow", Health::Up));
+    assert_eq!(t0.elapsed(), Duration::from_secs(14));
+    let up = next_change(&mut rx).await;
+    assert_eq!((up.name.as_str(), up.to), ("fast", Health::Up));
+    assert_eq!(t0.elapsed(), Duration::from_secs(15));
+    checker.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn fastinter_while_transitioning_and_checked_events() {
     let check = Scripted::default();
     check.healthy.store(true, Ordering::SeqCst);
@@ -127,8 +180,8 @@ async fn fastinter_while_transitioning_and_checked_events() {
         thresholds: Thresholds {
             rise: 1,
             fall: 2,
-            error_limit: 0,
             initial: Health::Up,
+            passive: None,
         },
     };
     let t0 = Instant::now();
@@ -164,8 +217,12 @@ async fn passive_errors_mark_down_and_checks_bring_back() {
         thresholds: Thresholds {
             rise: 2,
             fall: 3,
-            error_limit: 3,
             initial: Health::Up,
+            passive: Some(Passive {
+                observe: Observe::Layer4,
+                error_limit: 3,
+                on_error: OnError::MarkDown,
+            }),
         },
         ..CheckerConfig::default()
     };
@@ -181,13 +238,16 @@ async fn passive_errors_mark_down_and_checks_bring_back() {
         tx,
     );
     let h = checker.handle();
-    h.report_passive_error(0, "connection reset");
-    h.report_passive_error(0, "connection reset");
-    h.report_passive_success(0); // streak broken
-    h.report_passive_error(0, "connection reset");
-    h.report_passive_error(0, "connection reset");
+    h.observe(0, Observation::ConnectFailed);
+    h.observe(0, Observation::ConnectFailed);
+    h.observe(0, Observation::ConnectOk); // streak broken
+    h.observe(0, Observation::ConnectFailed);
+    // Not a layer4 event: ignored, the streak goes on.
+    h.observe(0, Observation::HttpOk);
+    h.observe(0, Observation::HttpStatus);
+    h.observe(0, Observation::ConnectFailed);
     assert!(h.is_up(0));
-    h.report_passive_error(0, "connect timeout");
+    h.observe(0, Observation::ConnectFailed);
     assert!(!h.is_up(0));
     assert_eq!(h.up_servers(), vec![false, true, true]);
     let down = next_change(&mut rx).await;
@@ -197,18 +257,63 @@ async fn passive_errors_mark_down_and_checks_bring_back() {
         down.cause,
         Cause::Passive {
             errors: 3,
-            last: "connect timeout".into()
+            last: Observation::ConnectFailed
         }
     );
     assert_eq!(
         down.to_string(),
-        "Server web/s1 is DOWN, reason: Health analyze, info: \"3 consecutive errors, last: \
-         connect timeout\". 1 active and 1 backup servers left."
+        "Server web/s1 is DOWN, reason: Health analyze, info: \"Detected 3 consecutive errors, \
+         last one was: L4 unsuccessful connection\". 1 active and 1 backup servers left."
     );
     // Active checks pass: UP again after `rise` (2) of them.
     let up = next_change(&mut rx).await;
     assert_eq!((up.server, up.to), (0, Health::Up));
     assert_eq!(h.up_servers(), vec![true, true, true]);
+    checker.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_error_brings_the_next_check_forward_to_fastinter() {
+    let check = Scripted::default();
+    check.healthy.store(true, Ordering::SeqCst);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cfg = CheckerConfig {
+        inter: Duration::from_secs(10),
+        fastinter: Some(Duration::from_secs(1)),
+        downinter: None,
+        thresholds: Thresholds {
+            rise: 1,
+            fall: 2,
+            initial: Health::Up,
+            passive: Some(Passive {
+                observe: Observe::Layer7,
+                error_limit: 2,
+                on_error: OnError::FailCheck,
+            }),
+        },
+    };
+    let t0 = Instant::now();
+    let checker = HealthChecker::spawn(
+        "be",
+        vec![target("s1", dummy_addr(), false)],
+        check.clone(),
+        cfg,
+        tx,
+    );
+    let h = checker.handle();
+    // The t=0 check passes; the next is due at t=10.
+    assert!(matches!(rx.recv().await, Some(HealthEvent::Checked { .. })));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    check.healthy.store(false, Ordering::SeqCst);
+    // Two 5xx at t=3: fail-check (UP 1/2) and the next check moves to t=4,
+    // which fails -> DOWN at 4s instead of 10s.
+    h.observe(0, Observation::HttpStatus);
+    h.observe(0, Observation::HttpStatus);
+    assert_eq!(h.status(0), "UP 1/2");
+    let down = next_change(&mut rx).await;
+    assert_eq!(down.to, Health::Down);
+    assert_eq!(t0.elapsed(), Duration::from_secs(4));
+    assert_eq!(check.calls.load(Ordering::SeqCst), 2);
     checker.shutdown().await;
 }
 
@@ -282,8 +387,8 @@ async fn tcp_server_down_and_back() {
         thresholds: Thresholds {
             rise: 2,
             fall: 2,
-            error_limit: 0,
             initial: Health::Up,
+            passive: None,
         },
         ..CheckerConfig::default()
     };
@@ -389,8 +494,8 @@ async fn http_origin_200_then_500_then_200() {
         thresholds: Thresholds {
             rise: 1,
             fall: 1,
-            error_limit: 0,
             initial: Health::Up,
+            passive: None,
         },
         ..CheckerConfig::default()
     };

@@ -151,7 +151,7 @@ fn cfg() -> CheckerConfig {
         thresholds: Thresholds {
             rise: 1,
             fall: 1,
-            error_limit: 0,
+            passive: None,
             initial: Health::Up,
         },
         ..CheckerConfig::default()

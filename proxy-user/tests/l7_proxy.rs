@@ -322,8 +322,10 @@ async fn server_timeout_is_504_and_broken_framing_is_502() {
     assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
     assert!(!text.contains("transfer-encoding"), "{text}");
     let be = proxy.engine.backend("b").unwrap();
-    assert_eq!(be.counters.get(Counter::Timeouts), 1);
-    assert_eq!(be.counters.get(Counter::ResponseErrors), 1);
+    // Both are response errors (HAProxy's eresp), on server and backend.
+    assert_eq!(be.counters.get(Counter::ResponseErrors), 2);
+    assert_eq!(be.servers[0].counters.get(Counter::ResponseErrors), 2);
+    assert_eq!(be.counters.get(Counter::Timeouts), 0);
 }
 
 #[tokio::test]

@@ -153,8 +153,10 @@ async fn connect_timeout_is_503_with_termination_sc() {
     assert!(line.contains(" 503 ") && line.contains(" sC-- "), "{line}");
     assert!(line.contains(" fe b/s1 "), "{line}");
     let be = proxy.engine.backend("b").unwrap();
-    assert_eq!(be.counters.get(Counter::Timeouts), 1);
-    assert_eq!(be.servers[0].counters.get(Counter::Timeouts), 1);
+    // A connect timeout is a connection error (HAProxy's econ), not a timeout.
+    assert_eq!(be.counters.get(Counter::ConnectErrors), 1);
+    assert_eq!(be.servers[0].counters.get(Counter::ConnectErrors), 1);
+    assert_eq!(be.counters.get(Counter::Timeouts), 0);
     assert_eq!(proxy.frontend.counters.get(Counter::Responses5xx), 1);
     drop(queued);
 }

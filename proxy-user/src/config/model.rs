@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::condition::Condition;
+pub use crate::health::passive::{Observe, OnError};
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -554,12 +555,26 @@ pub struct Server {
     pub weight: u32,
     /// `check`: health-check this server.
     pub check: bool,
-    /// `inter DURATION`: interval between checks. Default 2s.
+    /// `inter DURATION`: interval between checks while UP. Default 2s.
     pub inter: Duration,
+    /// `fastinter DURATION`: interval while changing state (UP with failed
+    /// checks, or DOWN with passed ones). `None`: `inter`.
+    pub fastinter: Option<Duration>,
+    /// `downinter DURATION`: interval while fully DOWN. `None`: `inter`.
+    pub downinter: Option<Duration>,
     /// `rise N`: consecutive successes to mark up. Default 2.
     pub rise: u32,
     /// `fall N`: consecutive failures to mark down. Default 3.
     pub fall: u32,
+    /// `observe layer4|layer7`: passive health from live traffic (needs
+    /// `check`); `None` (`observe none`, the default): off.
+    pub observe: Option<Observe>,
+    /// `error-limit N`: consecutive observed errors that run `on_error`.
+    /// Default 10.
+    pub error_limit: u32,
+    /// `on-error fastinter|fail-check|sudden-death|mark-down`. Default
+    /// fail-check.
+    pub on_error: OnError,
     /// `maxconn N`: concurrent connection limit.
     pub maxconn: Option<u32>,
     /// `backup`: used only when no non-backup server is up.
@@ -585,6 +600,8 @@ pub mod server_defaults {
     pub const RISE: u32 = 2;
     /// Default `fall`.
     pub const FALL: u32 = 3;
+    /// Default `error-limit`.
+    pub const ERROR_LIMIT: u32 = crate::health::passive::DEFAULT_ERROR_LIMIT;
 }
 
 /// Server certificate verification (`verify`).

@@ -157,8 +157,13 @@ pub(crate) const SERVER_OPTIONS: &[&str] = &[
     "check",
     "no-check",
     "inter",
+    "fastinter",
+    "downinter",
     "rise",
     "fall",
+    "observe",
+    "error-limit",
+    "on-error",
     "maxconn",
     "backup",
     "no-backup",
@@ -228,8 +233,14 @@ struct ServerOpts {
     weight: Option<u32>,
     check: Option<bool>,
     inter: Option<Duration>,
+    fastinter: Option<Duration>,
+    downinter: Option<Duration>,
     rise: Option<u32>,
     fall: Option<u32>,
+    /// `Some(None)`: `observe none`.
+    observe: Option<Option<Observe>>,
+    error_limit: Option<u32>,
+    on_error: Option<OnError>,
     maxconn: Option<u32>,
     backup: Option<bool>,
     ssl: Option<bool>,
@@ -244,7 +255,24 @@ impl ServerOpts {
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
         }
-        take!(weight, check, inter, rise, fall, maxconn, backup, ssl, verify, ca_file, sni);
+        take!(
+            weight,
+            check,
+            inter,
+            fastinter,
+            downinter,
+            rise,
+            fall,
+            observe,
+            error_limit,
+            on_error,
+            maxconn,
+            backup,
+            ssl,
+            verify,
+            ca_file,
+            sni
+        );
     }
 }
 

@@ -602,6 +602,107 @@ fn overlapping_binds_are_errors() {
 }
 
 #[test]
+fn check_intervals_are_per_server_with_default_server_inheritance() {
+    let (cfg, _) = ok(&with_preamble(
+        "    default-server check inter 1s fastinter 200ms fall 2
+frontend web
+    bind :80
+    default_backend app
+backend app
+    default-server downinter 5s rise 4
+    server a 10.0.0.1:80
+    server b 10.0.0.2:80 inter 300ms fall 6 fastinter 100ms
+    server c 10.0.0.3:80 no-check
+",
+    ));
+    let s = &cfg.backend("app").unwrap().servers;
+    let ms = Duration::from_millis;
+    let got = |i: usize| {
+        let s = &s[i];
+        (s.check, s.inter, s.fastinter, s.downinter, s.rise, s.fall)
+    };
+    assert_eq!(
+        got(0),
+        (true, ms(1000), Some(ms(200)), Some(ms(5000)), 4, 2)
+    );
+    assert_eq!(got(1), (true, ms(300), Some(ms(100)), Some(ms(5000)), 4, 6));
+    assert!(!s[2].check);
+    let zero = web("", "    server s2 10.0.0.2:80 check fastinter 0");
+    one_err(&zero, 15, "fastinter must be greater than 0");
+}
+
+#[test]
+fn passive_health_keywords_are_parsed_and_inherited() {
+    let (cfg, w) = ok(&with_preamble(
+        "    default-server check observe layer4 on-error sudden-death
+frontend web
+    bind :80
+    default_backend app
+backend app
+    server a 10.0.0.1:80
+    server b 10.0.0.2:80 observe layer7 error-limit 3 on-error mark-down
+    server c 10.0.0.3:80 observe none
+    server d 10.0.0.4:80 no-check observe layer4
+",
+    ));
+    let s = &cfg.backend("app").unwrap().servers;
+    let got = |i: usize| (s[i].observe, s[i].error_limit, s[i].on_error);
+    assert_eq!(got(0), (Some(Observe::Layer4), 10, OnError::SuddenDeath));
+    assert_eq!(got(1), (Some(Observe::Layer7), 3, OnError::MarkDown));
+    assert_eq!(got(2), (None, 10, OnError::SuddenDeath));
+    // Without `check` there is no health state to act on: warned.
+    let warned: Vec<_> = w
+        .iter()
+        .filter(|w| w.message.contains("'observe' but no 'check'"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{w:?}");
+    assert_eq!(warned[0].line, Some(15));
+    assert!(warned[0].message.contains("'app/d'"), "{w:?}");
+    // HAProxy's defaults.
+    let (cfg, _) = ok(&web("", ""));
+    let s = &cfg.backend("app").unwrap().servers[0];
+    assert_eq!(
+        (s.observe, s.error_limit, s.on_error),
+        (None, 10, OnError::FailCheck)
+    );
+}
+
+#[test]
+fn passive_health_errors_and_tcp_mode_warning() {
+    one_err(
+        &web("", "    server s2 10.0.0.2:80 check observe layer5"),
+        15,
+        "invalid value 'layer5' for observe",
+    );
+    one_err(
+        &web("", "    server s2 10.0.0.2:80 check error-limit 0"),
+        15,
+        "error-limit",
+    );
+    one_err(
+        &web("", "    server s2 10.0.0.2:80 check on-error panic"),
+        15,
+        "invalid value 'panic' for on-error",
+    );
+    let e = one_err(
+        &web(
+            "",
+            "    server s2 10.0.0.2:80 check on-marked-down shutdown-sessions",
+        ),
+        15,
+        "'on-marked-down shutdown-sessions' is not supported",
+    );
+    assert!(e.hint.unwrap().contains("remove it"));
+    let (_, w) = ok("defaults\n    timeout client 1s\n    timeout connect 1s\n    timeout server 1s\nlisten db\n    guid db\n    mode tcp\n    bind :5432\n    server s 10.0.0.1:5432 guid db-s check observe layer4\n");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].message
+            .contains("'observe' on server 'db/s' has no effect in a mode tcp backend"),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn health_check_settings_are_parsed() {
     let (cfg, _) = ok(&web(
         "",

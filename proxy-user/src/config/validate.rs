@@ -318,6 +318,28 @@ fn advisories(config: &Config, d: &mut Diags<'_>) {
                 None,
             );
         }
+        for s in b.servers.iter().filter(|s| s.observe.is_some()) {
+            if !s.check {
+                // HAProxy keeps the passive state in the health check.
+                d.warn(
+                    Some(s.line),
+                    format!(
+                        "server '{}/{}' has 'observe' but no 'check': passive health is off",
+                        b.name, s.name
+                    ),
+                    Some("add 'check' to the server (passive health needs health checks)"),
+                );
+            } else if b.mode != Mode::Http {
+                d.warn(
+                    Some(s.line),
+                    format!(
+                        "'observe' on server '{}/{}' has no effect in a mode {} backend",
+                        b.name, s.name, b.mode
+                    ),
+                    Some("only the L7 proxy (mode http) observes live traffic"),
+                );
+            }
+        }
         let userspace = !xdp_only.get(b.name.as_str()).copied().unwrap_or(false);
         if userspace
             && b.mode != Mode::Udp

@@ -1,6 +1,7 @@
 //! The check runner: one tokio task per server, each checking every `inter`
 //! (`fastinter` while a streak towards the other state is in progress,
-//! `downinter` while DOWN), until shutdown.
+//! `downinter` while DOWN), until shutdown. Every server has its own
+//! [`CheckerConfig`] (HAProxy's per-server `inter`, `rise`, `fall`, ...).
 //!
 //! Everything observable goes out on one unbounded channel of
 //! [`HealthEvent`]s: a `Checked` per completed check (stats: check count,
@@ -16,14 +17,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::passive::{Observation, Passive, Verdict};
 use super::state::{Cause, Health, ServerHealth, Thresholds, Transition};
 use super::{CheckOutcome, HealthCheck};
 
-/// Check scheduling and thresholds for one backend.
+/// Check scheduling and thresholds of one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckerConfig {
     /// Time between the end of one check and the start of the next.
@@ -32,7 +34,7 @@ pub struct CheckerConfig {
     pub fastinter: Option<Duration>,
     /// Used instead of `inter` while fully DOWN.
     pub downinter: Option<Duration>,
-    /// rise / fall / error-limit / initial state.
+    /// rise / fall / initial state / passive health.
     pub thresholds: Thresholds,
 }
 
@@ -48,6 +50,27 @@ impl Default for CheckerConfig {
 }
 
 impl CheckerConfig {
+    /// The settings of a `server` line (`inter`, `fastinter`, `downinter`,
+    /// `rise`, `fall`, `observe`, `error-limit`, `on-error`;
+    /// `default-server` already merged in by the parser).
+    pub fn for_server(s: &crate::config::Server) -> Self {
+        Self {
+            inter: s.inter,
+            fastinter: s.fastinter,
+            downinter: s.downinter,
+            thresholds: Thresholds {
+                rise: s.rise,
+                fall: s.fall,
+                passive: s.observe.map(|observe| Passive {
+                    observe,
+                    error_limit: s.error_limit,
+                    on_error: s.on_error,
+                }),
+                ..Thresholds::default()
+            },
+        }
+    }
+
     fn delay_after(&self, h: &ServerHealth) -> Duration {
         if h.transitioning() {
             self.fastinter.unwrap_or(self.inter)
@@ -68,6 +91,17 @@ pub struct Target {
     pub addr: SocketAddr,
     /// `backup` server (only affects counts in log lines).
     pub backup: bool,
+}
+
+/// One server to check: where, how, and with which settings.
+#[derive(Debug)]
+pub struct CheckedServer<C> {
+    /// Name and address.
+    pub target: Target,
+    /// The probe.
+    pub check: Arc<C>,
+    /// Its own intervals and thresholds.
+    pub config: CheckerConfig,
 }
 
 /// Something the checker observed.
@@ -149,9 +183,15 @@ struct Slot {
     /// Mirror of `health.state() == Up`, readable without the lock (the
     /// balancer's `accept` callback reads it per request).
     up: AtomicBool,
+    /// `observe` / `error-limit` / `on-error`, read without the lock to
+    /// drop observations that do not count.
+    passive: Option<Passive>,
     /// Set while a passive error streak is open, so the per-request success
     /// report can skip the lock in the common case.
     passive_streak: AtomicBool,
+    /// Woken when `on-error` fired: the check task brings its next check
+    /// forward to `fastinter`.
+    reschedule: Notify,
     health: Mutex<ServerHealth>,
 }
 
@@ -273,29 +313,34 @@ impl HealthHandle {
         self.shared.lock(server).status()
     }
 
-    /// An error on live traffic to `server` (connect refused, reset,
-    /// timeout). `error-limit` consecutive ones mark it DOWN.
-    pub fn report_passive_error(&self, server: usize, info: &str) {
-        let mut h = self.shared.lock(server);
-        self.shared.slots[server]
-            .passive_streak
-            .store(true, Ordering::Relaxed);
-        if let Some(t) = h.record_passive_error(info) {
-            self.shared.slots[server]
-                .passive_streak
-                .store(false, Ordering::Relaxed);
-            self.shared.publish(server, t, None);
-        }
-    }
-
-    /// A successful live exchange with `server`; ends a passive streak.
-    /// Lock-free unless a streak is open.
-    pub fn report_passive_success(&self, server: usize) {
+    /// One event of live traffic to `server`. What counts depends on its
+    /// `observe` mode (see [`super::passive`]); `error-limit` consecutive
+    /// errors run its `on-error` action, and a state change it causes is
+    /// published like a check's (cause: `Health analyze`). Lock-free for
+    /// servers without `observe`, for ignored observations, and for
+    /// successes while no error streak is open.
+    pub fn observe(&self, server: usize, observation: Observation) {
         let slot = &self.shared.slots[server];
-        if slot.passive_streak.load(Ordering::Relaxed) {
-            let mut h = self.shared.lock(server);
-            h.record_passive_success();
-            slot.passive_streak.store(false, Ordering::Relaxed);
+        let Some(passive) = slot.passive else { return };
+        match observation.verdict(passive.observe) {
+            Some(Verdict::Success) if slot.passive_streak.load(Ordering::Relaxed) => {
+                let mut h = self.shared.lock(server);
+                h.record_passive_success();
+                slot.passive_streak.store(false, Ordering::Relaxed);
+            }
+            None | Some(Verdict::Success) => {}
+            Some(Verdict::Error) => {
+                let mut h = self.shared.lock(server);
+                slot.passive_streak.store(true, Ordering::Relaxed);
+                if let Some(fired) = h.record_passive_error(observation) {
+                    slot.passive_streak.store(false, Ordering::Relaxed);
+                    if let Some(t) = fired.transition {
+                        self.shared.publish(server, t, None);
+                    }
+                    // Every action forces `fastinter` for the next check.
+                    slot.reschedule.notify_one();
+                }
+            }
         }
     }
 }
@@ -318,9 +363,10 @@ impl fmt::Debug for HealthChecker {
 }
 
 impl HealthChecker {
-    /// Start checking `targets` with `check`. Must be called inside a tokio
-    /// runtime. First checks are spread over one `inter` (server *i* of *n*
-    /// starts after `inter·i/n`) so a big backend is not probed in a burst.
+    /// Start checking `targets` with `check`, all with the same `cfg`.
+    /// Must be called inside a tokio runtime. First checks are spread over
+    /// one `inter` (server *i* of *n* starts after `inter·i/n`) so a big
+    /// backend is not probed in a burst.
     pub fn spawn<C: HealthCheck>(
         backend: impl Into<Arc<str>>,
         targets: Vec<Target>,
@@ -329,37 +375,47 @@ impl HealthChecker {
         events: mpsc::UnboundedSender<HealthEvent>,
     ) -> Self {
         let check = Arc::new(check);
-        let checks = targets.iter().map(|_| check.clone()).collect();
-        Self::spawn_each(backend, targets, checks, cfg, events)
+        let servers = targets
+            .into_iter()
+            .map(|target| CheckedServer {
+                target,
+                check: check.clone(),
+                config: cfg,
+            })
+            .collect();
+        Self::spawn_each(backend, servers, events)
     }
 
-    /// Like [`spawn`](Self::spawn), with a check of its own for each target
-    /// (`checks[i]` probes `targets[i]`; e.g. a TLS check for `ssl` servers
-    /// and a plain one for the others).
-    ///
-    /// # Panics
-    /// If `checks` and `targets` differ in length.
+    /// Like [`spawn`](Self::spawn), each server with a check and settings
+    /// of its own (e.g. a TLS check for `ssl` servers and a plain one for
+    /// the others; `inter`/`rise`/`fall` from each `server` line). Server
+    /// *i* (the index in events and on the handle) is `servers[i]`; its
+    /// first check starts after its own `inter·i/n`.
     pub fn spawn_each<C: HealthCheck>(
         backend: impl Into<Arc<str>>,
-        targets: Vec<Target>,
-        checks: Vec<Arc<C>>,
-        cfg: CheckerConfig,
+        servers: Vec<CheckedServer<C>>,
         events: mpsc::UnboundedSender<HealthEvent>,
     ) -> Self {
-        assert_eq!(targets.len(), checks.len(), "one check per target");
+        let mut checks = Vec::with_capacity(servers.len());
+        let slots = servers
+            .into_iter()
+            .map(|s| {
+                checks.push((s.check, s.config));
+                Slot {
+                    name: s.target.name,
+                    addr: s.target.addr,
+                    backup: s.target.backup,
+                    up: AtomicBool::new(s.config.thresholds.initial == Health::Up),
+                    passive: s.config.thresholds.passive,
+                    passive_streak: AtomicBool::new(false),
+                    reschedule: Notify::new(),
+                    health: Mutex::new(ServerHealth::new(s.config.thresholds)),
+                }
+            })
+            .collect();
         let shared = Arc::new(Shared {
             backend: backend.into(),
-            slots: targets
-                .into_iter()
-                .map(|t| Slot {
-                    name: t.name,
-                    addr: t.addr,
-                    backup: t.backup,
-                    up: AtomicBool::new(cfg.thresholds.initial == Health::Up),
-                    passive_streak: AtomicBool::new(false),
-                    health: Mutex::new(ServerHealth::new(cfg.thresholds)),
-                })
-                .collect(),
+            slots,
             events,
         });
         let (shutdown, rx) = watch::channel(false);
@@ -367,7 +423,7 @@ impl HealthChecker {
         let tasks = checks
             .into_iter()
             .enumerate()
-            .map(|(i, check)| {
+            .map(|(i, (check, cfg))| {
                 let first = cfg.inter * i as u32 / n.max(1);
                 tokio::spawn(run(shared.clone(), i, check, cfg, first, rx.clone()))
             })
@@ -405,15 +461,26 @@ async fn run<C: HealthCheck>(
     first_delay: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let addr = shared.slots[server].addr;
+    let slot = &shared.slots[server];
     let mut delay = first_delay;
     loop {
-        // `changed()` errors when the checker was dropped: stop as well.
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
-            () = tokio::time::sleep(delay) => {}
+        let mut next = Instant::now() + delay;
+        loop {
+            // `changed()` errors when the checker was dropped: stop as well.
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep_until(next) => break,
+                () = slot.reschedule.notified() => {
+                    // Passive `on-error` fired: check within `fastinter`
+                    // if that is sooner (HAProxy: nothing without one).
+                    if let Some(fast) = cfg.fastinter {
+                        next = next.min(Instant::now() + fast);
+                    }
+                }
+            }
         }
+        let addr = slot.addr;
         let started = Instant::now();
         let outcome = tokio::select! {
             biased;

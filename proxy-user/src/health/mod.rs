@@ -7,7 +7,9 @@
 //!   handshake itself is checked, with the server's verify/ca-file/sni), or
 //!   [`AnyCheck`] to pick one from config at runtime.
 //! * [`state::ServerHealth`]: the rise/fall state machine of one server. It
-//!   also takes passive observations (errors on live traffic, `error-limit`).
+//!   also applies passive health's `on-error` actions.
+//! * [`passive`]: HAProxy's `observe layer4|layer7` / `error-limit` /
+//!   `on-error`: which events of live traffic count as errors.
 //! * [`checker::HealthChecker`]: runs the checks every `inter` for every
 //!   server of a backend, owns the state machines, and reports every check
 //!   and every UP/DOWN change as a [`checker::HealthEvent`] on a channel.
@@ -17,11 +19,12 @@
 //! [`checker::StateChange`] (its `Display` is HAProxy's log line), rebuilds
 //! the backend's balancer or Maglev table from
 //! [`checker::HealthHandle::up_servers`], and bumps stats counters from
-//! `Checked` events. Request handlers feed passive results through a cloned
-//! [`checker::HealthHandle`].
+//! `Checked` events. Request handlers feed [`passive::Observation`]s through
+//! a cloned [`checker::HealthHandle`].
 
 pub mod checker;
 pub mod http;
+pub mod passive;
 pub mod state;
 pub mod tcp;
 pub mod tls;

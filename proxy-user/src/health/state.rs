@@ -1,9 +1,10 @@
 //! Per-server health state machine: `rise`/`fall` thresholds for active
-//! checks and `error-limit` for passive observations.
+//! checks, and the `on-error` actions of passive health (`observe`,
+//! `error-limit`; see [`super::passive`]).
 //!
 //! ```text
 //!            fall consecutive failed checks
-//!            or error-limit consecutive live-traffic errors
+//!            (or passive on-error: fail-check / sudden-death / mark-down)
 //!      ┌────┐ ─────────────────────────────────────────► ┌──────┐
 //!      │ UP │                                            │ DOWN │
 //!      └────┘ ◄───────────────────────────────────────── └──────┘
@@ -14,7 +15,15 @@
 //! the streak. A server starts UP (HAProxy's default) unless configured
 //! otherwise. Passive errors never bring a server back up: only active
 //! checks do, since a DOWN server gets no live traffic to observe.
+//!
+//! The `on-error` actions, as HAProxy applies them to its check "health"
+//! (here: the failed-check streak of an UP server):
+//! `fail-check` is one more failed check; `sudden-death` leaves the server
+//! one failed check away from DOWN; `mark-down` marks it DOWN at once;
+//! `fastinter` changes nothing here. On a DOWN server every action but
+//! `fastinter` acts as a failed check: the `rise` streak starts over.
 
+use super::passive::{Observation, OnError, Passive};
 use super::{CheckError, CheckOutcome, CheckPass};
 
 /// A server's health.
@@ -35,18 +44,17 @@ impl std::fmt::Display for Health {
     }
 }
 
-/// Thresholds (server keywords `rise`, `fall`, `error-limit`).
+/// Thresholds (server keywords `rise`, `fall`, and passive health).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Thresholds {
     /// Consecutive successful checks to go UP (HAProxy default 2).
     pub rise: u32,
     /// Consecutive failed checks to go DOWN (HAProxy default 3).
     pub fall: u32,
-    /// Consecutive live-traffic errors to go DOWN (HAProxy default 10);
-    /// 0 disables passive health.
-    pub error_limit: u32,
     /// State before the first check.
     pub initial: Health,
+    /// `observe` / `error-limit` / `on-error`; `None`: no passive health.
+    pub passive: Option<Passive>,
 }
 
 impl Default for Thresholds {
@@ -54,8 +62,8 @@ impl Default for Thresholds {
         Self {
             rise: 2,
             fall: 3,
-            error_limit: 10,
             initial: Health::Up,
+            passive: None,
         }
     }
 }
@@ -65,8 +73,14 @@ impl Default for Thresholds {
 pub enum Cause {
     /// The active check that completed the streak.
     Check(CheckOutcome),
-    /// `error-limit` consecutive errors on live traffic; the last one's text.
-    Passive { errors: u32, last: String },
+    /// `error-limit` consecutive errors on live traffic fired `on-error`;
+    /// the last error.
+    Passive {
+        /// How many (the `error-limit`).
+        errors: u32,
+        /// The last one.
+        last: Observation,
+    },
 }
 
 impl Cause {
@@ -83,11 +97,11 @@ impl Cause {
                 }
             },
             Cause::Check(Err(e)) => describe_error(e),
-            Cause::Passive { errors, last } => {
-                format!(
-                    "reason: Health analyze, info: \"{errors} consecutive errors, last: {last}\""
-                )
-            }
+            Cause::Passive { errors, last } => format!(
+                "reason: Health analyze, info: \"Detected {errors} consecutive errors, last one \
+                 was: {}\"",
+                last.describe()
+            ),
         }
     }
 }
@@ -122,8 +136,18 @@ pub struct ServerHealth {
     ok_streak: u32,
     /// Consecutive failed checks (reset by a success).
     fail_streak: u32,
-    /// Consecutive live-traffic errors (reset by a live success).
-    passive_streak: u32,
+    /// Consecutive live-traffic errors (reset by a live success and when
+    /// `on-error` fires).
+    passive_errors: u32,
+}
+
+/// `error-limit` was reached: the `on-error` action ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Triggered {
+    /// The action that ran.
+    pub action: OnError,
+    /// The state change it caused, if any.
+    pub transition: Option<Transition>,
 }
 
 impl ServerHealth {
@@ -138,7 +162,7 @@ impl ServerHealth {
             state: thresholds.initial,
             ok_streak: 0,
             fail_streak: 0,
-            passive_streak: 0,
+            passive_errors: 0,
         }
     }
 
@@ -188,44 +212,65 @@ impl ServerHealth {
         None
     }
 
-    /// Feed one error seen on live traffic (connect failure, reset, timeout
-    /// to this server). Ignored when passive health is off or the server is
-    /// already DOWN.
-    pub fn record_passive_error(&mut self, info: &str) -> Option<Transition> {
-        if self.thresholds.error_limit == 0 || self.state == Health::Down {
+    /// Feed one error seen on live traffic (an observation whose verdict
+    /// under the server's `observe` mode is an error). At `error-limit`
+    /// consecutive ones the `on-error` action runs and the count starts
+    /// over. Ignored without passive health.
+    pub fn record_passive_error(&mut self, last: Observation) -> Option<Triggered> {
+        let passive = self.thresholds.passive?;
+        self.passive_errors = self.passive_errors.saturating_add(1);
+        if self.passive_errors < passive.error_limit.max(1) {
             return None;
         }
-        self.passive_streak = self.passive_streak.saturating_add(1);
-        if self.passive_streak >= self.thresholds.error_limit {
-            let errors = self.passive_streak;
-            return Some(self.flip(
-                Health::Down,
-                Cause::Passive {
-                    errors,
-                    last: info.to_owned(),
-                },
-            ));
-        }
-        None
+        let cause = Cause::Passive {
+            errors: self.passive_errors,
+            last,
+        };
+        self.passive_errors = 0;
+        let transition = match (passive.on_error, self.state) {
+            (OnError::FastInter, _) => None,
+            (_, Health::Down) => {
+                // A failed check while DOWN: rising starts over.
+                self.ok_streak = 0;
+                None
+            }
+            (OnError::MarkDown, Health::Up) => Some(self.flip(Health::Down, cause)),
+            (OnError::FailCheck | OnError::SuddenDeath, Health::Up) => {
+                let fall = self.thresholds.fall;
+                if passive.on_error == OnError::SuddenDeath && self.fail_streak + 1 < fall {
+                    // Two failures short of DOWN, so that after this one
+                    // the next failed check is fatal.
+                    self.fail_streak = fall - 2;
+                }
+                self.ok_streak = 0;
+                self.fail_streak = self.fail_streak.saturating_add(1);
+                (self.fail_streak >= self.thresholds.fall).then(|| self.flip(Health::Down, cause))
+            }
+        };
+        Some(Triggered {
+            action: passive.on_error,
+            transition,
+        })
     }
 
     /// Feed one successful live exchange: ends a passive error streak.
     pub fn record_passive_success(&mut self) {
-        self.passive_streak = 0;
+        self.passive_errors = 0;
     }
 
     fn flip(&mut self, to: Health, cause: Cause) -> Transition {
         self.state = to;
-        // Every streak starts over in the new state.
+        // Both check streaks start over in the new state (the passive
+        // count is HAProxy's separate counter: only traffic resets it).
         self.ok_streak = 0;
         self.fail_streak = 0;
-        self.passive_streak = 0;
         Transition { to, cause }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::passive::Observe;
     use super::*;
 
     fn ok() -> CheckOutcome {
@@ -236,18 +281,32 @@ mod tests {
         Err(CheckError::L4Connection("Connection refused".into()))
     }
 
-    fn th(rise: u32, fall: u32, error_limit: u32) -> Thresholds {
+    fn th(rise: u32, fall: u32) -> Thresholds {
         Thresholds {
             rise,
             fall,
-            error_limit,
             initial: Health::Up,
+            passive: None,
         }
     }
 
+    /// `observe layer4 error-limit N on-error ACTION`.
+    fn passive(rise: u32, fall: u32, error_limit: u32, on_error: OnError) -> ServerHealth {
+        ServerHealth::new(Thresholds {
+            passive: Some(Passive {
+                observe: Observe::Layer4,
+                error_limit,
+                on_error,
+            }),
+            ..th(rise, fall)
+        })
+    }
+
+    const E: Observation = Observation::ConnectFailed;
+
     #[test]
     fn fall_needs_consecutive_failures() {
-        let mut h = ServerHealth::new(th(2, 3, 0));
+        let mut h = ServerHealth::new(th(2, 3));
         assert_eq!(h.record_check(&fail()), None);
         assert_eq!(h.status(), "UP 1/3");
         assert_eq!(h.record_check(&fail()), None);
@@ -268,7 +327,7 @@ mod tests {
     fn rise_needs_consecutive_successes() {
         let mut h = ServerHealth::new(Thresholds {
             initial: Health::Down,
-            ..th(3, 1, 0)
+            ..th(3, 1)
         });
         assert_eq!(h.state(), Health::Down);
         assert_eq!(h.record_check(&ok()), None);
@@ -285,54 +344,104 @@ mod tests {
 
     #[test]
     fn zero_thresholds_act_as_one() {
-        let mut h = ServerHealth::new(th(0, 0, 0));
+        let mut h = ServerHealth::new(th(0, 0));
         assert!(h.record_check(&fail()).is_some());
         assert!(h.record_check(&ok()).is_some());
     }
 
     #[test]
-    fn passive_errors_mark_down_at_error_limit() {
-        let mut h = ServerHealth::new(th(2, 3, 3));
-        assert_eq!(h.record_passive_error("connection reset"), None);
-        assert_eq!(h.record_passive_error("connection reset"), None);
-        // A good exchange resets the passive streak.
+    fn mark_down_at_error_limit_and_a_success_resets_the_count() {
+        let mut h = passive(2, 3, 3, OnError::MarkDown);
+        assert_eq!(h.record_passive_error(E), None);
+        assert_eq!(h.record_passive_error(E), None);
+        // A good exchange resets the count.
         h.record_passive_success();
-        assert_eq!(h.record_passive_error("a"), None);
-        assert_eq!(h.record_passive_error("b"), None);
-        let t = h.record_passive_error("connect timeout").unwrap();
+        assert_eq!(h.record_passive_error(E), None);
+        assert_eq!(h.record_passive_error(E), None);
+        let t = h.record_passive_error(Observation::ReadTimeout).unwrap();
+        assert_eq!(t.action, OnError::MarkDown);
+        let t = t.transition.unwrap();
         assert_eq!(t.to, Health::Down);
         assert_eq!(
             t.cause,
             Cause::Passive {
                 errors: 3,
-                last: "connect timeout".into()
+                last: Observation::ReadTimeout
             }
         );
-        // DOWN: passive errors are ignored, active checks bring it back.
-        assert_eq!(h.record_passive_error("x"), None);
+        // Only active checks bring it back (rise 2).
         assert_eq!(h.record_check(&ok()), None);
         assert_eq!(h.record_check(&ok()).map(|t| t.to), Some(Health::Up));
     }
 
     #[test]
-    fn passive_disabled_with_zero_limit() {
-        let mut h = ServerHealth::new(th(2, 3, 0));
-        for _ in 0..100 {
-            assert_eq!(h.record_passive_error("e"), None);
-        }
-        assert_eq!(h.state(), Health::Up);
+    fn fail_check_counts_as_one_failed_check() {
+        let mut h = passive(2, 3, 2, OnError::FailCheck);
+        let fire = |h: &mut ServerHealth| {
+            assert_eq!(h.record_passive_error(E), None);
+            h.record_passive_error(E).expect("error-limit reached")
+        };
+        assert_eq!(fire(&mut h).transition, None);
+        assert_eq!(h.status(), "UP 1/3");
+        // Mixed with a real failed check: the third failure is fatal.
+        assert_eq!(h.record_check(&fail()), None);
+        assert_eq!(h.status(), "UP 2/3");
+        let t = fire(&mut h).transition.unwrap();
+        assert_eq!(t.to, Health::Down);
+        assert!(matches!(t.cause, Cause::Passive { errors: 2, .. }));
     }
 
     #[test]
-    fn passive_and_active_streaks_are_independent() {
-        // Two failed checks + two passive errors: neither threshold reached.
-        let mut h = ServerHealth::new(th(2, 3, 3));
-        h.record_check(&fail());
-        h.record_passive_error("e");
-        h.record_check(&fail());
-        h.record_passive_error("e");
-        assert_eq!(h.state(), Health::Up);
+    fn sudden_death_leaves_one_failed_check() {
+        let mut h = passive(2, 5, 1, OnError::SuddenDeath);
+        let t = h.record_passive_error(E).unwrap();
+        assert_eq!(t.transition, None);
+        assert_eq!(h.status(), "UP 4/5");
         assert_eq!(h.record_check(&fail()).map(|t| t.to), Some(Health::Down));
+        // Already one away: the next sudden death is fatal itself.
+        let mut h = passive(2, 5, 1, OnError::SuddenDeath);
+        for _ in 0..4 {
+            h.record_check(&fail());
+        }
+        let t = h.record_passive_error(E).unwrap().transition.unwrap();
+        assert_eq!(t.to, Health::Down);
+        // fall 1: no room left, DOWN at once.
+        let mut h = passive(2, 1, 1, OnError::SuddenDeath);
+        let t = h.record_passive_error(E).unwrap().transition.unwrap();
+        assert_eq!(t.to, Health::Down);
+    }
+
+    #[test]
+    fn fastinter_action_changes_no_state() {
+        let mut h = passive(2, 1, 1, OnError::FastInter);
+        for _ in 0..5 {
+            let t = h.record_passive_error(E).unwrap();
+            assert_eq!((t.action, t.transition), (OnError::FastInter, None));
+        }
+        assert_eq!(h.status(), "UP");
+    }
+
+    #[test]
+    fn errors_on_a_down_server_restart_its_rise() {
+        let mut h = passive(3, 1, 1, OnError::MarkDown);
+        assert!(h.record_passive_error(E).unwrap().transition.is_some());
+        h.record_check(&ok());
+        h.record_check(&ok());
+        assert_eq!(h.status(), "DOWN 2/3");
+        assert_eq!(h.record_passive_error(E).unwrap().transition, None);
+        assert_eq!(h.status(), "DOWN");
+        h.record_check(&ok());
+        h.record_check(&ok());
+        assert_eq!(h.record_check(&ok()).map(|t| t.to), Some(Health::Up));
+    }
+
+    #[test]
+    fn no_passive_health_without_observe() {
+        let mut h = ServerHealth::new(th(2, 3));
+        for _ in 0..100 {
+            assert_eq!(h.record_passive_error(E), None);
+        }
+        assert_eq!(h.status(), "UP");
     }
 
     #[test]
@@ -364,10 +473,11 @@ mod tests {
         assert_eq!(
             Cause::Passive {
                 errors: 10,
-                last: "reset".into()
+                last: Observation::ConnectFailed
             }
             .describe(),
-            "reason: Health analyze, info: \"10 consecutive errors, last: reset\""
+            "reason: Health analyze, info: \"Detected 10 consecutive errors, last one was: L4 \
+             unsuccessful connection\""
         );
     }
 }

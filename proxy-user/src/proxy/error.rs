@@ -17,6 +17,7 @@
 
 use std::io;
 
+use crate::health::passive::Observation;
 use crate::http;
 use crate::stats::Counter;
 
@@ -151,22 +152,52 @@ impl ProxyError {
     }
 
     /// The counter this failure moves (on the frontend for client errors,
-    /// on the backend and server for server errors).
+    /// on the backend and server for server errors). Server failures count
+    /// as HAProxy's: every failed connect, `timeout connect` included, is a
+    /// connect error (`econ`); every failed response, `timeout server`
+    /// included, a response error (`eresp`).
     pub fn counter(&self) -> Option<Counter> {
         match self {
             ProxyError::BadRequest(_) => Some(Counter::RequestErrors),
-            ProxyError::ClientTimeout(_)
-            | ProxyError::ServerTimeout
-            | ProxyError::ConnectTimeout { .. } => Some(Counter::Timeouts),
+            ProxyError::ClientTimeout(_) => Some(Counter::Timeouts),
             ProxyError::ClientAborted(_) => None,
             ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
                 Some(Counter::Denied)
             }
             ProxyError::Internal(_) => None,
-            ProxyError::Connect { .. } | ProxyError::Tls { .. } => Some(Counter::ConnectErrors),
+            ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
+            | ProxyError::ConnectTimeout { .. } => Some(Counter::ConnectErrors),
             ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
-            | ProxyError::ServerAborted(_) => Some(Counter::ResponseErrors),
+            | ProxyError::ServerAborted(_)
+            | ProxyError::ServerTimeout => Some(Counter::ResponseErrors),
+        }
+    }
+
+    /// What this failure tells passive health about the server (HAProxy's
+    /// health-analyze statuses); `None` for failures that say nothing
+    /// about it (client side, internal, a pooled connection found closed,
+    /// which is simply sent again).
+    pub fn observation(&self) -> Option<Observation> {
+        match self {
+            ProxyError::Connect { .. }
+            | ProxyError::Tls { .. }
+            | ProxyError::ConnectTimeout { .. } => Some(Observation::ConnectFailed),
+            ProxyError::BadResponse(_) => Some(Observation::InvalidResponse),
+            ProxyError::ServerAborted(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                Some(Observation::WriteError)
+            }
+            ProxyError::ServerAborted(_) => Some(Observation::ReadError),
+            ProxyError::ServerTimeout => Some(Observation::ReadTimeout),
+            ProxyError::StaleConnection
+            | ProxyError::BadRequest(_)
+            | ProxyError::ClientTimeout(_)
+            | ProxyError::ClientAborted(_)
+            | ProxyError::NoBackend
+            | ProxyError::NoServer
+            | ProxyError::QueueTimeout
+            | ProxyError::Internal(_) => None,
         }
     }
 
@@ -328,6 +359,21 @@ mod tests {
             (Some(503), true, ErrorSide::Server)
         );
         assert_eq!(ProxyError::ServerTimeout.status(), Some(504));
+        let timeout = ProxyError::ConnectTimeout {
+            server: "s1".into(),
+        };
+        assert_eq!(
+            (timeout.counter(), timeout.status(), timeout.retryable()),
+            (Some(Counter::ConnectErrors), Some(503), true)
+        );
+        assert_eq!(
+            ProxyError::ServerTimeout.counter(),
+            Some(Counter::ResponseErrors)
+        );
+        assert_eq!(
+            ProxyError::ClientTimeout("x").counter(),
+            Some(Counter::Timeouts)
+        );
         assert!(!ProxyError::ServerTimeout.retryable());
         let bad =
             ProxyError::BadResponse(http::Error::server(http::ParseError::MultipleContentLength));

@@ -396,6 +396,17 @@ fn server_check(
     }))
 }
 
+/// How long one check of `s` may take: `timeout check`, else `timeout
+/// connect`, else the server's `inter`; never more than its `inter` (at
+/// least 100 ms) so checks do not pile up behind each other.
+fn check_timeout(be: &Backend, s: &config::Server) -> Duration {
+    be.timeouts
+        .check
+        .or(be.timeouts.connect)
+        .unwrap_or(s.inter)
+        .min(s.inter.max(Duration::from_millis(100)))
+}
+
 fn build_backend(
     cfg: &Config,
     be: &Backend,
@@ -471,42 +482,25 @@ fn build_backend(
     if check_targets.is_empty() {
         return Ok((backend, None));
     }
-    let first = be
-        .servers
-        .iter()
-        .find(|s| s.check)
-        .expect("a checked server");
-    let check_timeout = be
-        .timeouts
-        .check
-        .or(be.timeouts.connect)
-        .unwrap_or(first.inter)
-        .min(first.inter.max(Duration::from_millis(100)));
-    // One check per checked server, in `check_targets` order: `ssl` servers
-    // are checked over TLS (see docs/tls.md).
-    let checks = be
+    // One check per checked server, in `check_targets` order, each with
+    // its own `inter`/`rise`/`fall`/...: `ssl` servers are checked over TLS
+    // (see docs/tls.md).
+    let servers = be
         .servers
         .iter()
         .filter(|s| s.check)
-        .map(|s| server_check(cfg, be, s, check_timeout).map(Arc::new))
-        .collect::<Result<Vec<_>, _>>()?;
+        .zip(check_targets)
+        .map(|(s, target)| {
+            let check = server_check(cfg, be, s, check_timeout(be, s))?;
+            Ok(health::checker::CheckedServer {
+                target,
+                check: Arc::new(check),
+                config: health::checker::CheckerConfig::for_server(s),
+            })
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let checker = HealthChecker::spawn_each(
-        be.name.clone(),
-        check_targets,
-        checks,
-        health::checker::CheckerConfig {
-            inter: first.inter,
-            fastinter: None,
-            downinter: None,
-            thresholds: health::state::Thresholds {
-                rise: first.rise,
-                fall: first.fall,
-                ..health::state::Thresholds::default()
-            },
-        },
-        tx,
-    );
+    let checker = HealthChecker::spawn_each(be.name.clone(), servers, tx);
     let _ = backend.health.set(checker.handle());
     tokio::spawn(follow_health(backend.clone(), be.clone(), rx));
     Ok((backend, Some(checker)))

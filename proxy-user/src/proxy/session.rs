@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::balance::SelectKey;
 use crate::config::Service;
+use crate::health::passive::Observation;
 use crate::http::{
     encode_request_head, encode_response_head, response_framing, server_connection_reusable,
     BodyDecoder, Framing, HeadRewrite, KeepAlive, Method, OutgoingBody, RequestHead, ResponseHead,
@@ -645,6 +646,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
             match backend.connect(slot.server).await {
                 Ok((conn, took)) => {
                     o.tc = Some(took);
+                    backend.observe(slot.server, Observation::ConnectOk);
                     break (slot, conn);
                 }
                 Err(e) => {
@@ -784,6 +786,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // The response head.
         let framing = response_framing(head, &resp).map_err(ProxyError::BadResponse)?;
         let status = resp.status();
+        backend.observe(server_idx, Observation::of_status(status));
         let client_keep = head.keep_alive() == KeepAlive::KeepAlive;
         let client_http10 = head.version() == Version::Http10;
         let (body, mode, mut keep) = match framing {
@@ -865,7 +868,6 @@ impl<'f, S: ClientIo> Session<'f, S> {
             } else {
                 o.termination = Some(*b"cT");
             }
-            backend.report_server_success(server_idx);
             drop(slot);
             return Ok(Next::Close);
         }
@@ -897,7 +899,6 @@ impl<'f, S: ClientIo> Session<'f, S> {
             StreamError::SinkTimeout => ProxyError::ClientTimeout("sending the response"),
         })?;
         o.bytes_out += moved.written;
-        backend.report_server_success(server_idx);
         let reusable = server_connection_reusable(&resp, framing) == KeepAlive::KeepAlive
             && head.upgrade().is_none()
             && conn.buf.is_empty()
@@ -1004,6 +1005,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         match backend.connect_new(server).await {
             Ok((conn, took)) => {
                 o.tc = Some(took);
+                backend.observe(server, Observation::ConnectOk);
                 Ok(conn)
             }
             Err(e) => {

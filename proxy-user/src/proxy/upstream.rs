@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::balance::{ConnGuard, HashOn, SelectKey, ServerIdx, SharedBalancer};
 use crate::config::{HttpRequestRule, Timeouts};
 use crate::health::checker::HealthHandle;
+use crate::health::passive::Observation;
 use crate::stats::{Counter, EntityCounters};
 use crate::tls::TlsConnector;
 
@@ -227,22 +228,24 @@ impl BackendCtx {
         ))
     }
 
-    /// Feeds a failure seen on live traffic to the health checker and counts it.
+    /// Counts a failure seen on live traffic to server `i` and feeds it to
+    /// passive health.
     pub fn report_server_error(&self, i: ServerIdx, err: &ProxyError) {
         let server = &self.servers[i];
         if let Some(c) = err.counter() {
             server.counters.inc(c);
             self.counters.inc(c);
         }
-        if let (Some(t), Some(h)) = (server.check_index, self.health.get()) {
-            h.report_passive_error(t, &err.to_string());
+        if let Some(o) = err.observation() {
+            self.observe(i, o);
         }
     }
 
-    /// A successful exchange with server `i` (ends a passive error streak).
-    pub fn report_server_success(&self, i: ServerIdx) {
+    /// Feeds one event of live traffic to server `i` to passive health
+    /// (`observe`); cheap when the server does not observe.
+    pub fn observe(&self, i: ServerIdx, observation: Observation) {
         if let (Some(t), Some(h)) = (self.servers[i].check_index, self.health.get()) {
-            h.report_passive_success(t);
+            h.observe(t, observation);
         }
     }
 

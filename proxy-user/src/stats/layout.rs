@@ -145,7 +145,8 @@ pub enum Counter {
     ResponseErrors = 16,
     /// Denied by rules (L7) or dropped by policy (L4).
     Denied = 17,
-    /// Client or server timeouts.
+    /// Client timeouts (a server's `timeout connect` / `timeout server`
+    /// counts as a connect / response error, like HAProxy's econ / eresp).
     Timeouts = 18,
     /// Connection retries.
     Retries = 19,
@@ -239,7 +240,7 @@ impl Counter {
             Counter::ConnectErrors => "Connection errors towards servers.",
             Counter::ResponseErrors => "Response errors.",
             Counter::Denied => "Requests or packets denied.",
-            Counter::Timeouts => "Timeouts.",
+            Counter::Timeouts => "Client timeouts.",
             Counter::Retries => "Connection retries.",
             Counter::Redispatches => "Redispatches to another server.",
             Counter::CheckFailures => "Failed health checks.",

@@ -151,24 +151,67 @@ pub(super) fn parse_server_opts(
         let value = || {
             words.get(i + 1).ok_or_else(|| {
                 Problem::new(w.col, format!("server option '{}' needs a value", w.text))
-                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [rise N] [fall N] [maxconn N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
+                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [observe layer4|layer7] [error-limit N] [on-error ACTION] [maxconn N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
             })
         };
         let mut takes_value = true;
         match w.text.as_str() {
             "weight" => o.weight = Some(number(value()?, "weight", 0, 256)? as u32),
-            "inter" => {
+            "inter" | "fastinter" | "downinter" => {
                 let v = value()?;
                 let d = duration(v)?;
                 if d.is_zero() {
                     return Err(
-                        Problem::new(v.col, "inter must be greater than 0").hint("e.g. inter 2s")
+                        Problem::new(v.col, format!("{} must be greater than 0", w.text))
+                            .hint(format!("e.g. {} 2s", w.text)),
                     );
                 }
-                o.inter = Some(d);
+                let slot = match w.text.as_str() {
+                    "inter" => &mut o.inter,
+                    "fastinter" => &mut o.fastinter,
+                    _ => &mut o.downinter,
+                };
+                *slot = Some(d);
             }
             "rise" => o.rise = Some(number(value()?, "rise", 1, 1000)? as u32),
             "fall" => o.fall = Some(number(value()?, "fall", 1, 1000)? as u32),
+            "observe" => {
+                o.observe = Some(choice(
+                    value()?,
+                    "observe",
+                    &[
+                        ("none", None),
+                        ("layer4", Some(Observe::Layer4)),
+                        ("layer7", Some(Observe::Layer7)),
+                    ],
+                )?)
+            }
+            "error-limit" => {
+                o.error_limit = Some(number(value()?, "error-limit", 1, u32::MAX.into())? as u32)
+            }
+            "on-error" => {
+                o.on_error = Some(choice(
+                    value()?,
+                    "on-error",
+                    &[
+                        ("fastinter", OnError::FastInter),
+                        ("fail-check", OnError::FailCheck),
+                        ("sudden-death", OnError::SuddenDeath),
+                        ("mark-down", OnError::MarkDown),
+                    ],
+                )?)
+            }
+            "on-marked-down" => {
+                let v = value()?;
+                return Err(Problem::new(
+                    w.col,
+                    format!("'on-marked-down {}' is not supported", v.text),
+                )
+                .hint(
+                    "remove it: sessions on a server marked DOWN run to completion \
+                     (only new requests avoid it)",
+                ));
+            }
             "maxconn" => o.maxconn = Some(number(value()?, "maxconn", 1, u32::MAX.into())? as u32),
             "verify" => {
                 o.verify = Some(choice(
@@ -246,8 +289,13 @@ pub(super) fn resolve_server(
         weight: o.weight.unwrap_or(server_defaults::WEIGHT),
         check: o.check.unwrap_or(false),
         inter: o.inter.unwrap_or(server_defaults::INTER),
+        fastinter: o.fastinter,
+        downinter: o.downinter,
         rise: o.rise.unwrap_or(server_defaults::RISE),
         fall: o.fall.unwrap_or(server_defaults::FALL),
+        observe: o.observe.flatten(),
+        error_limit: o.error_limit.unwrap_or(server_defaults::ERROR_LIMIT),
+        on_error: o.on_error.unwrap_or_default(),
         maxconn: o.maxconn,
         backup: o.backup.unwrap_or(false),
         ssl,
