@@ -113,8 +113,8 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("balance", D | B | L, "balance roundrobin|leastconn|source|uri [whole]|hdr(NAME)|random|static-rr"),
     kw("hash-type", D | B | L, "hash-type map-based|consistent"),
     kw("timeout", PROXY, "timeout connect|client|server|http-request|http-keep-alive|queue|tunnel|check|client-fin|server-fin DURATION"),
-    kw("option", PROXY, "option forwardfor|httpchk [[METHOD] URI [VERSION]]|redispatch|httplog|tcplog|logasap|splice-auto"),
-    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|httplog|tcplog|logasap|splice-auto"),
+    kw("option", PROXY, "option forwardfor|httpchk [[METHOD] URI [VERSION]]|redispatch|allbackups|httplog|tcplog|logasap|splice-auto"),
+    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|allbackups|httplog|tcplog|logasap|splice-auto"),
     kw("http-check", D | B | L, "http-check expect status CODE"),
     kw("retries", D | B | L, "retries N"),
     kw("log-format", D | F | L, "log-format json"),
@@ -132,6 +132,7 @@ pub(crate) const OPTIONS: &[(&str, u8)] = &[
     ("forwardfor", PROXY),
     ("httpchk", D | B | L),
     ("redispatch", D | B | L),
+    ("allbackups", D | B | L),
     ("httplog", D | F | L),
     ("tcplog", D | F | L),
     ("logasap", D | F | L),
@@ -160,6 +161,7 @@ pub(crate) const SERVER_OPTIONS: &[&str] = &[
     "rise",
     "fall",
     "maxconn",
+    "maxqueue",
     "backup",
     "no-backup",
     "guid",
@@ -192,6 +194,7 @@ struct Settings {
     logasap: bool,
     splice_auto: bool,
     redispatch: bool,
+    all_backups: bool,
     retries: u32,
     balance: Balance,
     hash_type: HashType,
@@ -211,6 +214,7 @@ impl Default for Settings {
             logasap: false,
             splice_auto: true,
             redispatch: false,
+            all_backups: false,
             retries: DEFAULT_RETRIES,
             balance: Balance::default(),
             hash_type: HashType::default(),
@@ -231,6 +235,7 @@ struct ServerOpts {
     rise: Option<u32>,
     fall: Option<u32>,
     maxconn: Option<u32>,
+    maxqueue: Option<u32>,
     backup: Option<bool>,
     ssl: Option<bool>,
     verify: Option<Verify>,
@@ -244,7 +249,9 @@ impl ServerOpts {
         macro_rules! take {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f.clone(); } )* };
         }
-        take!(weight, check, inter, rise, fall, maxconn, backup, ssl, verify, ca_file, sni);
+        take!(
+            weight, check, inter, rise, fall, maxconn, maxqueue, backup, ssl, verify, ca_file, sni
+        );
     }
 }
 

@@ -151,7 +151,7 @@ pub(super) fn parse_server_opts(
         let value = || {
             words.get(i + 1).ok_or_else(|| {
                 Problem::new(w.col, format!("server option '{}' needs a value", w.text))
-                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [rise N] [fall N] [maxconn N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
+                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [rise N] [fall N] [maxconn N] [maxqueue N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
             })
         };
         let mut takes_value = true;
@@ -170,6 +170,10 @@ pub(super) fn parse_server_opts(
             "rise" => o.rise = Some(number(value()?, "rise", 1, 1000)? as u32),
             "fall" => o.fall = Some(number(value()?, "fall", 1, 1000)? as u32),
             "maxconn" => o.maxconn = Some(number(value()?, "maxconn", 1, u32::MAX.into())? as u32),
+            // HAProxy: 0 means no limit.
+            "maxqueue" => {
+                o.maxqueue = Some(number(value()?, "maxqueue", 0, u32::MAX.into())? as u32)
+            }
             "verify" => {
                 o.verify = Some(choice(
                     value()?,
@@ -249,6 +253,7 @@ pub(super) fn resolve_server(
         rise: o.rise.unwrap_or(server_defaults::RISE),
         fall: o.fall.unwrap_or(server_defaults::FALL),
         maxconn: o.maxconn,
+        maxqueue: o.maxqueue.filter(|&n| n > 0),
         backup: o.backup.unwrap_or(false),
         ssl,
         verify,
