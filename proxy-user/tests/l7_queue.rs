@@ -440,6 +440,43 @@ backend b
 }
 
 #[tokio::test]
+async fn waiters_get_their_503_at_once_when_no_server_is_left() {
+    let origin = ClosableOrigin::start("s").await;
+    let cfg = format!(
+        "{DEFAULTS}
+frontend fe
+    bind 127.0.0.1:1
+    default_backend b
+backend b
+    timeout queue 3s
+    server s {} maxconn 1 check inter 50ms rise 1 fall 1
+",
+        origin.addr
+    );
+    let proxy = start_proxy(&cfg).await;
+    let be = proxy.engine.backend("b").unwrap();
+    let blocker = spawn_request(proxy.addr, "/slow/1500", "");
+    wait_until("the blocker in flight", || be.active(0) == 1).await;
+    let waited = Instant::now();
+    let waiter = spawn_request(proxy.addr, "/", "");
+    wait_until("the waiter queued", || backend_queue(&be) == 1).await;
+    origin.close();
+    wait_down(&be, 0).await;
+    let r = waiter.await.unwrap();
+    assert_eq!(r.status, 503);
+    assert!(
+        waited.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        waited.elapsed()
+    );
+    assert_eq!(be.counters.get(Counter::ConnectErrors), 1);
+    assert_eq!(blocker.await.unwrap().status, 200);
+    assert_idle(&be);
+}
+
+// Two runtime threads: sessions (and so hand-offs) run on both, as with
+// several L7 workers sharing a backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slots_are_never_lost_when_waiters_time_out_around_hand_offs() {
     let o = Origin::start("o").await;
     let cfg = format!(

@@ -371,21 +371,29 @@ impl BackendCtx {
     }
 
     /// Health changed (a server UP or DOWN, the balancer rebuilt): waiters
-    /// of a server that can no longer serve choose again (HAProxy's
-    /// redistribution), requests choosing right now re-check, and new room
-    /// goes to the queues.
+    /// of a server that can no longer serve, and backend-queue waiters that
+    /// nothing can serve any more, choose again (HAProxy's redistribution;
+    /// the latter get their 503), requests choosing right now re-check,
+    /// and new room goes to the queues.
     pub fn health_changed(self: &Arc<Self>) {
         let mut q = self.lock_queues();
         self.generation.fetch_add(1, Ordering::SeqCst);
+        let mut leaving: Vec<(u64, Place)> = Vec::new();
         for s in 0..self.servers.len() {
-            if self.is_up(s) && self.balancer.contains(s) {
-                continue;
+            if !(self.is_up(s) && self.balancer.contains(s)) {
+                leaving.extend(q.servers[s].keys().map(|&seq| (seq, Place::Server(s))));
             }
-            let seqs: Vec<u64> = q.servers[s].keys().copied().collect();
-            for seq in seqs {
-                if let Some(w) = self.take_waiter(&mut q, Place::Server(s), seq) {
-                    let _ = w.wake.send(None);
-                }
+        }
+        for (&seq, w) in &q.backend {
+            let usable = |i| self.is_up(i) && !w.excluded.contains(&i);
+            // Asks for no slot: only whether anything is usable.
+            if self.balancer.choose(SelectKey::None, usable, |_| false) == Choice::NoServer {
+                leaving.push((seq, Place::Backend));
+            }
+        }
+        for (seq, place) in leaving {
+            if let Some(w) = self.take_waiter(&mut q, place, seq) {
+                let _ = w.wake.send(None);
             }
         }
         self.dispatch(&mut q);
