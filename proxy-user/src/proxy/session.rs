@@ -1157,6 +1157,10 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     _ => 0,
                 },
                 retries: o.retries,
+                srv_queue: match (o.backend, o.server) {
+                    (Some(b), Some(s)) => b.servers[s].queued.load(Ordering::Relaxed),
+                    _ => 0,
+                },
                 be_queue: o.backend.map_or(0, |b| b.queued.load(Ordering::Relaxed)),
                 method,
                 target,
