@@ -122,6 +122,8 @@ backend b
         0
     );
     assert_eq!(m[r#"weir_server_limit_sessions{proxy="b",server="s1"}"#], 5);
+    assert_eq!(m[r#"weir_server_current_queue{proxy="b",server="s1"}"#], 0);
+    assert_eq!(m[r#"weir_backend_current_queue{proxy="b"}"#], 0);
     assert!(!m.contains_key(r#"weir_server_limit_sessions{proxy="b",server="s2"}"#));
     // The three finished requests and the slow one reached the backend; the
     // scrapes were answered by the frontend's rule and never did.

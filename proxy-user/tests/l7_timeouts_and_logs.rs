@@ -439,6 +439,7 @@ async fn json_access_log_is_one_valid_object_per_request() {
                 "retries",
                 "server",
                 "srv_conn",
+                "srv_queue",
                 "status",
                 "ta",
                 "tc",

@@ -15,9 +15,17 @@
 //!   request (retry/redispatch), or are being drained. The algorithm then
 //!   proposes its next candidate, at most [`MAX_SELECT_ATTEMPTS`] times.
 //! * **Backup servers.** [`Balancer`] builds one selection for the active
-//!   servers and one for the `backup` servers, and only consults the backups
-//!   when no active server is acceptable (HAProxy's `backup` semantics, with
-//!   `option allbackups` behaviour: all backups share the load).
+//!   servers and one for the `backup` servers. [`Balancer::choose`] (what
+//!   the proxy uses) follows HAProxy: the backups are used only when no
+//!   active server is *usable* (UP, not excluded), never because the actives
+//!   are merely full; then only the first usable backup in config order
+//!   takes traffic, unless [`BackupPolicy::All`] (`option allbackups`)
+//!   balances over every usable backup. [`Balancer::select`] is the plain
+//!   veto form: backups when no active server is acceptable.
+//! * **Fullness.** `choose` tells the caller where to wait when the pick is
+//!   full: hashing never spills to another server (the request waits for
+//!   the hashed server, [`Choice::ServerQueue`]); the other algorithms skip
+//!   full servers and wait for any ([`Choice::BackendQueue`]).
 //!
 //! Health is best applied by rebuilding without the DOWN servers (it is cheap
 //! and keeps hashing stable), but checking it in `accept` works too.
@@ -236,11 +244,38 @@ impl ConnTracker {
     /// # Panics
     /// If `idx` is outside the tracker.
     pub fn acquire(&self, idx: ServerIdx) -> ConnGuard {
-        self.counts[idx].fetch_add(1, Ordering::Relaxed);
+        self.counts[idx].fetch_add(1, Ordering::SeqCst);
         ConnGuard {
             tracker: self.clone(),
             idx,
         }
+    }
+
+    /// Count one connection to `idx` if it has fewer than `limit` (a
+    /// server's `maxconn`; `None`: no limit). Atomic: concurrent callers
+    /// never push the count past the limit. Sequentially consistent, so a
+    /// queue can pair it with its own "anyone waiting?" flag.
+    ///
+    /// # Panics
+    /// If `idx` is outside the tracker.
+    pub fn try_acquire(&self, idx: ServerIdx, limit: Option<u32>) -> Option<ConnGuard> {
+        let count = &self.counts[idx];
+        match limit {
+            None => {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            Some(max) => {
+                count
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .ok()?;
+            }
+        }
+        Some(ConnGuard {
+            tracker: self.clone(),
+            idx,
+        })
     }
 
     fn has(&self, idx: ServerIdx) -> bool {
@@ -264,7 +299,7 @@ impl ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.tracker.counts[self.idx].fetch_sub(1, Ordering::Relaxed);
+        self.tracker.counts[self.idx].fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -352,21 +387,61 @@ impl Selector {
     }
 }
 
+/// How the backup tier serves once no active server is usable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackupPolicy {
+    /// Only the first usable backup in config order (HAProxy's default).
+    #[default]
+    First,
+    /// Every usable backup, balanced with the backend's algorithm
+    /// (`option allbackups`).
+    All,
+}
+
+/// Where [`Balancer::choose`] sends a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// This server had room and the caller's `take` reserved it.
+    Server(ServerIdx),
+    /// The hash chose this server and it is full: wait for it (HAProxy
+    /// queues the request on the server, it does not move on).
+    ServerQueue(ServerIdx),
+    /// Every usable server of the tier in use is full: wait for any.
+    BackendQueue,
+    /// No usable server at all.
+    NoServer,
+}
+
 /// One backend's selection: active tier plus backup tier.
 #[derive(Debug)]
 pub struct Balancer {
     algorithm: Algorithm,
+    backup_policy: BackupPolicy,
     active: Option<Selector>,
     backup: Option<Selector>,
+    /// Each tier's servers in config order (weight > 0).
+    active_set: Vec<ServerIdx>,
+    backup_set: Vec<ServerIdx>,
 }
 
 impl Balancer {
     /// Build from the backend's servers (any order). Servers with weight 0
-    /// are left out; an empty tier simply never matches.
+    /// are left out; an empty tier simply never matches. Backups follow
+    /// [`BackupPolicy::First`].
     pub fn build(
         algorithm: &Algorithm,
         servers: &[Server],
         ctx: &BuildContext,
+    ) -> Result<Self, BalanceError> {
+        Self::build_with(algorithm, servers, ctx, BackupPolicy::First)
+    }
+
+    /// [`build`](Self::build) with a backup policy.
+    pub fn build_with(
+        algorithm: &Algorithm,
+        servers: &[Server],
+        ctx: &BuildContext,
+        backup_policy: BackupPolicy,
     ) -> Result<Self, BalanceError> {
         let mut sorted: Vec<Server> = servers.iter().filter(|s| s.weight > 0).cloned().collect();
         sorted.sort_by_key(|s| s.idx);
@@ -386,9 +461,17 @@ impl Balancer {
         let tier = |set: &[Server]| (!set.is_empty()).then(|| Selector::build(algorithm, set, ctx));
         Ok(Self {
             algorithm: algorithm.clone(),
+            backup_policy,
             active: tier(&active),
             backup: tier(&backup),
+            active_set: active.iter().map(|s| s.idx).collect(),
+            backup_set: backup.iter().map(|s| s.idx).collect(),
         })
+    }
+
+    /// The backup policy this balancer was built with.
+    pub fn backup_policy(&self) -> BackupPolicy {
+        self.backup_policy
     }
 
     /// The algorithm this balancer was built with.
@@ -417,6 +500,117 @@ impl Balancer {
             .and_then(|s| s.select(key, &accept))
             .or_else(|| self.backup.as_ref().and_then(|s| s.select(key, &accept)))
     }
+
+    /// Pick a server the HAProxy way, separating "usable" from "has room".
+    ///
+    /// `usable(i)`: the server may serve this request at all (UP, not
+    /// excluded by a failed attempt). `take(i)`: reserve a slot on a usable
+    /// server if it has room (its `maxconn`), true on success; a `true`
+    /// must be undone by the caller if it does not use the result, and
+    /// [`Choice::Server`] is the only result for which `take` succeeded.
+    ///
+    /// The tier is chosen by usability alone: the active servers while any
+    /// is usable, else the backups (the first usable one, or all of them
+    /// with [`BackupPolicy::All`]). Within the tier, a hash algorithm with
+    /// a key picks among the usable servers regardless of fullness and
+    /// reports [`Choice::ServerQueue`] when its pick is full; the other
+    /// algorithms (and hashing without a key) skip full servers and report
+    /// [`Choice::BackendQueue`] when all are full.
+    pub fn choose(
+        &self,
+        key: SelectKey<'_>,
+        usable: impl Fn(ServerIdx) -> bool,
+        take: impl Fn(ServerIdx) -> bool,
+    ) -> Choice {
+        let hashed = key.hash().is_some() && matches!(self.algorithm, Algorithm::Hash { .. });
+        if let Some(sel) = &self.active {
+            if let Some(c) = choose_in(sel, &self.active_set, key, hashed, &usable, &take) {
+                return c;
+            }
+        }
+        match (self.backup_policy, &self.backup) {
+            (BackupPolicy::All, Some(sel)) => {
+                choose_in(sel, &self.backup_set, key, hashed, &usable, &take)
+            }
+            (BackupPolicy::First, Some(_)) => {
+                self.first_backup(&usable).map(|first| match take(first) {
+                    true => Choice::Server(first),
+                    false if hashed => Choice::ServerQueue(first),
+                    false => Choice::BackendQueue,
+                })
+            }
+            (_, None) => None,
+        }
+        .unwrap_or(Choice::NoServer)
+    }
+
+    /// May server `s` take a request waiting for *any* server (the backend
+    /// queue), given what is `usable` for that request? Active servers
+    /// always may; a backup only when no active server is usable and it is
+    /// the first usable backup (any usable backup with
+    /// [`BackupPolicy::All`]). Servers outside the balancer (DOWN at the
+    /// last rebuild, weight 0) never may.
+    pub fn may_serve_any(&self, s: ServerIdx, usable: impl Fn(ServerIdx) -> bool) -> bool {
+        if self.active_set.binary_search(&s).is_ok() {
+            return usable(s);
+        }
+        if self.backup_set.binary_search(&s).is_err() || !usable(s) {
+            return false;
+        }
+        if self.active_set.iter().any(|&i| usable(i)) {
+            return false;
+        }
+        self.backup_policy == BackupPolicy::All || self.first_backup(&usable) == Some(s)
+    }
+
+    /// Is `s` in either tier (not left out for weight 0 or by a rebuild)?
+    pub fn contains(&self, s: ServerIdx) -> bool {
+        self.active_set.binary_search(&s).is_ok() || self.backup_set.binary_search(&s).is_ok()
+    }
+
+    /// HAProxy's `fbck`: the first usable backup in config order.
+    fn first_backup(&self, usable: &impl Fn(ServerIdx) -> bool) -> Option<ServerIdx> {
+        self.backup_set.iter().copied().find(|&i| usable(i))
+    }
+}
+
+/// [`Balancer::choose`] within one tier; `None` when no server of the tier
+/// is usable (the caller moves to the next tier).
+fn choose_in(
+    sel: &Selector,
+    set: &[ServerIdx],
+    key: SelectKey<'_>,
+    hashed: bool,
+    usable: &impl Fn(ServerIdx) -> bool,
+    take: &impl Fn(ServerIdx) -> bool,
+) -> Option<Choice> {
+    if hashed {
+        // The attempt bound can stop the walk before a usable server when
+        // many in a row are vetoed: fall back to the first usable one.
+        let s = sel
+            .select(key, usable)
+            .or_else(|| set.iter().copied().find(|&i| usable(i)))?;
+        return Some(match take(s) {
+            true => Choice::Server(s),
+            false => Choice::ServerQueue(s),
+        });
+    }
+    if let Some(s) = sel.select(key, |i| usable(i) && take(i)) {
+        return Some(Choice::Server(s));
+    }
+    // Nobody accepted within the attempt budget. Rare enough to scan: a
+    // server with room the bound skipped still serves; else, if any server
+    // is usable, wait for one.
+    let mut any_usable = false;
+    for &i in set {
+        if usable(i) {
+            any_usable = true;
+            if take(i) {
+                return Some(Choice::Server(i));
+            }
+        }
+    }
+    any_usable.then_some(Choice::BackendQueue)
 }
 
 /// A [`Balancer`] that can be rebuilt at runtime while requests select from
@@ -425,6 +619,7 @@ impl Balancer {
 pub struct SharedBalancer {
     current: ArcSwap<Balancer>,
     ctx: BuildContext,
+    backup_policy: BackupPolicy,
 }
 
 impl SharedBalancer {
@@ -436,10 +631,21 @@ impl SharedBalancer {
         servers: &[Server],
         ctx: BuildContext,
     ) -> Result<Self, BalanceError> {
-        let b = Balancer::build(algorithm, servers, &ctx)?;
+        Self::with_backup_policy(algorithm, servers, ctx, BackupPolicy::First)
+    }
+
+    /// [`new`](Self::new) with a backup policy, kept across rebuilds.
+    pub fn with_backup_policy(
+        algorithm: &Algorithm,
+        servers: &[Server],
+        ctx: BuildContext,
+        backup_policy: BackupPolicy,
+    ) -> Result<Self, BalanceError> {
+        let b = Balancer::build_with(algorithm, servers, &ctx, backup_policy)?;
         Ok(Self {
             current: ArcSwap::from_pointee(b),
             ctx,
+            backup_policy,
         })
     }
 
@@ -447,7 +653,7 @@ impl SharedBalancer {
     /// In-flight selections finish on the old balancer.
     pub fn rebuild(&self, servers: &[Server]) -> Result<(), BalanceError> {
         let algorithm = self.current.load().algorithm.clone();
-        let b = Balancer::build(&algorithm, servers, &self.ctx)?;
+        let b = Balancer::build_with(&algorithm, servers, &self.ctx, self.backup_policy)?;
         self.current.store(Arc::new(b));
         Ok(())
     }
@@ -469,6 +675,26 @@ impl SharedBalancer {
         accept: impl Fn(ServerIdx) -> bool,
     ) -> Option<ServerIdx> {
         self.current.load().select(key, accept)
+    }
+
+    /// [`Balancer::choose`] on the current balancer.
+    pub fn choose(
+        &self,
+        key: SelectKey<'_>,
+        usable: impl Fn(ServerIdx) -> bool,
+        take: impl Fn(ServerIdx) -> bool,
+    ) -> Choice {
+        self.current.load().choose(key, usable, take)
+    }
+
+    /// [`Balancer::may_serve_any`] on the current balancer.
+    pub fn may_serve_any(&self, s: ServerIdx, usable: impl Fn(ServerIdx) -> bool) -> bool {
+        self.current.load().may_serve_any(s, usable)
+    }
+
+    /// [`Balancer::contains`] on the current balancer.
+    pub fn contains(&self, s: ServerIdx) -> bool {
+        self.current.load().contains(s)
     }
 }
 
@@ -754,6 +980,158 @@ mod tests {
         // A snapshot taken before the rebuild still works on the old set.
         let picks: Vec<_> = (0..2).map(|_| old.select(SelectKey::None, all)).collect();
         assert!(picks.contains(&Some(0)));
+    }
+
+    /// Servers `s0..` active (weight 1), then backups `b..` after them.
+    fn tiered(actives: usize, backups: usize) -> Vec<Server> {
+        let mut set = servers(&vec![1; actives]);
+        for b in 0..backups {
+            set.push(Server::new(actives + b, format!("b{b}"), 1, true));
+        }
+        set
+    }
+
+    #[test]
+    fn full_actives_mean_wait_not_backup() {
+        let b = Balancer::build(&rr(), &tiered(2, 1), &BuildContext::default()).unwrap();
+        // Actives usable but full: wait for them; the backup is not asked.
+        let asked = std::cell::RefCell::new(Vec::new());
+        let c = b.choose(SelectKey::None, all, |i| {
+            asked.borrow_mut().push(i);
+            i == 2
+        });
+        assert_eq!(c, Choice::BackendQueue);
+        assert!(!asked.borrow().contains(&2), "{asked:?}");
+        // One active with room: it serves.
+        assert_eq!(
+            b.choose(SelectKey::None, all, |i| i == 1),
+            Choice::Server(1)
+        );
+        // An excluded active does not count as usable; the other does.
+        assert_eq!(
+            b.choose(SelectKey::None, |i| i != 0, |_| false),
+            Choice::BackendQueue
+        );
+    }
+
+    #[test]
+    fn only_the_first_usable_backup_serves_unless_all_backups() {
+        let set = tiered(1, 3);
+        let first = Balancer::build(&rr(), &set, &BuildContext::default()).unwrap();
+        let no_active = |i: ServerIdx| i != 0;
+        for _ in 0..6 {
+            assert_eq!(
+                first.choose(SelectKey::None, no_active, all),
+                Choice::Server(1)
+            );
+        }
+        // The first backup full: wait for it, do not spill to b1/b2.
+        assert_eq!(
+            first.choose(SelectKey::None, no_active, |i| i != 1),
+            Choice::BackendQueue
+        );
+        // The first backup DOWN too: the next one is "first".
+        assert_eq!(
+            first.choose(SelectKey::None, |i| i > 1, all),
+            Choice::Server(2)
+        );
+        let every =
+            Balancer::build_with(&rr(), &set, &BuildContext::default(), BackupPolicy::All).unwrap();
+        let picks: Vec<_> = (0..6)
+            .map(|_| every.choose(SelectKey::None, no_active, all))
+            .collect();
+        for s in 1..=3 {
+            assert_eq!(
+                picks.iter().filter(|&&c| c == Choice::Server(s)).count(),
+                2,
+                "{picks:?}"
+            );
+        }
+        // With all backups, a full one is skipped like any full server.
+        assert_eq!(
+            every.choose(SelectKey::None, no_active, |i| i == 3),
+            Choice::Server(3)
+        );
+        // Actives back: backups idle again.
+        assert_eq!(every.choose(SelectKey::None, all, all), Choice::Server(0));
+        assert_eq!(
+            every.choose(SelectKey::None, |_| false, all),
+            Choice::NoServer
+        );
+    }
+
+    #[test]
+    fn hashing_waits_for_its_server_instead_of_spilling() {
+        for hash_type in [HashType::MapBased, HashType::Consistent] {
+            let algo = Algorithm::Hash {
+                on: HashOn::Uri { whole: false },
+                hash_type,
+            };
+            let b =
+                Balancer::build(&algo, &servers(&[1, 1, 1, 1]), &BuildContext::default()).unwrap();
+            for k in 0..50u64 {
+                let key = SelectKey::Hash(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let owner = b.select(key, all).unwrap();
+                assert_eq!(b.choose(key, all, all), Choice::Server(owner));
+                // Owner full: wait on the owner, even though others have room.
+                assert_eq!(
+                    b.choose(key, all, |i| i != owner),
+                    Choice::ServerQueue(owner)
+                );
+                // Owner unusable (excluded): the hash moves on, like removal.
+                let next = b.select(key, |i| i != owner).unwrap();
+                assert_eq!(b.choose(key, |i| i != owner, all), Choice::Server(next));
+            }
+            // No key: round robin, which skips full servers and then waits.
+            assert_eq!(
+                b.choose(SelectKey::None, all, |i| i == 2),
+                Choice::Server(2)
+            );
+            assert_eq!(
+                b.choose(SelectKey::None, all, |_| false),
+                Choice::BackendQueue
+            );
+        }
+    }
+
+    #[test]
+    fn may_serve_any_follows_the_tier_rules() {
+        let set = tiered(2, 2);
+        let first = Balancer::build(&rr(), &set, &BuildContext::default()).unwrap();
+        assert!(first.may_serve_any(0, all) && first.may_serve_any(1, all));
+        assert!(
+            !first.may_serve_any(2, all),
+            "a backup while actives are usable"
+        );
+        let no_active = |i: ServerIdx| i >= 2;
+        assert!(first.may_serve_any(2, no_active));
+        assert!(!first.may_serve_any(3, no_active), "only the first backup");
+        assert!(!first.may_serve_any(0, no_active), "an unusable server");
+        let every =
+            Balancer::build_with(&rr(), &set, &BuildContext::default(), BackupPolicy::All).unwrap();
+        assert!(every.may_serve_any(3, no_active));
+        // A server left out of the balancer (weight 0) never serves.
+        let drained = vec![
+            Server::new(0, "s0", 0, false),
+            Server::new(1, "s1", 1, false),
+        ];
+        let b = Balancer::build(&rr(), &drained, &BuildContext::default()).unwrap();
+        assert!(!b.may_serve_any(0, all) && !b.contains(0) && b.contains(1));
+    }
+
+    #[test]
+    fn try_acquire_never_exceeds_the_limit() {
+        let t = ConnTracker::new(1);
+        let g1 = t.try_acquire(0, Some(2)).expect("room");
+        let g2 = t.try_acquire(0, Some(2)).expect("room");
+        assert!(t.try_acquire(0, Some(2)).is_none());
+        drop(g1);
+        let g3 = t.try_acquire(0, Some(2)).expect("room again");
+        assert_eq!(t.active(0), 2);
+        let unlimited = t.try_acquire(0, None).expect("no limit");
+        assert_eq!(t.active(0), 3);
+        drop((g2, g3, unlimited));
+        assert_eq!(t.active(0), 0);
     }
 
     #[test]

@@ -482,6 +482,9 @@ pub struct Backend {
     pub retries: u32,
     /// `option redispatch`: retry on another server.
     pub redispatch: bool,
+    /// `option allbackups`: once no active server is usable, balance over
+    /// every usable backup instead of only the first one.
+    pub all_backups: bool,
     /// `option httpchk` (+ `http-check expect`): HTTP health checks; `None` =
     /// plain TCP connect checks for servers with `check`.
     pub http_check: Option<HttpCheck>,
@@ -577,6 +580,10 @@ pub struct Server {
     pub on_error: OnError,
     /// `maxconn N`: concurrent connection limit.
     pub maxconn: Option<u32>,
+    /// `maxqueue N`: requests waiting for this server at most (its own
+    /// queue, see docs/l7.md); more get a 503. `None` (or 0 written) =
+    /// unlimited.
+    pub maxqueue: Option<u32>,
     /// `backup`: used only when no non-backup server is up.
     pub backup: bool,
     /// `ssl`: talk TLS to the server.

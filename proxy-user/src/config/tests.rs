@@ -1097,3 +1097,59 @@ fn a_bind_guid_names_a_listener_and_must_be_unique_like_every_guid() {
     );
     assert!(e.hint.unwrap().contains("bind"));
 }
+
+#[test]
+fn allbackups_and_maxqueue_are_parsed_and_inherited() {
+    let (cfg, _) = ok(&with_preamble(
+        "defaults
+    mode http
+    option allbackups
+    default-server maxconn 2 maxqueue 5
+backend a
+    server s1 10.0.0.1:80
+    server s2 10.0.0.2:80 maxqueue 0
+backend b
+    no option allbackups
+    server s 10.0.0.3:80 maxqueue 7
+",
+    ));
+    let a = cfg.backend("a").unwrap();
+    assert!(a.all_backups);
+    assert_eq!(a.servers[0].maxqueue, Some(5));
+    assert_eq!(a.servers[1].maxqueue, None, "maxqueue 0 means unlimited");
+    let b = cfg.backend("b").unwrap();
+    assert!(!b.all_backups);
+    assert_eq!(
+        (b.servers[0].maxconn, b.servers[0].maxqueue),
+        (Some(2), Some(7))
+    );
+}
+
+#[test]
+fn allbackups_outside_backends_and_bad_maxqueue_are_errors() {
+    one_err(
+        &web("    option allbackups", ""),
+        10,
+        "option 'allbackups' is not allowed in frontend",
+    );
+    let e = one_err(
+        &web("", "    server s2 10.0.0.2:80 maxconn 1 maxqueue lots"),
+        15,
+        "invalid number 'lots' for maxqueue",
+    );
+    assert!(e.hint.is_some());
+}
+
+#[test]
+fn maxqueue_without_maxconn_is_a_warning_on_the_server_line() {
+    let (_, warnings) = ok(&web("", "    server s2 10.0.0.2:80 guid s2 maxqueue 3"));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].line, Some(15));
+    assert!(warnings[0]
+        .message
+        .contains("'app/s2' has 'maxqueue' but no 'maxconn'"));
+    assert_eq!(
+        warnings[0].hint.as_deref(),
+        Some("add 'maxconn N' to the server, or remove 'maxqueue'")
+    );
+}

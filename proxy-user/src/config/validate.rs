@@ -311,6 +311,20 @@ fn advisories(config: &Config, d: &mut Diags<'_>) {
                 None,
             );
         }
+        for s in b
+            .servers
+            .iter()
+            .filter(|s| s.maxqueue.is_some() && s.maxconn.is_none())
+        {
+            d.warn(
+                Some(s.line),
+                format!(
+                    "server '{}/{}' has 'maxqueue' but no 'maxconn': nothing ever waits for it",
+                    b.name, s.name
+                ),
+                Some("add 'maxconn N' to the server, or remove 'maxqueue'"),
+            );
+        }
         if b.servers.is_empty() {
             d.warn(
                 Some(b.line),

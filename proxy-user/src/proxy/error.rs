@@ -48,12 +48,23 @@ pub enum ProxyError {
     /// No `use_backend` matched and there is no `default_backend`.
     #[error("no backend for this request")]
     NoBackend,
-    /// Every server of the backend is down (or has weight 0).
+    /// Every server of the backend is down (or has weight 0, or already
+    /// failed this request).
     #[error("no server available in backend")]
     NoServer,
-    /// Every usable server was full for `timeout queue`.
+    /// The request waited `timeout queue` for a slot: in that server's own
+    /// queue (`Some`, hashing) or the backend queue (`None`).
     #[error("queue timeout")]
-    QueueTimeout,
+    QueueTimeout {
+        /// The server whose queue it waited in.
+        server: Option<usize>,
+    },
+    /// The chosen server's own queue was at its `maxqueue`.
+    #[error("server queue full")]
+    QueueFull {
+        /// The server.
+        server: usize,
+    },
     /// A TCP connect to a server failed.
     #[error("connect to {server} failed: {source}")]
     Connect {
@@ -106,7 +117,8 @@ impl ProxyError {
             | ProxyError::ClientAborted(_) => ErrorSide::Client,
             ProxyError::NoBackend
             | ProxyError::NoServer
-            | ProxyError::QueueTimeout
+            | ProxyError::QueueTimeout { .. }
+            | ProxyError::QueueFull { .. }
             | ProxyError::Internal(_) => ErrorSide::Internal,
             ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
@@ -127,7 +139,8 @@ impl ProxyError {
             ProxyError::ClientAborted(_) => None,
             ProxyError::NoBackend
             | ProxyError::NoServer
-            | ProxyError::QueueTimeout
+            | ProxyError::QueueTimeout { .. }
+            | ProxyError::QueueFull { .. }
             | ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
             | ProxyError::ConnectTimeout { .. } => Some(503),
@@ -155,17 +168,21 @@ impl ProxyError {
     /// on the backend and server for server errors). Server failures count
     /// as HAProxy's: every failed connect, `timeout connect` included, is a
     /// connect error (`econ`); every failed response, `timeout server`
-    /// included, a response error (`eresp`).
+    /// included, a response error (`eresp`). A request no server could
+    /// take (none usable, queue timeout, server queue full) is also a failed
+    /// connection (`econ`) of the backend, and of the server whose queue it
+    /// waited in, not a denial.
     pub fn counter(&self) -> Option<Counter> {
         match self {
             ProxyError::BadRequest(_) => Some(Counter::RequestErrors),
             ProxyError::ClientTimeout(_) => Some(Counter::Timeouts),
             ProxyError::ClientAborted(_) => None,
-            ProxyError::NoBackend | ProxyError::NoServer | ProxyError::QueueTimeout => {
-                Some(Counter::Denied)
-            }
+            ProxyError::NoBackend => Some(Counter::Denied),
             ProxyError::Internal(_) => None,
-            ProxyError::Connect { .. }
+            ProxyError::NoServer
+            | ProxyError::QueueTimeout { .. }
+            | ProxyError::QueueFull { .. }
+            | ProxyError::Connect { .. }
             | ProxyError::Tls { .. }
             | ProxyError::ConnectTimeout { .. } => Some(Counter::ConnectErrors),
             ProxyError::StaleConnection
@@ -196,8 +213,18 @@ impl ProxyError {
             | ProxyError::ClientAborted(_)
             | ProxyError::NoBackend
             | ProxyError::NoServer
-            | ProxyError::QueueTimeout
+            | ProxyError::QueueTimeout { .. }
+            | ProxyError::QueueFull { .. }
             | ProxyError::Internal(_) => None,
+        }
+    }
+
+    /// The server a queue failure happened on (its queue), if any.
+    pub fn queued_server(&self) -> Option<usize> {
+        match self {
+            ProxyError::QueueTimeout { server } => *server,
+            ProxyError::QueueFull { server } => Some(*server),
+            _ => None,
         }
     }
 
@@ -208,8 +235,12 @@ impl ProxyError {
             ProxyError::BadRequest(_) => b'P',
             ProxyError::ClientTimeout(_) => b'c',
             ProxyError::ClientAborted(_) => b'C',
-            ProxyError::NoBackend | ProxyError::NoServer => b'S',
-            ProxyError::QueueTimeout => b's',
+            // HAProxy: no server is a connection-stage failure (`SC`), a
+            // full server queue `SQ`, a queue timeout `sQ`.
+            ProxyError::NoServer => return *b"SC",
+            ProxyError::QueueFull { .. } => return *b"SQ",
+            ProxyError::QueueTimeout { .. } => return *b"sQ",
+            ProxyError::NoBackend => b'S',
             ProxyError::Connect { .. } | ProxyError::Tls { .. } | ProxyError::StaleConnection => {
                 b'S'
             }
@@ -346,6 +377,28 @@ mod tests {
             );
             assert!(body.contains(&status.to_string()));
         }
+    }
+
+    #[test]
+    fn no_server_and_queue_failures_are_failed_connections_with_haproxy_flags() {
+        let cases = [
+            (ProxyError::NoServer, *b"SC", None),
+            (ProxyError::QueueTimeout { server: None }, *b"sQ", None),
+            (
+                ProxyError::QueueTimeout { server: Some(2) },
+                *b"sQ",
+                Some(2),
+            ),
+            (ProxyError::QueueFull { server: 1 }, *b"SQ", Some(1)),
+        ];
+        for (e, flags, server) in cases {
+            assert_eq!(e.status(), Some(503), "{e}");
+            assert_eq!(e.counter(), Some(Counter::ConnectErrors), "{e}");
+            assert_eq!(e.termination(b'Q'), flags, "{e}");
+            assert_eq!(e.queued_server(), server, "{e}");
+            assert!(!e.retryable());
+        }
+        assert_eq!(ProxyError::NoBackend.counter(), Some(Counter::Denied));
     }
 
     #[test]

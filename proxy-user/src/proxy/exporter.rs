@@ -95,7 +95,7 @@ impl Exporter {
         page.counters(ObjectType::Backend, &be_rows);
         page.gauge(
             "weir_backend_current_queue",
-            "Requests waiting for a server slot now.",
+            "Requests waiting in the backend queue now (servers' own queues not included).",
             backends
                 .iter()
                 .map(|b| (Row::labels(&b.name, None), b.queued.load(Ordering::Relaxed))),
@@ -137,6 +137,15 @@ impl Exporter {
             servers().map(|(b, i)| {
                 let labels = Row::labels(&b.name, Some(&b.servers[i].name));
                 (labels, u64::from(b.active(i)))
+            }),
+        );
+        page.gauge(
+            "weir_server_current_queue",
+            "Requests waiting in the server's own queue now (a hash algorithm picked it while full).",
+            servers().map(|(b, i)| {
+                let s = &b.servers[i];
+                let labels = Row::labels(&b.name, Some(&s.name));
+                (labels, s.queued.load(Ordering::Relaxed))
             }),
         );
         page.gauge(

@@ -63,6 +63,8 @@ pub struct AccessRecord<'a> {
     pub srv_conn: u64,
     /// Retries done for this request.
     pub retries: u32,
+    /// Requests in the server's own queue now (hash algorithms queue there).
+    pub srv_queue: u64,
     /// Requests queued on the backend now.
     pub be_queue: u64,
     /// Method, target, version of the request.
@@ -87,7 +89,7 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
                 "{{\"client\":\"{}\",\"date\":\"{}\",\"frontend\":{},\"backend\":{},\"server\":{},\
                  \"tq\":{},\"tw\":{},\"tc\":{},\"tr\":{},\"ta\":{},\"status\":{},\"bytes\":{},\
                  \"termination\":\"{}\",\"fe_conn\":{},\"be_conn\":{},\"srv_conn\":{},\"retries\":{},\
-                 \"be_queue\":{},\"method\":{},\"uri\":{},\"version\":\"{}\"{}}}",
+                 \"srv_queue\":{},\"be_queue\":{},\"method\":{},\"uri\":{},\"version\":\"{}\"{}}}",
                 r.client,
                 HttpDate(r.started),
                 Json(r.frontend),
@@ -105,6 +107,7 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
                 r.be_conn,
                 r.srv_conn,
                 r.retries,
+                r.srv_queue,
                 r.be_queue,
                 Json(r.method),
                 Json(r.target),
@@ -117,7 +120,7 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
             let plus = if r.logasap { "+" } else { "" };
             let _ = write!(
                 out,
-                "{} [{}] {} {}/{} {}/{}/{}/{}/{}{} {} {}{} - - {}-- {}/{}/{}/{}/{} 0/{} \"{} {} {}\"",
+                "{} [{}] {} {}/{} {}/{}/{}/{}/{}{} {} {}{} - - {}-- {}/{}/{}/{}/{} {}/{} \"{} {} {}\"",
                 r.client,
                 HttpDate(r.started),
                 r.frontend,
@@ -138,6 +141,7 @@ pub fn format_record(r: &AccessRecord<'_>, format: LogFormat, out: &mut String) 
                 r.be_conn,
                 r.srv_conn,
                 r.retries,
+                r.srv_queue,
                 r.be_queue,
                 r.method,
                 r.target.escape_default(),
@@ -236,6 +240,7 @@ mod tests {
             be_conn: 1,
             srv_conn: 1,
             retries: 0,
+            srv_queue: 0,
             be_queue: 0,
             method: "GET",
             target: "/x",

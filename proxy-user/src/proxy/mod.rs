@@ -33,6 +33,7 @@ pub mod error;
 pub mod exporter;
 pub mod log;
 pub mod pool;
+pub mod queue;
 pub mod route;
 pub mod session;
 pub mod stream;
@@ -41,15 +42,16 @@ pub mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::balance::{
-    Algorithm, BalanceError, BuildContext, ConnTracker, Server as BalanceServer, SharedBalancer,
+    Algorithm, BackupPolicy, BalanceError, BuildContext, ConnTracker, Server as BalanceServer,
+    SharedBalancer,
 };
 use crate::config::{self, Backend, Config, Frontend, HttpRequestRule, LogFormat, Mode, Timeouts};
 use crate::health::{self, checker::HealthChecker, checker::HealthEvent, state::Health};
@@ -59,6 +61,7 @@ use crate::tls::{
     RecordSocket, TlsAcceptor, TlsClientSettings, TlsConfigError, TlsConnector, TlsServerSettings,
 };
 
+use queue::Queues;
 use route::Route;
 use upstream::{BackendCtx, ServerCtx};
 
@@ -428,8 +431,17 @@ fn build_backend(
         conns: ConnTracker::new(be.servers.len()),
         random_seed: std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15,
     };
-    let balancer = SharedBalancer::new(&algorithm, &balance_servers(be, |_| true), ctx)
-        .map_err(balance_err)?;
+    let backup_policy = match be.all_backups {
+        true => BackupPolicy::All,
+        false => BackupPolicy::First,
+    };
+    let balancer = SharedBalancer::with_backup_policy(
+        &algorithm,
+        &balance_servers(be, |_| true),
+        ctx,
+        backup_policy,
+    )
+    .map_err(balance_err)?;
     let mut check_targets = Vec::new();
     let tls = be
         .servers
@@ -453,6 +465,8 @@ fn build_backend(
                 name: s.name.clone(),
                 addr: s.addr,
                 maxconn: s.maxconn,
+                maxqueue: s.maxqueue,
+                queued: AtomicU64::new(0),
                 check_index,
                 counters: counters(StatsEntity::Server(be, s)),
                 pool: pool::Pool::with_workers(
@@ -477,7 +491,9 @@ fn build_backend(
         http_request: be.http_request.clone(),
         counters: counters(StatsEntity::Backend(be)),
         queued: AtomicU64::new(0),
-        released: Notify::new(),
+        waiting: AtomicUsize::new(0),
+        generation: AtomicU64::new(0),
+        queues: Mutex::new(Queues::new(be.servers.len())),
     });
     if check_targets.is_empty() {
         return Ok((backend, None));
@@ -547,6 +563,8 @@ async fn follow_health(
                 if let Err(e) = backend.balancer.rebuild(&servers) {
                     ::log::error!("backend {}: cannot rebuild the balancer: {e}", backend.name);
                 }
+                // Queued requests re-evaluate against the new server set.
+                backend.health_changed();
             }
         }
     }

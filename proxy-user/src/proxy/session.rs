@@ -636,7 +636,15 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 Some(slot) => slot,
                 None => {
                     o.phase = b'Q';
-                    let (slot, waited) = backend.acquire(key, &excluded).await?;
+                    let (slot, waited) = match backend.acquire(key, &excluded).await {
+                        Ok(acquired) => acquired,
+                        Err(e) => {
+                            // Logged and counted against the server whose
+                            // queue it waited in, as HAProxy does.
+                            o.server = e.queued_server().or(o.server);
+                            return Err(e);
+                        }
+                    };
                     o.tw = Some(o.tw.unwrap_or_default() + waited);
                     slot
                 }
@@ -1097,10 +1105,18 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     }
                 }
             }
-            ErrorSide::Internal => match o.backend {
-                Some(b) => b.counters.inc(Counter::Denied),
-                None => fe.counters.inc(Counter::Denied),
-            },
+            ErrorSide::Internal => {
+                let c = e.counter().unwrap_or(Counter::Denied);
+                match o.backend {
+                    Some(b) => {
+                        b.counters.inc(c);
+                        if let (Counter::ConnectErrors, Some(s)) = (c, e.queued_server()) {
+                            b.servers[s].counters.inc(c);
+                        }
+                    }
+                    None => fe.counters.inc(c),
+                }
+            }
         }
         o.termination = Some(e.termination(o.phase));
         log::debug!("{} {}: {e}", fe.name, self.peer);
@@ -1189,6 +1205,10 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     _ => 0,
                 },
                 retries: o.retries,
+                srv_queue: match (o.backend, o.server) {
+                    (Some(b), Some(s)) => b.servers[s].queued.load(Ordering::Relaxed),
+                    _ => 0,
+                },
                 be_queue: o.backend.map_or(0, |b| b.queued.load(Ordering::Relaxed)),
                 method,
                 target,

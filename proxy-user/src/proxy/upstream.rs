@@ -1,25 +1,24 @@
 //! Backends and servers: pick a server (balancer + health + `maxconn`),
-//! wait in the backend queue when every usable server is full, and get a
+//! wait in a queue when the pick is full ([`super::queue`]), and get a
 //! connection (pooled, or a new one within `timeout connect`).
 //!
 //! Retries and `option redispatch` are driven by the session
 //! ([`super::session`]), which knows whether the request can still be sent
 //! again; this module supplies the steps.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use crate::uring::UringStream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::balance::{ConnGuard, HashOn, SelectKey, ServerIdx, SharedBalancer};
+use crate::balance::{Choice, ConnGuard, HashOn, SelectKey, ServerIdx, SharedBalancer};
 use crate::config::{HttpRequestRule, Timeouts};
 use crate::health::checker::HealthHandle;
 use crate::health::passive::Observation;
@@ -28,6 +27,7 @@ use crate::tls::TlsConnector;
 
 use super::error::ProxyError;
 use super::pool::{Pool, ServerConn, ServerStream};
+use super::queue::{Enqueued, Place, Queues};
 
 /// Connect timeout when neither the backend nor `defaults` set one.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,8 +41,15 @@ pub struct ServerCtx {
     pub name: String,
     /// Where to connect.
     pub addr: SocketAddr,
-    /// `maxconn`: concurrent requests at most; more wait in the queue.
+    /// `maxconn`: concurrent requests at most; more wait in a queue.
     pub maxconn: Option<u32>,
+    /// `maxqueue`: requests waiting in this server's own queue at most;
+    /// `None`: unlimited.
+    pub maxqueue: Option<u32>,
+    /// Requests waiting in this server's own queue now (a hash algorithm
+    /// chose this server and it was full). A gauge for metrics; its
+    /// in-flight count is [`BackendCtx::active`].
+    pub queued: AtomicU64,
     /// Index of this server among the health checker's targets (servers
     /// with `check`); `None`: not checked, always considered UP.
     pub check_index: Option<usize>,
@@ -80,24 +87,50 @@ pub struct BackendCtx {
     pub http_request: Vec<HttpRequestRule>,
     /// Stats counters of this backend.
     pub counters: EntityCounters,
-    /// Requests waiting in the queue now (process-local gauge).
+    /// Requests waiting in the backend queue now (for any server): a gauge
+    /// for metrics. Per server: [`ServerCtx::queued`]; every queue
+    /// together: [`BackendCtx::waiting`].
     pub queued: AtomicU64,
-    /// Woken whenever a request releases a server slot.
-    pub(crate) released: Notify,
+    /// Requests waiting in any queue of this backend: the one atomic the
+    /// no-queue fast path reads.
+    pub(crate) waiting: AtomicUsize,
+    /// Bumped (under the queue lock) on every health change, so a request
+    /// that chose before it re-checks instead of queueing on a stale pick.
+    pub(crate) generation: AtomicU64,
+    /// The backend queue and the servers' queues.
+    pub(crate) queues: Mutex<Queues>,
 }
 
-/// A request counted against a server (`maxconn`, `leastconn`) until dropped.
+/// A request counted against a server (`maxconn`, `leastconn`) until
+/// dropped; dropping it hands the slot to the oldest eligible waiter.
 #[derive(Debug)]
 pub struct ServerSlot {
-    _guard: ConnGuard,
+    guard: Option<ConnGuard>,
     backend: Arc<BackendCtx>,
     /// The server's index.
     pub server: ServerIdx,
 }
 
+impl ServerSlot {
+    pub(crate) fn new(backend: Arc<BackendCtx>, server: ServerIdx, guard: ConnGuard) -> Self {
+        Self {
+            guard: Some(guard),
+            backend,
+            server,
+        }
+    }
+
+    /// The count, taken out so that dropping the slot no longer releases it.
+    pub(crate) fn take_guard(&mut self) -> Option<ConnGuard> {
+        self.guard.take()
+    }
+}
+
 impl Drop for ServerSlot {
     fn drop(&mut self) {
-        self.backend.released.notify_one();
+        if let Some(guard) = self.guard.take() {
+            self.backend.release(self.server, guard);
+        }
     }
 }
 
@@ -110,65 +143,79 @@ impl BackendCtx {
         }
     }
 
-    /// Does server `i` have room under its `maxconn`?
-    fn has_room(&self, i: ServerIdx) -> bool {
-        self.servers[i]
-            .maxconn
-            .is_none_or(|m| self.balancer.conns().active(i) < m)
-    }
-
-    /// In-flight requests on server `i`.
+    /// In-flight requests on server `i` (what `maxconn` limits).
     pub fn active(&self, i: ServerIdx) -> u32 {
         self.balancer.conns().active(i)
     }
 
+    /// Requests waiting in any queue of this backend (backend queue and
+    /// every server's own queue).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Picks a server for a request and counts the request against it,
-    /// skipping `excluded` (servers that already failed this request). When
-    /// every usable server is full, waits in the queue for `timeout queue`
-    /// (`timeout connect` if unset, like HAProxy).
+    /// skipping `excluded` (servers that already failed this request).
+    /// When the pick is full the request waits, in arrival order, in the
+    /// pick's own queue (hashing) or the backend queue (the others), for
+    /// `timeout queue` (`timeout connect` if unset, like HAProxy). Returns
+    /// the slot and how long it waited.
     pub async fn acquire(
         self: &Arc<Self>,
         key: SelectKey<'_>,
         excluded: &[ServerIdx],
     ) -> Result<(ServerSlot, Duration), ProxyError> {
+        let usable = |i| self.is_up(i) && !excluded.contains(&i);
         // The clock is read only if the request has to wait.
         let mut started: Option<Instant> = None;
-        let mut deadline = None;
+        let mut seq = None;
+        let waited = |started: Option<Instant>| started.map_or(Duration::ZERO, |t| t.elapsed());
         loop {
-            let released = self.released.notified();
-            let mut released = pin!(released);
-            released.as_mut().enable();
-            let pick = self.balancer.select(key, |i| {
-                self.is_up(i) && !excluded.contains(&i) && self.has_room(i)
-            });
-            if let Some(server) = pick {
-                let guard = self.balancer.conns().acquire(server);
-                return Ok((
-                    ServerSlot {
-                        _guard: guard,
-                        backend: self.clone(),
-                        server,
-                    },
-                    started.map_or(Duration::ZERO, |t| t.elapsed()),
-                ));
-            }
-            let usable = (0..self.servers.len()).any(|i| self.is_up(i) && !excluded.contains(&i));
-            if !usable {
-                return Err(ProxyError::NoServer);
-            }
-            let deadline = *deadline.get_or_insert_with(|| {
-                *started.get_or_insert_with(Instant::now)
-                    + self
-                        .timeouts
-                        .queue
-                        .or(self.timeouts.connect)
-                        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
-            });
-            self.queued.fetch_add(1, Ordering::Relaxed);
-            let woke = tokio::time::timeout_at(deadline, released).await;
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            if woke.is_err() {
-                return Err(ProxyError::QueueTimeout);
+            let generation = self.generation.load(Ordering::SeqCst);
+            let taken = Cell::new(None);
+            let place = match self
+                .balancer
+                .choose(key, usable, |i| self.take_new(i, &taken))
+            {
+                Choice::Server(server) => {
+                    let guard = taken.take().expect("choose reserved a slot");
+                    let slot = ServerSlot::new(self.clone(), server, guard);
+                    return Ok((slot, waited(started)));
+                }
+                Choice::NoServer => return Err(ProxyError::NoServer),
+                Choice::ServerQueue(s) => Place::Server(s),
+                Choice::BackendQueue => Place::Backend,
+            };
+            let deadline = *started.get_or_insert_with(Instant::now)
+                + self
+                    .timeouts
+                    .queue
+                    .or(self.timeouts.connect)
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            let queued_on = match place {
+                Place::Server(s) => Some(s),
+                Place::Backend => None,
+            };
+            let (ticket, mut wake) = match self.enqueue(place, &mut seq, generation, excluded) {
+                Enqueued::Waiting(ticket, wake) => (ticket, wake),
+                Enqueued::Stale => continue,
+                Enqueued::Full(server) => return Err(ProxyError::QueueFull { server }),
+            };
+            match tokio::time::timeout_at(deadline, &mut wake).await {
+                Ok(Ok(Some(slot))) => {
+                    ticket.woken();
+                    return Ok((slot, waited(started)));
+                }
+                // Told to choose again (keeping its place in line).
+                Ok(Ok(None)) | Ok(Err(_)) => ticket.woken(),
+                Err(_) => {
+                    drop(ticket);
+                    // Handed a slot just as the wait ended: use it.
+                    if let Ok(Some(slot)) = wake.try_recv() {
+                        return Ok((slot, waited(started)));
+                    }
+                    return Err(ProxyError::QueueTimeout { server: queued_on });
+                }
             }
         }
     }

@@ -117,6 +117,7 @@ impl Parser<'_> {
                 timeouts: s.timeouts,
                 retries: s.retries,
                 redispatch: s.redispatch,
+                all_backups: s.all_backups,
                 http_check: s.httpchk.clone().map(|(method, uri)| HttpCheck {
                     method,
                     uri,

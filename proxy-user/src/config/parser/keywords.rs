@@ -402,6 +402,7 @@ impl Parser<'_> {
         match name {
             "forwardfor" => s.forwardfor = enable,
             "redispatch" => s.redispatch = enable,
+            "allbackups" => s.all_backups = enable,
             "logasap" => s.logasap = enable,
             "splice-auto" => s.splice_auto = enable,
             "httplog" | "tcplog" => {

@@ -151,7 +151,7 @@ pub(super) fn parse_server_opts(
         let value = || {
             words.get(i + 1).ok_or_else(|| {
                 Problem::new(w.col, format!("server option '{}' needs a value", w.text))
-                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [observe layer4|layer7] [error-limit N] [on-error ACTION] [maxconn N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
+                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [observe layer4|layer7] [error-limit N] [on-error ACTION] [maxconn N] [maxqueue N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
             })
         };
         let mut takes_value = true;
@@ -213,6 +213,10 @@ pub(super) fn parse_server_opts(
                 ));
             }
             "maxconn" => o.maxconn = Some(number(value()?, "maxconn", 1, u32::MAX.into())? as u32),
+            // HAProxy: 0 means no limit.
+            "maxqueue" => {
+                o.maxqueue = Some(number(value()?, "maxqueue", 0, u32::MAX.into())? as u32)
+            }
             "verify" => {
                 o.verify = Some(choice(
                     value()?,
@@ -297,6 +301,7 @@ pub(super) fn resolve_server(
         error_limit: o.error_limit.unwrap_or(server_defaults::ERROR_LIMIT),
         on_error: o.on_error.unwrap_or_default(),
         maxconn: o.maxconn,
+        maxqueue: o.maxqueue.filter(|&n| n > 0),
         backup: o.backup.unwrap_or(false),
         ssl,
         verify,
