@@ -23,6 +23,7 @@ use super::condition::{parse_condition, parse_test, Condition, Test};
 use super::error::{ConfigError, Problem, Warning};
 use super::lexer::{tokenize, Line, Word};
 use super::model::*;
+use super::network::Network;
 
 mod finish;
 mod keywords;
@@ -103,6 +104,10 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("xdp-mode", G, "xdp-mode auto|native|generic"),
     kw("maxconn", G | D | F | L, "maxconn N"),
     kw("demo-origin", G, "demo-origin NAME ADDR:PORT [ADDR:PORT...]"),
+    kw("tune.bufsize", G, "tune.bufsize SIZE"),
+    kw("tune.http.maxhdr", G, "tune.http.maxhdr N"),
+    kw("http-max-request-line", D | F | L, "http-max-request-line SIZE"),
+    kw("http-max-body-size", D | F | L, "http-max-body-size SIZE|0"),
     kw("mode", PROXY, "mode tcp|http|udp"),
     kw("bind", F | L, "bind ADDR:PORT [interface IF] [ssl crt PATH [crt PATH...]] [strict-sni] [alpn LIST] [ssl-min-ver V] [ssl-max-ver V] [defer-accept]"),
     kw("default_backend", F, "default_backend NAME"),
@@ -113,8 +118,8 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("balance", D | B | L, "balance roundrobin|leastconn|source|uri [whole]|hdr(NAME)|random|static-rr"),
     kw("hash-type", D | B | L, "hash-type map-based|consistent"),
     kw("timeout", PROXY, "timeout connect|client|server|http-request|http-keep-alive|queue|tunnel|check|client-fin|server-fin DURATION"),
-    kw("option", PROXY, "option forwardfor|httpchk [[METHOD] URI [VERSION]]|redispatch|httplog|tcplog|logasap|splice-auto"),
-    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|httplog|tcplog|logasap|splice-auto"),
+    kw("option", PROXY, "option forwardfor [except NETWORK] [header NAME] [if-none]|httpchk [[METHOD] URI [VERSION]]|redispatch|httplog|tcplog|logasap|splice-auto|http-reject-get-body"),
+    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|httplog|tcplog|logasap|splice-auto|http-reject-get-body"),
     kw("http-check", D | B | L, "http-check expect status CODE"),
     kw("retries", D | B | L, "retries N"),
     kw("log-format", D | F | L, "log-format json"),
@@ -136,6 +141,7 @@ pub(crate) const OPTIONS: &[(&str, u8)] = &[
     ("tcplog", D | F | L),
     ("logasap", D | F | L),
     ("splice-auto", D | F | L),
+    ("http-reject-get-body", D | F | L),
 ];
 
 pub(crate) const TIMEOUTS: &[&str] = &[
@@ -187,7 +193,10 @@ pub(crate) const BIND_OPTIONS: &[&str] = &[
 struct Settings {
     mode: Mode,
     timeouts: Timeouts,
-    forwardfor: bool,
+    forwardfor: Option<ForwardFor>,
+    reject_get_body: bool,
+    max_request_line: Option<u32>,
+    max_body_size: Option<u64>,
     log_format: Option<LogFormat>,
     logasap: bool,
     splice_auto: bool,
@@ -206,7 +215,10 @@ impl Default for Settings {
         Settings {
             mode: Mode::default(),
             timeouts: Timeouts::default(),
-            forwardfor: false,
+            forwardfor: None,
+            reject_get_body: false,
+            max_request_line: None,
+            max_body_size: None,
             log_format: None,
             logasap: false,
             splice_auto: true,

@@ -36,7 +36,9 @@ use bytes::{BufMut, BytesMut};
 
 use super::error::Error;
 use super::framing::{self, coding_name, transfer_coding_elements, Framing};
-use super::head::{list_contains, Headers, KnownName, RequestHead, ResponseHead, Version};
+use super::head::{
+    known_name, list_contains, Headers, KnownName, RequestHead, ResponseHead, Version,
+};
 
 /// How the proxy will delimit the body it writes after the head. Decides the
 /// `Content-Length` / `Transfer-Encoding` field written.
@@ -86,6 +88,9 @@ pub struct HeadRewrite<'a> {
     pub forwarded_for: Option<IpAddr>,
     /// How to treat a received `X-Forwarded-For` when `forwarded_for` is set.
     pub xff_mode: XffMode,
+    /// The field `forwarded_for` goes into (`option forwardfor header
+    /// NAME`); `None`: `X-Forwarded-For`.
+    pub forwarded_for_header: Option<&'a str>,
     /// Write `X-Forwarded-Proto: <proto>` (`http` / `https`), replacing any
     /// received one (requests).
     pub forwarded_proto: Option<&'a str>,
@@ -166,6 +171,11 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     let forward_upgrade = rw.keep_upgrade && headers.contains("upgrade");
     let connection = ConnectionTokens::of(headers);
     let mut xff_received = false;
+    // A custom client-address field is an `Other` name: compared by name.
+    let custom_xff = rw
+        .forwarded_for
+        .and(rw.forwarded_for_header)
+        .filter(|h| known_name(h.as_bytes()) != KnownName::XForwardedFor);
 
     for (known, h) in headers.iter_known() {
         let name = h.name;
@@ -181,7 +191,11 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
             KnownName::ContentLength => false,
             k if k.is_hop_by_hop() => false,
             KnownName::XForwardedProto if rw.forwarded_proto.is_some() => false,
-            KnownName::XForwardedFor if rw.forwarded_for.is_some() => {
+            KnownName::XForwardedFor if rw.forwarded_for.is_some() && custom_xff.is_none() => {
+                xff_received = true;
+                false
+            }
+            KnownName::Other if custom_xff.is_some_and(is) => {
                 xff_received = true;
                 false
             }
@@ -193,9 +207,11 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     }
 
     if let Some(client) = rw.forwarded_for {
-        dst.put_slice(b"x-forwarded-for: ");
+        let xff_name = custom_xff.unwrap_or("x-forwarded-for");
+        dst.put_slice(xff_name.as_bytes());
+        dst.put_slice(b": ");
         if rw.xff_mode == XffMode::Append && xff_received {
-            for v in headers.get_all("x-forwarded-for") {
+            for v in headers.get_all(xff_name) {
                 if !v.is_empty() {
                     dst.put_slice(v);
                     dst.put_slice(b", ");
@@ -372,6 +388,31 @@ mod tests {
         assert_eq!(
             encode_req(raw, &rw),
             "GET /x HTTP/1.1\r\nX-Forwarded-Proto: http\r\nx-forwarded-for: 2001:db8::1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_goes_into_a_custom_header() {
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Client-IP: 10.0.0.1\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n";
+        let rw = HeadRewrite {
+            forwarded_for: Some("192.0.2.7".parse().unwrap()),
+            forwarded_for_header: Some("X-Client-IP"),
+            ..HeadRewrite::default()
+        };
+        // The custom field is appended to; X-Forwarded-For is left alone.
+        assert_eq!(
+            encode_req(raw, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.9.9.9\r\nX-Client-IP: 10.0.0.1, 192.0.2.7\r\n\r\n"
+        );
+        // Any spelling of X-Forwarded-For is the default field.
+        let rw = HeadRewrite {
+            forwarded_for: Some("192.0.2.7".parse().unwrap()),
+            forwarded_for_header: Some("x-forwarded-FOR"),
+            ..HeadRewrite::default()
+        };
+        assert_eq!(
+            encode_req(raw, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Client-IP: 10.0.0.1\r\nx-forwarded-for: 10.9.9.9, 192.0.2.7\r\n\r\n"
         );
     }
 

@@ -14,6 +14,7 @@
 //! | [`pool`] | per-server idle keep-alive connections, plain or TLS ([`pool::ServerStream`]) |
 //! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
+//! | [`forwardfor`] | `option forwardfor` (header, `except`, `if-none`) per request |
 //! | [`log`] | the access log (httplog-like or JSON) |
 //! | [`error`] | [`error::ProxyError`]: side, status, retryable, counter |
 //! | [`worker`] | L7 worker threads, one current-thread runtime and listener each |
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod error;
+pub mod forwardfor;
 pub mod log;
 pub mod pool;
 pub mod route;
@@ -74,13 +76,15 @@ pub struct FrontendCtx {
     pub default_backend: Option<Arc<BackendCtx>>,
     /// The frontend's `http-request` rules (run before the backend's).
     pub http_request: Vec<HttpRequestRule>,
-    /// `option forwardfor`.
-    pub forwardfor: bool,
+    /// `option forwardfor [...]`.
+    pub forwardfor: Option<config::ForwardFor>,
     /// Client-side timeouts.
     pub timeouts: Timeouts,
     /// `option httplog` / `log-format json`; `None`: no access log.
     pub log_format: Option<LogFormat>,
-    /// Codec limits.
+    /// Codec limits: the engine's base limits with the configured ones
+    /// (`tune.bufsize`, `tune.http.maxhdr`, `http-max-request-line`,
+    /// `http-max-body-size`, `option http-reject-get-body`) applied.
     pub limits: Limits,
     /// `maxconn`.
     pub maxconn: usize,
@@ -191,7 +195,8 @@ impl Engine {
         Self::start_with_limits(cfg, Limits::default(), counters)
     }
 
-    /// [`Engine::start`] with other codec limits (e.g. `require_host: false`).
+    /// [`Engine::start`] with other base codec limits (e.g. `require_host:
+    /// false`); the limits the configuration sets still apply on top.
     pub fn start_with_limits(
         cfg: &Config,
         limits: Limits,
@@ -238,10 +243,10 @@ impl Engine {
                 routes,
                 default_backend,
                 http_request: fe.http_request.clone(),
-                forwardfor: fe.forwardfor,
+                forwardfor: fe.forwardfor.clone(),
                 timeouts: fe.timeouts,
                 log_format: fe.log_format,
-                limits: limits.clone(),
+                limits: configured_limits(&limits, &cfg.global, fe),
                 maxconn: fe.maxconn.map_or(DEFAULT_MAXCONN, |m| m as usize),
                 counters: counters(StatsEntity::Frontend(fe)),
                 current_sessions: AtomicU64::new(0),
@@ -271,6 +276,27 @@ impl Engine {
             c.shutdown().await;
         }
     }
+}
+
+/// The codec limits of frontend `fe`: `base` with what the configuration
+/// sets. `tune.bufsize` bounds the head as HAProxy's buffer does: the
+/// buffer minus its rewrite reserve ([`config::HEAD_REWRITE_RESERVE`]).
+fn configured_limits(base: &Limits, global: &config::Global, fe: &Frontend) -> Limits {
+    let mut limits = base.clone();
+    if let Some(bufsize) = global.tune_bufsize {
+        limits.max_head_bytes = bufsize.saturating_sub(config::HEAD_REWRITE_RESERVE) as usize;
+    }
+    if let Some(n) = global.tune_http_maxhdr {
+        limits.max_headers = usize::from(n);
+    }
+    if let Some(n) = fe.max_request_line {
+        limits.max_request_line = n as usize;
+    }
+    if fe.max_body_size.is_some() {
+        limits.max_body = fe.max_body_size;
+    }
+    limits.reject_body_without_semantics |= fe.reject_get_body;
+    limits
 }
 
 fn balance_words(be: &Backend) -> (Vec<String>, Vec<&'static str>) {
@@ -440,7 +466,7 @@ fn build_backend(
         timeouts: be.timeouts,
         retries: be.retries,
         redispatch: be.redispatch,
-        forwardfor: be.forwardfor,
+        forwardfor: be.forwardfor.clone(),
         http_request: be.http_request.clone(),
         counters: counters(StatsEntity::Backend(be)),
         queued: AtomicU64::new(0),

@@ -33,6 +33,7 @@ use crate::stats::Counter;
 use crate::tls::{RecordSocket, ServerTlsStream};
 
 use super::error::{write_error_response, write_local_response, ErrorSide, ProxyError};
+use super::forwardfor;
 use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
@@ -158,6 +159,28 @@ impl ClientIo for UringStream {
 
     fn uring(&mut self) -> Option<&mut UringStream> {
         Some(self)
+    }
+}
+
+/// With `http-max-body-size`, the part of a chunked request body that came
+/// with the head is decoded before any server is chosen: a body already
+/// over the limit (or malformed) is refused without a byte reaching a
+/// server. With Content-Length the head alone tells, at parse time. Past
+/// the buffered bytes the limit is enforced while streaming: the server
+/// then gets a body cut short and the connection closed, never a complete
+/// request.
+fn check_buffered_chunked_body(
+    buf: &[u8],
+    limits: &crate::http::Limits,
+) -> Result<(), crate::http::Error> {
+    let mut decoder = BodyDecoder::new(Framing::Chunked, Side::Client, limits);
+    let mut offset = 0;
+    loop {
+        let step = decoder.decode(&buf[offset..])?;
+        offset += step.consumed;
+        if step.done || step.consumed == 0 {
+            return Ok(());
+        }
     }
 }
 
@@ -471,6 +494,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
         o: &mut Outcome<'f>,
     ) -> Result<Next, ProxyError> {
         let fe = self.fe;
+        if head.framing() == Framing::Chunked && fe.limits.max_body.is_some() {
+            check_buffered_chunked_body(&self.buf, &fe.limits).map_err(ProxyError::BadRequest)?;
+        }
         let req = RequestRef::new(head);
         let mut set = std::mem::take(&mut self.set);
         let mut del = std::mem::take(&mut self.del);
@@ -646,7 +672,12 @@ impl<'f, S: ClientIo> Session<'f, S> {
 
         // The request head.
         o.phase = b'H';
-        let forwarded_for = (fe.forwardfor || backend.forwardfor).then(|| self.peer.ip());
+        let forwarding = forwardfor::decide(
+            fe.forwardfor.as_ref(),
+            backend.forwardfor.as_ref(),
+            self.peer.ip(),
+            head.headers(),
+        );
         // Requests are forwarded as HTTP/1.1, which requires a Host: an
         // HTTP/1.0 request without one gets the authority of its
         // absolute-form target, else the server's address (unless a rule
@@ -667,8 +698,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
             &with_host
         };
         let rewrite = HeadRewrite {
-            forwarded_for,
-            forwarded_proto: forwarded_for.map(|_| self.scheme),
+            forwarded_for: forwarding.for_header.map(|_| self.peer.ip()),
+            forwarded_for_header: forwarding.for_header,
+            forwarded_proto: forwarding.proto.then_some(self.scheme),
             set_headers: set,
             del_headers: del,
             body: request_framing_out(head.framing()),

@@ -48,7 +48,7 @@ impl Parser<'_> {
         if sec.s.mode != Mode::Http {
             // Like HAProxy, HTTP-only settings fall back to their L4 meaning
             // (or none), so consumers never see them on a tcp/udp proxy.
-            sec.s.forwardfor = false;
+            sec.s.forwardfor = None;
             if sec.s.log_format == Some(LogFormat::Http) {
                 sec.s.log_format = Some(LogFormat::Tcp);
             }
@@ -85,7 +85,10 @@ impl Parser<'_> {
                 http_request: std::mem::take(&mut http_request),
                 timeouts: s.timeouts,
                 maxconn: s.maxconn,
-                forwardfor: s.forwardfor,
+                forwardfor: s.forwardfor.clone(),
+                reject_get_body: s.reject_get_body,
+                max_request_line: s.max_request_line,
+                max_body_size: s.max_body_size,
                 log_format: s.log_format,
                 logasap: s.logasap,
                 splice_auto: s.splice_auto,
@@ -122,7 +125,7 @@ impl Parser<'_> {
                     uri,
                     expect_status: s.expect_status.map(|e| e.0),
                 }),
-                forwardfor: s.forwardfor,
+                forwardfor: s.forwardfor.clone(),
                 http_request,
             });
         }
@@ -363,7 +366,8 @@ impl Parser<'_> {
                     )
                     .hint("e.g. http-request set-header X-Env \"prod eu\""));
                 };
-                check_header_name(name)?;
+                check_rule_header(act, name)?;
+                check_header_value(value)?;
                 (
                     HttpRequestAction::SetHeader {
                         name: name.text.clone(),
@@ -374,7 +378,7 @@ impl Parser<'_> {
             }
             "del-header" => {
                 let name = &a[1];
-                check_header_name(name)?;
+                check_rule_header(act, name)?;
                 (
                     HttpRequestAction::DelHeader {
                         name: name.text.clone(),
@@ -396,6 +400,20 @@ impl Parser<'_> {
             condition,
             line: line.number,
         }))
+    }
+}
+
+/// The header of a `set-header` / `del-header` rule: a valid name that is
+/// not one Weir writes itself from the framing or the connection.
+fn check_rule_header(act: &Word, name: &Word) -> Result<(), Problem> {
+    check_header_name(name)?;
+    match reserved_header_reason(&name.text) {
+        None => Ok(()),
+        Some(why) => Err(Problem::new(
+            name.col,
+            format!("http-request {} cannot change '{}': {why}", act.text, name.text),
+        )
+        .hint("Weir does not re-frame requests, so rules may not touch Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer or Upgrade; remove the rule")),
     }
 }
 
