@@ -1,7 +1,8 @@
 //! Request handling rules through the running proxy: bodies on GET/HEAD
 //! (forwarded by default, refused with `option http-reject-get-body`), the
 //! configurable codec limits (414, 431, 413), absolute-form targets whose
-//! authority is not the Host, header rules that would break framing, and
+//! authority is not the Host, header rules (add-header; the ones that would
+//! break framing are refused), and
 //! `option forwardfor` with `header`, `except` and `if-none`. The recording
 //! origin shows what did, or did not, reach a server.
 
@@ -252,6 +253,34 @@ async fn header_rules_on_framing_fields_are_refused_at_load() {
         text.contains("l7-test.cfg:9") && text.contains("control character '\\r'"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn add_header_keeps_received_fields_and_set_header_replaces_them() {
+    let o = Origin::start("o").await;
+    let cfg = format!(
+        "{DEFAULTS}frontend fe
+    bind 127.0.0.1:1
+    http-request add-header X-Tag edge
+    http-request set-header X-Env prod
+    default_backend b
+backend b
+    http-request add-header X-Tag backend
+    server s {}
+",
+        o.addr
+    );
+    let proxy = start_proxy(&cfg).await;
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET / HTTP/1.1\r\nHost: w\r\nX-Tag: client\r\nX-Env: dev\r\n\r\n")
+        .await;
+    assert_eq!(c.response().await.unwrap().status, 200);
+    let seen = o.received_text();
+    assert!(
+        seen.ends_with("X-Tag: client\r\nX-Env: prod\r\nX-Tag: edge\r\nX-Tag: backend\r\n\r\n"),
+        "{seen}"
+    );
+    assert!(!seen.contains("dev"), "{seen}");
 }
 
 #[tokio::test]

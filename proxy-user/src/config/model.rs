@@ -418,6 +418,14 @@ pub enum HttpRequestAction {
         /// New value (literal).
         value: String,
     },
+    /// `add-header NAME VALUE`: append a NAME field with VALUE, keeping
+    /// the received ones.
+    AddHeader {
+        /// Header name as written.
+        name: String,
+        /// Value (literal).
+        value: String,
+    },
     /// `del-header NAME`: remove all occurrences of NAME.
     DelHeader {
         /// Header name as written.

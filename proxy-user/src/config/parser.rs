@@ -123,7 +123,7 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("http-check", D | B | L, "http-check expect status CODE"),
     kw("retries", D | B | L, "retries N"),
     kw("log-format", D | F | L, "log-format json"),
-    kw("http-request", F | B | L, "http-request set-header NAME VALUE | del-header NAME | deny [deny_status CODE] | return [status CODE] [content-type TYPE] [string TEXT] [if|unless CONDITION]"),
+    kw("http-request", F | B | L, "http-request set-header NAME VALUE | add-header NAME VALUE | del-header NAME | deny [deny_status CODE] | return [status CODE] [content-type TYPE] [string TEXT] [if|unless CONDITION]"),
     kw("guid", F | B | L, "guid GUID"),
     kw("xdp", F | L, "xdp [strict] [forward nat|dsr] [hash 5tuple|no-src-port|dst-port]"),
     kw("maglev-table-size", F | L, "maglev-table-size PRIME"),

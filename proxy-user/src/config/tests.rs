@@ -1174,3 +1174,40 @@ fn header_rule_values_cannot_hold_cr_lf_or_nul() {
     );
     ok(&web("    http-request set-header X-A \"a\\tb c\"", ""));
 }
+
+#[test]
+fn add_header_parses_and_is_checked_like_set_header() {
+    let (cfg, _) = ok(&web(
+        "    http-request add-header X-Via \"weir edge\" if { path_beg /a }",
+        "",
+    ));
+    let rule = &cfg.frontend("web").unwrap().http_request[0];
+    assert_eq!(
+        rule.action,
+        HttpRequestAction::AddHeader {
+            name: "X-Via".into(),
+            value: "weir edge".into()
+        }
+    );
+    assert!(rule.condition.is_some());
+    one_err(
+        &web("    http-request add-header Transfer-Encoding chunked", ""),
+        10,
+        "cannot change 'Transfer-Encoding'",
+    );
+    one_err(
+        &web("    http-request add-header Host b", ""),
+        10,
+        "second 'Host'",
+    );
+    one_err(
+        &web("    http-request add-header X-A \"a\\nb\"", ""),
+        10,
+        "control character",
+    );
+    one_err(
+        &web("    http-request add-header X-A", ""),
+        10,
+        "needs a header name and a value",
+    );
+}

@@ -11,13 +11,15 @@
 //!      field named in `Connection` (but never `Host`, which a client could
 //!      otherwise strip that way);
 //!    * `Content-Length` (re-written from [`HeadRewrite::body`]);
-//!    * fields in [`HeadRewrite::del_headers`] or [`HeadRewrite::set_headers`];
+//!    * fields in [`HeadRewrite::del_headers`] or [`HeadRewrite::set_headers`]
+//!      (not [`HeadRewrite::add_headers`]: those are written in addition);
 //!    * `X-Forwarded-For` / `X-Forwarded-Proto` when we write our own.
 //!
 //!    Kept fields are written as `name: value` with the received name case and
 //!    the OWS-trimmed value.
 //! 3. The proxy's fields: `X-Forwarded-For`, `X-Forwarded-Proto`,
-//!    [`HeadRewrite::set_headers`], the body framing field and `Connection`.
+//!    [`HeadRewrite::set_headers`], [`HeadRewrite::add_headers`], the body
+//!    framing field and `Connection`.
 //!
 //! Framing fields are derived from [`HeadRewrite::body`], never copied, so the
 //! next hop sees exactly one unambiguous length: `Transfer-Encoding` is
@@ -97,6 +99,9 @@ pub struct HeadRewrite<'a> {
     /// Fields to set: every received field with the same name is dropped and
     /// `name: value` is written once per entry (HAProxy's `set-header`).
     pub set_headers: &'a [(&'a str, &'a str)],
+    /// Fields to append after the received ones, which are kept (HAProxy's
+    /// `add-header`).
+    pub add_headers: &'a [(&'a str, &'a str)],
     /// Fields to remove (HAProxy's `del-header`), case-insensitive.
     pub del_headers: &'a [&'a str],
     /// How the body after this head is delimited.
@@ -223,7 +228,7 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     if let Some(proto) = rw.forwarded_proto {
         put_field(b"x-forwarded-proto", proto.as_bytes(), dst);
     }
-    for (name, value) in rw.set_headers {
+    for (name, value) in rw.set_headers.iter().chain(rw.add_headers) {
         put_field(name.as_bytes(), value.as_bytes(), dst);
     }
 
@@ -427,6 +432,15 @@ mod tests {
         assert_eq!(
             encode_req(raw, &rw),
             "GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\nX-A: new\r\n\r\n"
+        );
+        let rw = HeadRewrite {
+            set_headers: &[("X-A", "new")],
+            add_headers: &[("X-B", "added"), ("X-C", "c")],
+            ..HeadRewrite::default()
+        };
+        assert_eq!(
+            encode_req(raw, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\nCookie: c\r\nX-A: new\r\nX-B: added\r\nX-C: c\r\n\r\n"
         );
     }
 

@@ -36,7 +36,7 @@ use super::error::{write_error_response, write_local_response, ErrorSide, ProxyE
 use super::forwardfor;
 use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
-use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
+use super::route::{apply_header_rules, choose_backend, Final, HeaderEdits, RequestRef};
 use super::stream::{
     flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts, Upload,
 };
@@ -202,8 +202,7 @@ pub(crate) async fn run<S: ClientIo>(
         scheme,
         buf: BytesMut::new(),
         out: BytesMut::new(),
-        set: Vec::new(),
-        del: Vec::new(),
+        edits: HeaderEdits::default(),
         requests: 0,
     };
     session.serve().await;
@@ -219,8 +218,8 @@ struct Session<'f, S> {
     buf: BytesMut,
     /// Bytes to write: request heads to the server, responses to the client.
     out: BytesMut,
-    set: Vec<(&'f str, &'f str)>,
-    del: Vec<&'f str>,
+    /// Header changes of the `http-request` rules (reused per request).
+    edits: HeaderEdits<'f>,
     requests: u64,
 }
 
@@ -498,13 +497,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
             check_buffered_chunked_body(&self.buf, &fe.limits).map_err(ProxyError::BadRequest)?;
         }
         let req = RequestRef::new(head);
-        let mut set = std::mem::take(&mut self.set);
-        let mut del = std::mem::take(&mut self.del);
-        set.clear();
-        del.clear();
+        let mut edits = std::mem::take(&mut self.edits);
+        edits.clear();
         // The frontend's rules first, as in HAProxy: a `deny` or `return`
         // there answers before a backend is chosen.
-        let mut last = apply_header_rules(&fe.http_request, &req, &mut set, &mut del);
+        let mut last = apply_header_rules(&fe.http_request, &req, &mut edits);
         let mut backend = None;
         if last.is_none() {
             match choose_backend(&fe.routes, fe.default_backend.as_ref(), &req) {
@@ -512,11 +509,10 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     o.backend = Some(b);
                     b.counters.request();
                     backend = Some(b);
-                    last = apply_header_rules(&b.http_request, &req, &mut set, &mut del);
+                    last = apply_header_rules(&b.http_request, &req, &mut edits);
                 }
                 None => {
-                    self.set = set;
-                    self.del = del;
+                    self.edits = edits;
                     return Err(ProxyError::NoBackend);
                 }
             }
@@ -529,15 +525,14 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 // connected, so the server does not see the expectation.
                 let answer_continue = head.expects_continue() && request_framing.has_body();
                 if answer_continue {
-                    del.push("expect");
+                    edits.del.push("expect");
                 }
-                self.forward_to(head, backend, &set, &del, answer_continue, o)
+                self.forward_to(head, backend, &edits, answer_continue, o)
                     .await
             }
             (None, None) => unreachable!("a backend was chosen or a rule answered"),
         };
-        self.set = set;
-        self.del = del;
+        self.edits = edits;
         result
     }
 
@@ -595,16 +590,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
         })
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the steps of one exchange share these"
-    )]
     async fn forward_to(
         &mut self,
         head: &RequestHead,
         backend: &'f Arc<BackendCtx>,
-        set: &[(&str, &str)],
-        del: &[&str],
+        edits: &HeaderEdits<'_>,
         answer_continue: bool,
         o: &mut Outcome<'f>,
     ) -> Result<Next, ProxyError> {
@@ -685,12 +675,16 @@ impl<'f, S: ClientIo> Session<'f, S> {
         let host_value;
         let with_host: Vec<(&str, &str)>;
         let set = if head.headers().contains("host")
-            || set.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"))
+            || edits
+                .set
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("host"))
         {
-            set
+            &edits.set[..]
         } else {
             host_value = default_host(head.target(), server.addr, server.tls.is_some());
-            with_host = set
+            with_host = edits
+                .set
                 .iter()
                 .copied()
                 .chain([("host", host_value.as_str())])
@@ -702,7 +696,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
             forwarded_for_header: forwarding.for_header,
             forwarded_proto: forwarding.proto.then_some(self.scheme),
             set_headers: set,
-            del_headers: del,
+            add_headers: &edits.add,
+            del_headers: &edits.del,
             body: request_framing_out(head.framing()),
             keep_upgrade: head.upgrade().is_some(),
             ..HeadRewrite::default()

@@ -352,29 +352,28 @@ impl Parser<'_> {
                     rest,
                 )
             }
-            "set-header" | "del-header" if a.len() < 2 => {
+            "set-header" | "add-header" | "del-header" if a.len() < 2 => {
                 return Err(
                     Problem::new(act.col, format!("{} needs a header name", act.text))
                         .hint("e.g. http-request del-header X-Debug"),
                 );
             }
-            "set-header" => {
+            "set-header" | "add-header" => {
                 let [name, value, rest @ ..] = a[1..].as_ref() else {
                     return Err(Problem::new(
                         act.col,
-                        "set-header needs a header name and a value",
+                        format!("{} needs a header name and a value", act.text),
                     )
-                    .hint("e.g. http-request set-header X-Env \"prod eu\""));
+                    .hint(format!("e.g. http-request {} X-Env \"prod eu\"", act.text)));
                 };
                 check_rule_header(act, name)?;
                 check_header_value(value)?;
-                (
-                    HttpRequestAction::SetHeader {
-                        name: name.text.clone(),
-                        value: value.text.clone(),
-                    },
-                    rest,
-                )
+                let (name, value) = (name.text.clone(), value.text.clone());
+                if act.text == "set-header" {
+                    (HttpRequestAction::SetHeader { name, value }, rest)
+                } else {
+                    (HttpRequestAction::AddHeader { name, value }, rest)
+                }
             }
             "del-header" => {
                 let name = &a[1];
@@ -389,8 +388,11 @@ impl Parser<'_> {
             other => {
                 return Err(
                     Problem::new(act.col, format!("unknown http-request action '{other}'"))
-                        .hint("actions: set-header, del-header, deny, return")
-                        .suggest(other, ["set-header", "del-header", "deny", "return"]),
+                        .hint("actions: set-header, add-header, del-header, deny, return")
+                        .suggest(
+                            other,
+                            ["set-header", "add-header", "del-header", "deny", "return"],
+                        ),
                 )
             }
         };
@@ -407,6 +409,13 @@ impl Parser<'_> {
 /// not one Weir writes itself from the framing or the connection.
 fn check_rule_header(act: &Word, name: &Word) -> Result<(), Problem> {
     check_header_name(name)?;
+    if act.text == "add-header" && name.text.eq_ignore_ascii_case("host") {
+        return Err(Problem::new(
+            name.col,
+            "http-request add-header cannot add a second 'Host': a request with two is invalid (RFC 9112 §3.2)",
+        )
+        .hint("use 'http-request set-header Host VALUE'"));
+    }
     match reserved_header_reason(&name.text) {
         None => Ok(()),
         Some(why) => Err(Problem::new(
