@@ -57,7 +57,7 @@ fn example_with_every_keyword_loads_without_errors_or_warnings() {
     assert_eq!(web.binds.len(), 3);
     assert_eq!(web.log_format, Some(LogFormat::Json));
     assert_eq!(web.use_backends.len(), 4);
-    assert_eq!(web.http_request.len(), 3);
+    assert_eq!(web.http_request.len(), 5);
 
     let api = cfg.backend("api").unwrap();
     assert_eq!(api.balance, Balance::Hdr("x-user-id".into()));

@@ -1,7 +1,11 @@
 //! Runs the `http_desync_guardian` request-smuggling corpus (about 159 cases)
 //! through our request parser.
 //!
-//! * Severe and Ambiguous cases must be rejected.
+//! * Severe and Ambiguous cases must be rejected, except the GET/HEAD-with-a-
+//!   body cases in [`AMBIGUOUS_FORWARDED_BY_DEFAULT`]: by default they are
+//!   forwarded like HAProxy does, with their framing rewritten to exactly one
+//!   Content-Length or Transfer-Encoding (checked here), and rejected under
+//!   `option http-reject-get-body` (also checked here).
 //! * Compliant cases must be accepted, except the ones in
 //!   [`COMPLIANT_BUT_REJECTED`], which violate RFC 9112 and are rejected on
 //!   purpose (each with its reason).
@@ -21,8 +25,10 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 use http_desync_guardian::request_analyzer::HttpRequestData;
 use http_desync_guardian::RequestSafetyTier;
-use proxy_user::http::{BodyDecoder, Error, Limits, RequestHead, Side};
-use support::desync_corpus::{self, CorpusCase, Tier};
+use proxy_user::http::{
+    encode_request_head, BodyDecoder, Error, HeadRewrite, Limits, RequestHead, Side,
+};
+use support::desync_corpus::{self, CorpusCase, Tier, AMBIGUOUS_FORWARDED_BY_DEFAULT};
 
 /// Compliant-tier cases we reject, with the rule that makes them invalid.
 const COMPLIANT_BUT_REJECTED: &[(&str, &str)] = &[(
@@ -43,6 +49,42 @@ fn corpus_limits() -> Limits {
         require_host: false,
         ..Limits::default()
     }
+}
+
+/// [`corpus_limits`] with `option http-reject-get-body`.
+fn strict_limits() -> Limits {
+    Limits {
+        reject_body_without_semantics: true,
+        ..corpus_limits()
+    }
+}
+
+/// A case forwarded by default: what we send on must carry exactly one
+/// framing field, saying the same length the client's head said.
+fn check_forwarded_form(case: &CorpusCase, limits: &Limits) -> Result<(), String> {
+    let (head, _) = RequestHead::parse(&case.request, limits)
+        .map_err(|e| format!("{:?}: {e}", case.name))?
+        .ok_or_else(|| format!("{:?}: incomplete head", case.name))?;
+    let mut out = BytesMut::new();
+    let rewrite = HeadRewrite {
+        body: head.framing().into(),
+        ..HeadRewrite::default()
+    };
+    encode_request_head(&head, &rewrite, &mut out);
+    let (sent, _) = RequestHead::parse(&out, limits)
+        .map_err(|e| format!("{:?}: forwarded head rejected: {e}", case.name))?
+        .ok_or_else(|| format!("{:?}: forwarded head incomplete", case.name))?;
+    let framing_fields = sent.headers().get_all("content-length").count()
+        + sent.headers().get_all("transfer-encoding").count();
+    if sent.framing() != head.framing() || framing_fields != 1 {
+        return Err(format!(
+            "{:?}: forwarded as {:?} with {framing_fields} framing field(s): {:?}",
+            case.name,
+            sent.framing(),
+            String::from_utf8_lossy(&out)
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -132,7 +174,23 @@ fn desync_corpus() {
             describe(&v)
         );
 
+        let forwarded_by_default = AMBIGUOUS_FORWARDED_BY_DEFAULT.contains(&case.name.as_str());
+        if forwarded_by_default {
+            if let Err(e) = check_forwarded_form(case, &limits) {
+                failures.push(e);
+            }
+            if !matches!(
+                verdict(&case.request, &strict_limits()),
+                Verdict::Rejected(_)
+            ) {
+                failures.push(format!(
+                    "{:?} is not rejected under option http-reject-get-body",
+                    case.name
+                ));
+            }
+        }
         let expected_accept = match case.tier {
+            Tier::Ambiguous if forwarded_by_default => true,
             Tier::Severe | Tier::Ambiguous => false,
             Tier::Compliant => !COMPLIANT_BUT_REJECTED.iter().any(|(n, _)| *n == case.name),
             Tier::Acceptable => ACCEPTABLE_ACCEPTED.contains(&case.name.as_str()),
@@ -159,7 +217,7 @@ fn desync_corpus() {
         }
         // Loader cross-check with the guardian's own raw analyser.
         let oracle = guardian_tier(&case.request);
-        if oracle.must_reject() && accepted {
+        if oracle.must_reject() && accepted && !forwarded_by_default {
             failures.push(format!(
                 "guardian's raw analyser says {oracle:?} for {:?} but we accepted it",
                 case.name
@@ -199,6 +257,14 @@ fn every_listed_exception_exists_in_the_corpus() {
                 .iter()
                 .any(|c| c.name == *name && c.tier == Tier::Compliant),
             "{name:?} is not a Compliant corpus case"
+        );
+    }
+    for name in AMBIGUOUS_FORWARDED_BY_DEFAULT {
+        assert!(
+            cases
+                .iter()
+                .any(|c| c.name == *name && c.tier == Tier::Ambiguous),
+            "{name:?} is not an Ambiguous corpus case"
         );
     }
     for name in ACCEPTABLE_ACCEPTED {

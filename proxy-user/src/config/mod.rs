@@ -30,6 +30,7 @@ pub mod condition;
 pub mod error;
 pub mod lexer;
 pub mod model;
+pub mod network;
 mod parser;
 mod validate;
 
@@ -38,6 +39,7 @@ use std::path::Path;
 pub use condition::{Condition, RequestView};
 pub use error::{ConfigError, ConfigErrors, Warning};
 pub use model::*;
+pub use network::Network;
 
 /// Reads and parses the configuration file at `path`.
 ///

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::condition::Condition;
+use super::network::Network;
 pub use crate::health::passive::{Observe, OnError};
 
 /// A whole, validated configuration.
@@ -94,7 +95,19 @@ pub struct Global {
     /// `demo-origin NAME ADDR:PORT...`: built-in HTTP test origins to start
     /// (`weir origin` inside the process), in file order.
     pub demo_origins: Vec<DemoOrigin>,
+    /// `tune.bufsize N`: HAProxy's buffer size. The largest request or
+    /// response head accepted is N minus [`HEAD_REWRITE_RESERVE`] (431 /
+    /// 502 above that). `None`: Weir's default head limit (64 KiB).
+    pub tune_bufsize: Option<u32>,
+    /// `tune.http.maxhdr N`: most header fields in a request or response
+    /// (431 / 502 above). `None`: 101, HAProxy's default.
+    pub tune_http_maxhdr: Option<u16>,
 }
+
+/// Bytes of `tune.bufsize` HAProxy keeps free for header rewrites (its
+/// default `tune.maxrewrite`), so the largest head is `tune.bufsize - 1024`:
+/// a configuration moved from HAProxy accepts the same heads.
+pub const HEAD_REWRITE_RESERVE: u32 = 1024;
 
 /// A built-in demo/test HTTP origin declared in `global`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +137,8 @@ impl Global {
             xdp_mode: XdpMode::Auto,
             maxconn: None,
             demo_origins: Vec::new(),
+            tune_bufsize: None,
+            tune_http_maxhdr: None,
         }
     }
 }
@@ -265,8 +280,17 @@ pub struct Frontend {
     pub timeouts: Timeouts,
     /// `maxconn N`: concurrent connection limit.
     pub maxconn: Option<u32>,
-    /// `option forwardfor`: add `X-Forwarded-For`.
-    pub forwardfor: bool,
+    /// `option forwardfor [...]`: add `X-Forwarded-For`.
+    pub forwardfor: Option<ForwardFor>,
+    /// `option http-reject-get-body`: answer 400 to a GET or HEAD request
+    /// with a body instead of forwarding it.
+    pub reject_get_body: bool,
+    /// `http-max-request-line SIZE`: longest request line (414 above).
+    /// `None`: the codec default (8 KiB).
+    pub max_request_line: Option<u32>,
+    /// `http-max-body-size SIZE`: largest request body (413 above).
+    /// `None`: unlimited.
+    pub max_body_size: Option<u64>,
     /// Traffic log format; `None` = no traffic log.
     pub log_format: Option<LogFormat>,
     /// `option logasap`: log when the response starts instead of at the end.
@@ -338,6 +362,31 @@ impl TlsVersion {
     }
 }
 
+/// `option forwardfor [except NETWORK] [header NAME] [if-none]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardFor {
+    /// `header NAME`: the field to write. Default `X-Forwarded-For`.
+    pub header: String,
+    /// `except NETWORK`: clients in this network get no header (they are
+    /// trusted proxies that already added one).
+    pub except: Option<Network>,
+    /// `if-none`: add the header only when the request has none.
+    pub if_none: bool,
+}
+
+/// Default for [`ForwardFor::header`].
+pub const DEFAULT_FORWARDFOR_HEADER: &str = "X-Forwarded-For";
+
+impl Default for ForwardFor {
+    fn default() -> Self {
+        ForwardFor {
+            header: DEFAULT_FORWARDFOR_HEADER.to_string(),
+            except: None,
+            if_none: false,
+        }
+    }
+}
+
 /// `use_backend NAME [if|unless CONDITION]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UseBackend {
@@ -368,6 +417,14 @@ pub enum HttpRequestAction {
         /// Header name as written.
         name: String,
         /// New value (literal).
+        value: String,
+    },
+    /// `add-header NAME VALUE`: append a NAME field with VALUE, keeping
+    /// the received ones.
+    AddHeader {
+        /// Header name as written.
+        name: String,
+        /// Value (literal).
         value: String,
     },
     /// `del-header NAME`: remove all occurrences of NAME.
@@ -488,8 +545,8 @@ pub struct Backend {
     /// `option httpchk` (+ `http-check expect`): HTTP health checks; `None` =
     /// plain TCP connect checks for servers with `check`.
     pub http_check: Option<HttpCheck>,
-    /// `option forwardfor`.
-    pub forwardfor: bool,
+    /// `option forwardfor [...]`.
+    pub forwardfor: Option<ForwardFor>,
     /// `http-request` rules applied when this backend is chosen.
     pub http_request: Vec<HttpRequestRule>,
 }

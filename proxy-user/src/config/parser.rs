@@ -23,6 +23,7 @@ use super::condition::{parse_condition, parse_test, Condition, Test};
 use super::error::{ConfigError, Problem, Warning};
 use super::lexer::{tokenize, Line, Word};
 use super::model::*;
+use super::network::Network;
 
 mod finish;
 mod keywords;
@@ -103,6 +104,10 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("xdp-mode", G, "xdp-mode auto|native|generic"),
     kw("maxconn", G | D | F | L, "maxconn N"),
     kw("demo-origin", G, "demo-origin NAME ADDR:PORT [ADDR:PORT...]"),
+    kw("tune.bufsize", G, "tune.bufsize SIZE"),
+    kw("tune.http.maxhdr", G, "tune.http.maxhdr N"),
+    kw("http-max-request-line", D | F | L, "http-max-request-line SIZE"),
+    kw("http-max-body-size", D | F | L, "http-max-body-size SIZE|0"),
     kw("mode", PROXY, "mode tcp|http|udp"),
     kw("bind", F | L, "bind ADDR:PORT [interface IF] [ssl crt PATH [crt PATH...]] [strict-sni] [alpn LIST] [ssl-min-ver V] [ssl-max-ver V] [defer-accept]"),
     kw("default_backend", F, "default_backend NAME"),
@@ -113,12 +118,12 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("balance", D | B | L, "balance roundrobin|leastconn|source|uri [whole]|hdr(NAME)|random|static-rr"),
     kw("hash-type", D | B | L, "hash-type map-based|consistent"),
     kw("timeout", PROXY, "timeout connect|client|server|http-request|http-keep-alive|queue|tunnel|check|client-fin|server-fin DURATION"),
-    kw("option", PROXY, "option forwardfor|httpchk [[METHOD] URI [VERSION]]|redispatch|allbackups|httplog|tcplog|logasap|splice-auto"),
-    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|allbackups|httplog|tcplog|logasap|splice-auto"),
+    kw("option", PROXY, "option forwardfor [except NETWORK] [header NAME] [if-none]|httpchk [[METHOD] URI [VERSION]]|redispatch|allbackups|httplog|tcplog|logasap|splice-auto|http-reject-get-body"),
+    kw("no", PROXY, "no option forwardfor|httpchk|redispatch|allbackups|httplog|tcplog|logasap|splice-auto|http-reject-get-body"),
     kw("http-check", D | B | L, "http-check expect status CODE"),
     kw("retries", D | B | L, "retries N"),
     kw("log-format", D | F | L, "log-format json"),
-    kw("http-request", F | B | L, "http-request set-header NAME VALUE | del-header NAME | deny [deny_status CODE] | return [status CODE] [content-type TYPE] [string TEXT] [if|unless CONDITION]"),
+    kw("http-request", F | B | L, "http-request set-header NAME VALUE | add-header NAME VALUE | del-header NAME | deny [deny_status CODE] | return [status CODE] [content-type TYPE] [string TEXT] [if|unless CONDITION]"),
     kw("guid", F | B | L, "guid GUID"),
     kw("xdp", F | L, "xdp [strict] [forward nat|dsr] [hash 5tuple|no-src-port|dst-port]"),
     kw("maglev-table-size", F | L, "maglev-table-size PRIME"),
@@ -137,6 +142,7 @@ pub(crate) const OPTIONS: &[(&str, u8)] = &[
     ("tcplog", D | F | L),
     ("logasap", D | F | L),
     ("splice-auto", D | F | L),
+    ("http-reject-get-body", D | F | L),
 ];
 
 pub(crate) const TIMEOUTS: &[&str] = &[
@@ -194,7 +200,10 @@ pub(crate) const BIND_OPTIONS: &[&str] = &[
 struct Settings {
     mode: Mode,
     timeouts: Timeouts,
-    forwardfor: bool,
+    forwardfor: Option<ForwardFor>,
+    reject_get_body: bool,
+    max_request_line: Option<u32>,
+    max_body_size: Option<u64>,
     log_format: Option<LogFormat>,
     logasap: bool,
     splice_auto: bool,
@@ -214,7 +223,10 @@ impl Default for Settings {
         Settings {
             mode: Mode::default(),
             timeouts: Timeouts::default(),
-            forwardfor: false,
+            forwardfor: None,
+            reject_get_body: false,
+            max_request_line: None,
+            max_body_size: None,
             log_format: None,
             logasap: false,
             splice_auto: true,

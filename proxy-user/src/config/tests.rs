@@ -97,7 +97,7 @@ frontend web
     assert_eq!(be.timeouts.connect, Some(Duration::from_secs(5)));
     assert_eq!(be.timeouts.server, Some(Duration::from_millis(30)));
     assert_eq!(be.retries, 5);
-    assert!(be.redispatch && be.forwardfor);
+    assert!(be.redispatch && be.forwardfor == Some(ForwardFor::default()));
     assert_eq!(be.balance, Balance::LeastConn);
     assert_eq!(be.hash_type, HashType::Consistent);
     let s = &be.servers[0];
@@ -129,7 +129,7 @@ backend a
 fn no_option_turns_off_an_inherited_option() {
     let (cfg, _) = ok(&with_preamble("defaults\n mode http\n option forwardfor\n option httplog\nfrontend f\n bind :80\n no option forwardfor\n no option httplog\n default_backend b\nbackend b\n server s 10.0.0.1:80\n"));
     let fe = cfg.frontend("f").unwrap();
-    assert!(!fe.forwardfor);
+    assert!(fe.forwardfor.is_none());
     assert_eq!(fe.log_format, None);
 }
 
@@ -1030,7 +1030,7 @@ fn http_only_settings_inherited_by_a_tcp_proxy_fall_back_silently() {
     let (cfg, w) = ok("defaults\n    mode http\n    option forwardfor\n    option httplog\n    balance uri\n    timeout client 1s\n    timeout connect 1s\n    timeout server 1s\nlisten db\n    guid db\n    mode tcp\n    bind :5432\n    server s 10.0.0.1:5432 guid db-s\n");
     assert!(w.is_empty(), "{w:?}");
     let (fe, be) = (cfg.frontend("db").unwrap(), cfg.backend("db").unwrap());
-    assert!(!fe.forwardfor && !be.forwardfor);
+    assert!(fe.forwardfor.is_none() && be.forwardfor.is_none());
     assert_eq!(fe.log_format, Some(LogFormat::Tcp));
     assert_eq!(be.balance, Balance::RoundRobin);
 }
@@ -1126,6 +1126,38 @@ backend b
 }
 
 #[test]
+fn forwardfor_takes_except_header_and_if_none() {
+    let (cfg, _) = ok(&web(
+        "    option forwardfor except 10.0.0.0/8 header X-Client-IP if-none",
+        "    option forwardfor header X-Real-IP",
+    ));
+    let fe = cfg.frontend("web").unwrap();
+    assert_eq!(
+        fe.forwardfor,
+        Some(ForwardFor {
+            header: "X-Client-IP".into(),
+            except: Some(Network::parse("10.0.0.0/8").unwrap()),
+            if_none: true,
+        })
+    );
+    let be = cfg.backend("app").unwrap();
+    assert_eq!(be.forwardfor.as_ref().unwrap().header, "X-Real-IP");
+    assert!(be.forwardfor.as_ref().unwrap().except.is_none());
+    // Inherited from defaults with its options.
+    let (cfg, _) = ok(&with_preamble(
+        "    option forwardfor if-none\nfrontend f\n    bind :80\n    default_backend b\nbackend b\n    server s 10.0.0.1:80\n",
+    ));
+    assert!(
+        cfg.frontend("f")
+            .unwrap()
+            .forwardfor
+            .as_ref()
+            .unwrap()
+            .if_none
+    );
+}
+
+#[test]
 fn allbackups_outside_backends_and_bad_maxqueue_are_errors() {
     one_err(
         &web("    option allbackups", ""),
@@ -1151,5 +1183,188 @@ fn maxqueue_without_maxconn_is_a_warning_on_the_server_line() {
     assert_eq!(
         warnings[0].hint.as_deref(),
         Some("add 'maxconn N' to the server, or remove 'maxqueue'")
+    );
+}
+
+#[test]
+fn forwardfor_argument_errors_name_the_line() {
+    one_err(
+        &web("    option forwardfor except 10.0.0.1/8", ""),
+        10,
+        "bits set past",
+    );
+    one_err(
+        &web("    option forwardfor except", ""),
+        10,
+        "'except' needs a value",
+    );
+    one_err(
+        &web("    option forwardfor header Content-Length", ""),
+        10,
+        "cannot write 'Content-Length'",
+    );
+    one_err(
+        &web("    option forwardfor header Host", ""),
+        10,
+        "cannot write 'Host'",
+    );
+    one_err(
+        &web("    option forwardfor if-nonee", ""),
+        10,
+        "unknown option forwardfor argument",
+    );
+    one_err(
+        &web("    no option forwardfor if-none", ""),
+        10,
+        "expects 2 arguments",
+    );
+    one_err(
+        &web("    option logasap if-none", ""),
+        10,
+        "takes no arguments",
+    );
+}
+
+#[test]
+fn codec_limits_are_configurable() {
+    let text = format!(
+        "global\n    tune.bufsize 32k\n    tune.http.maxhdr 50\n{}",
+        web(
+            "    http-max-request-line 2k\n    http-max-body-size 10m\n    option http-reject-get-body",
+            ""
+        )
+    );
+    let (cfg, w) = ok(&text);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(cfg.global.tune_bufsize, Some(32 * 1024));
+    assert_eq!(cfg.global.tune_http_maxhdr, Some(50));
+    let fe = cfg.frontend("web").unwrap();
+    assert_eq!(fe.max_request_line, Some(2048));
+    assert_eq!(fe.max_body_size, Some(10 << 20));
+    assert!(fe.reject_get_body);
+    // Defaults pass them on; 0 lifts an inherited body limit.
+    let (cfg, _) = ok(&with_preamble(
+        "    http-max-body-size 1k\nfrontend f\n    bind :80\n    default_backend b\nfrontend g\n    bind :81\n    http-max-body-size 0\n    default_backend b\nbackend b\n    server s 10.0.0.1:80\n",
+    ));
+    assert_eq!(cfg.frontend("f").unwrap().max_body_size, Some(1024));
+    assert_eq!(cfg.frontend("g").unwrap().max_body_size, None);
+    assert!(!cfg.frontend("g").unwrap().reject_get_body);
+}
+
+#[test]
+fn codec_limit_errors_explain_the_range() {
+    let e = one_err("global\n    tune.http.maxhdr 300\n", 2, "out of range");
+    assert!(e.hint.unwrap().contains("256"));
+    let e = one_err("global\n    tune.bufsize 1000\n", 2, "out of range");
+    assert!(e.hint.unwrap().contains("tune.bufsize - 1024"));
+    one_err("global\n    tune.bufsize lots\n", 2, "invalid size");
+    one_err(&web("    http-max-request-line 10", ""), 10, "out of range");
+    one_err(&web("    http-max-body-size -1", ""), 10, "invalid size");
+    one_err(
+        "global\n    http-max-body-size 1k\n",
+        2,
+        "not allowed in global section",
+    );
+}
+
+#[test]
+fn http_only_limits_warn_on_tcp_frontends() {
+    let (_, w) = ok("frontend f\n    mode tcp\n    timeout client 1s\n    bind :5432\n    http-max-body-size 1k\n    option http-reject-get-body\n    default_backend b\nbackend b\n    mode tcp\n    timeout connect 1s\n    timeout server 1s\n    server s 10.0.0.1:5432\n");
+    assert!(
+        w.iter()
+            .any(|w| w.line == Some(5) && w.message.contains("'http-max-body-size' is ignored")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|w| w.line == Some(6)
+            && w.message
+                .contains("'option http-reject-get-body' is ignored")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn header_rules_cannot_touch_framing_fields() {
+    for (rule, needle) in [
+        (
+            "set-header Content-Length 5",
+            "cannot change 'Content-Length'",
+        ),
+        (
+            "del-header transfer-encoding",
+            "cannot change 'transfer-encoding'",
+        ),
+        ("set-header Connection close", "hop-by-hop"),
+        ("del-header Upgrade", "hop-by-hop"),
+        ("set-header TE trailers", "hop-by-hop"),
+        ("del-header Keep-Alive", "hop-by-hop"),
+    ] {
+        let e = one_err(&web(&format!("    http-request {rule}"), ""), 10, needle);
+        assert!(e.hint.unwrap().contains("does not re-frame"), "{rule}");
+    }
+    // Other fields stay allowed, Host included.
+    ok(&web(
+        "    http-request set-header Host example.com\n    http-request del-header X-Debug",
+        "",
+    ));
+}
+
+#[test]
+fn header_rule_values_cannot_hold_cr_lf_or_nul() {
+    one_err(
+        &web(
+            "    http-request set-header X-A \"a\\r\\nX-Injected: 1\"",
+            "",
+        ),
+        10,
+        "control character '\\r'",
+    );
+    one_err(
+        &web("    http-request set-header X-A \"a\\nb\"", ""),
+        10,
+        "control character '\\n'",
+    );
+    one_err(
+        &web("    http-request set-header X-A a\0b", ""),
+        10,
+        "control character '\\0'",
+    );
+    ok(&web("    http-request set-header X-A \"a\\tb c\"", ""));
+}
+
+#[test]
+fn add_header_parses_and_is_checked_like_set_header() {
+    let (cfg, _) = ok(&web(
+        "    http-request add-header X-Via \"weir edge\" if { path_beg /a }",
+        "",
+    ));
+    let rule = &cfg.frontend("web").unwrap().http_request[0];
+    assert_eq!(
+        rule.action,
+        HttpRequestAction::AddHeader {
+            name: "X-Via".into(),
+            value: "weir edge".into()
+        }
+    );
+    assert!(rule.condition.is_some());
+    one_err(
+        &web("    http-request add-header Transfer-Encoding chunked", ""),
+        10,
+        "cannot change 'Transfer-Encoding'",
+    );
+    one_err(
+        &web("    http-request add-header Host b", ""),
+        10,
+        "second 'Host'",
+    );
+    one_err(
+        &web("    http-request add-header X-A \"a\\nb\"", ""),
+        10,
+        "control character",
+    );
+    one_err(
+        &web("    http-request add-header X-A", ""),
+        10,
+        "needs a header name and a value",
     );
 }

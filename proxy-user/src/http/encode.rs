@@ -11,13 +11,15 @@
 //!      field named in `Connection` (but never `Host`, which a client could
 //!      otherwise strip that way);
 //!    * `Content-Length` (re-written from [`HeadRewrite::body`]);
-//!    * fields in [`HeadRewrite::del_headers`] or [`HeadRewrite::set_headers`];
+//!    * fields in [`HeadRewrite::del_headers`] or [`HeadRewrite::set_headers`]
+//!      (not [`HeadRewrite::add_headers`]: those are written in addition);
 //!    * `X-Forwarded-For` / `X-Forwarded-Proto` when we write our own.
 //!
 //!    Kept fields are written as `name: value` with the received name case and
 //!    the OWS-trimmed value.
 //! 3. The proxy's fields: `X-Forwarded-For`, `X-Forwarded-Proto`,
-//!    [`HeadRewrite::set_headers`], the body framing field and `Connection`.
+//!    [`HeadRewrite::set_headers`], [`HeadRewrite::add_headers`], the body
+//!    framing field and `Connection`.
 //!
 //! Framing fields are derived from [`HeadRewrite::body`], never copied, so the
 //! next hop sees exactly one unambiguous length: `Transfer-Encoding` is
@@ -36,7 +38,9 @@ use bytes::{BufMut, BytesMut};
 
 use super::error::Error;
 use super::framing::{self, coding_name, transfer_coding_elements, Framing};
-use super::head::{list_contains, Headers, KnownName, RequestHead, ResponseHead, Version};
+use super::head::{
+    known_name, list_contains, Headers, KnownName, RequestHead, ResponseHead, Version,
+};
 
 /// How the proxy will delimit the body it writes after the head. Decides the
 /// `Content-Length` / `Transfer-Encoding` field written.
@@ -86,12 +90,18 @@ pub struct HeadRewrite<'a> {
     pub forwarded_for: Option<IpAddr>,
     /// How to treat a received `X-Forwarded-For` when `forwarded_for` is set.
     pub xff_mode: XffMode,
+    /// The field `forwarded_for` goes into (`option forwardfor header
+    /// NAME`); `None`: `X-Forwarded-For`.
+    pub forwarded_for_header: Option<&'a str>,
     /// Write `X-Forwarded-Proto: <proto>` (`http` / `https`), replacing any
     /// received one (requests).
     pub forwarded_proto: Option<&'a str>,
     /// Fields to set: every received field with the same name is dropped and
     /// `name: value` is written once per entry (HAProxy's `set-header`).
     pub set_headers: &'a [(&'a str, &'a str)],
+    /// Fields to append after the received ones, which are kept (HAProxy's
+    /// `add-header`).
+    pub add_headers: &'a [(&'a str, &'a str)],
     /// Fields to remove (HAProxy's `del-header`), case-insensitive.
     pub del_headers: &'a [&'a str],
     /// How the body after this head is delimited.
@@ -166,6 +176,11 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     let forward_upgrade = rw.keep_upgrade && headers.contains("upgrade");
     let connection = ConnectionTokens::of(headers);
     let mut xff_received = false;
+    // A custom client-address field is an `Other` name: compared by name.
+    let custom_xff = rw
+        .forwarded_for
+        .and(rw.forwarded_for_header)
+        .filter(|h| known_name(h.as_bytes()) != KnownName::XForwardedFor);
 
     for (known, h) in headers.iter_known() {
         let name = h.name;
@@ -181,7 +196,11 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
             KnownName::ContentLength => false,
             k if k.is_hop_by_hop() => false,
             KnownName::XForwardedProto if rw.forwarded_proto.is_some() => false,
-            KnownName::XForwardedFor if rw.forwarded_for.is_some() => {
+            KnownName::XForwardedFor if rw.forwarded_for.is_some() && custom_xff.is_none() => {
+                xff_received = true;
+                false
+            }
+            KnownName::Other if custom_xff.is_some_and(is) => {
                 xff_received = true;
                 false
             }
@@ -193,9 +212,11 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     }
 
     if let Some(client) = rw.forwarded_for {
-        dst.put_slice(b"x-forwarded-for: ");
+        let xff_name = custom_xff.unwrap_or("x-forwarded-for");
+        dst.put_slice(xff_name.as_bytes());
+        dst.put_slice(b": ");
         if rw.xff_mode == XffMode::Append && xff_received {
-            for v in headers.get_all("x-forwarded-for") {
+            for v in headers.get_all(xff_name) {
                 if !v.is_empty() {
                     dst.put_slice(v);
                     dst.put_slice(b", ");
@@ -207,7 +228,7 @@ fn write_fields(headers: Headers<'_>, rw: &HeadRewrite<'_>, dst: &mut BytesMut) 
     if let Some(proto) = rw.forwarded_proto {
         put_field(b"x-forwarded-proto", proto.as_bytes(), dst);
     }
-    for (name, value) in rw.set_headers {
+    for (name, value) in rw.set_headers.iter().chain(rw.add_headers) {
         put_field(name.as_bytes(), value.as_bytes(), dst);
     }
 
@@ -376,6 +397,31 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_goes_into_a_custom_header() {
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-Client-IP: 10.0.0.1\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n";
+        let rw = HeadRewrite {
+            forwarded_for: Some("192.0.2.7".parse().unwrap()),
+            forwarded_for_header: Some("X-Client-IP"),
+            ..HeadRewrite::default()
+        };
+        // The custom field is appended to; X-Forwarded-For is left alone.
+        assert_eq!(
+            encode_req(raw, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.9.9.9\r\nX-Client-IP: 10.0.0.1, 192.0.2.7\r\n\r\n"
+        );
+        // Any spelling of X-Forwarded-For is the default field.
+        let rw = HeadRewrite {
+            forwarded_for: Some("192.0.2.7".parse().unwrap()),
+            forwarded_for_header: Some("x-forwarded-FOR"),
+            ..HeadRewrite::default()
+        };
+        assert_eq!(
+            encode_req(raw, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Client-IP: 10.0.0.1\r\nx-forwarded-for: 10.9.9.9, 192.0.2.7\r\n\r\n"
+        );
+    }
+
+    #[test]
     fn set_and_del_headers() {
         let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nx-a: 3\r\nCookie: c\r\n\r\n";
         let rw = HeadRewrite {
@@ -386,6 +432,15 @@ mod tests {
         assert_eq!(
             encode_req(raw, &rw),
             "GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\nX-A: new\r\n\r\n"
+        );
+        let rw = HeadRewrite {
+            set_headers: &[("X-A", "new")],
+            add_headers: &[("X-B", "added"), ("X-C", "c")],
+            ..HeadRewrite::default()
+        };
+        assert_eq!(
+            encode_req(raw, &rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-B: 2\r\nCookie: c\r\nX-A: new\r\nX-B: added\r\nX-C: c\r\n\r\n"
         );
     }
 

@@ -91,6 +91,12 @@ pub enum ParseError {
     /// More than one Host field line, or an invalid Host value (RFC 9112 §3.2).
     #[error("multiple or invalid host headers")]
     InvalidHost,
+    /// An absolute-form request-target whose authority is not the Host
+    /// value (RFC 9112 §3.2.2: the recipient MUST ignore Host then; a
+    /// server behind us may not, so the two could route differently).
+    /// HAProxy rejects it too.
+    #[error("host header does not match the request-target authority")]
+    HostMismatch,
     /// A field name that is not `Content-Length`/`Transfer-Encoding` but that
     /// some implementations would normalise into one, e.g. `Transfer_Encoding`
     /// or `Content--Length`. A classic request-smuggling vector.
@@ -123,8 +129,9 @@ pub enum ParseError {
     /// A well-formed transfer coding that we do not know (RFC 9112 §6.1: 501).
     #[error("unsupported transfer coding")]
     UnsupportedTransferCoding,
-    /// A body on a method that must not or should not carry one (GET, HEAD,
-    /// TRACE, CONNECT; see [`Limits::reject_body_without_semantics`](super::Limits::reject_body_without_semantics)).
+    /// A body on a method that must not carry one here: TRACE and CONNECT
+    /// always, GET and HEAD with
+    /// [`Limits::reject_body_without_semantics`](super::Limits::reject_body_without_semantics).
     #[error("request body not allowed for this method")]
     BodyNotAllowed,
     /// The body exceeds [`Limits::max_body`](super::Limits::max_body).
@@ -186,6 +193,7 @@ impl ParseError {
             | NulByte
             | MissingHost
             | InvalidHost
+            | HostMismatch
             | SuspiciousFramingHeader
             | ContentLengthWithTransferEncoding
             | InvalidContentLength

@@ -24,7 +24,10 @@
 //!   (RFC 9110 §8.6 allows rejecting or merging; merging leaves the
 //!   duplicate visible to the next hop, which may disagree).
 //! * `chunked` twice is rejected (§6.1: a sender MUST NOT).
-//! * A request body on GET, HEAD, TRACE or CONNECT is rejected when
+//! * A request body on TRACE (RFC 9110 §9.3.8: a client MUST NOT send one)
+//!   or CONNECT (§9.3.6: no defined semantics; HAProxy ignores the framing
+//!   fields of a CONNECT, which we cannot do without re-framing) is always
+//!   rejected; on GET or HEAD only when
 //!   [`Limits::reject_body_without_semantics`] is set.
 //! * A 101 response is a tunnel only if the request asked for an upgrade.
 
@@ -109,14 +112,15 @@ pub(crate) fn request_framing_of(
         }
     };
 
-    if framing != Framing::Empty
-        && limits.reject_body_without_semantics
-        && matches!(
-            method,
-            Method::Get | Method::Head | Method::Trace | Method::Connect
-        )
-    {
-        return Err(err(ParseError::BodyNotAllowed));
+    if framing != Framing::Empty {
+        let refused = match method {
+            Method::Trace | Method::Connect => true,
+            Method::Get | Method::Head => limits.reject_body_without_semantics,
+            _ => false,
+        };
+        if refused {
+            return Err(err(ParseError::BodyNotAllowed));
+        }
     }
     if let (Framing::Length(n), Some(max)) = (framing, limits.max_body) {
         if n > max {
@@ -534,29 +538,66 @@ mod tests {
     }
 
     #[test]
-    fn body_on_get_is_rejected_unless_allowed() {
+    fn body_on_get_is_forwarded_unless_strict() {
+        // Default (HAProxy's): a well-framed body on GET, HEAD or DELETE
+        // keeps its framing.
         assert_eq!(
             req("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
-            Err(ParseError::BodyNotAllowed)
+            Ok(Framing::Length(5))
         );
         assert_eq!(
             req("HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            Err(ParseError::BodyNotAllowed)
+            Ok(Framing::Chunked)
         );
         assert_eq!(
-            req("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"),
-            Ok(Framing::Empty)
+            req("DELETE / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"),
+            Ok(Framing::Length(2))
         );
-        let lax = Limits {
-            reject_body_without_semantics: false,
+        // Framing is as strict as for any other method.
+        assert_eq!(
+            req("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(ParseError::ContentLengthWithTransferEncoding)
+        );
+        let strict = Limits {
+            reject_body_without_semantics: true,
             ..Limits::default()
         };
         assert_eq!(
             req_with(
                 "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
-                &lax
+                &strict
             ),
-            Ok(Framing::Length(5))
+            Err(ParseError::BodyNotAllowed)
+        );
+        assert_eq!(
+            req_with(
+                "HEAD / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &strict
+            ),
+            Err(ParseError::BodyNotAllowed)
+        );
+        assert_eq!(
+            req_with(
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                &strict
+            ),
+            Ok(Framing::Empty)
+        );
+    }
+
+    #[test]
+    fn body_on_trace_or_connect_is_always_rejected() {
+        assert_eq!(
+            req("TRACE / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"),
+            Err(ParseError::BodyNotAllowed)
+        );
+        assert_eq!(
+            req("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(ParseError::BodyNotAllowed)
+        );
+        assert_eq!(
+            req("TRACE / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"),
+            Ok(Framing::Empty)
         );
     }
 

@@ -661,6 +661,7 @@ fn parse_request_parts(buf: &[u8], limits: &Limits) -> Result<Option<RequestPart
         spans: &headers,
     };
     check_host(view, version, limits)?;
+    check_authority_matches_host(target.as_bytes(), view)?;
     let framing = framing::request_framing_of(method_kind, version, view, limits)?;
     Ok(Some(RequestParts {
         len,
@@ -759,6 +760,45 @@ fn check_host(headers: Headers<'_>, version: Version, limits: &Limits) -> Result
         (Some(host), None) if host.iter().all(|&b| is_host_byte(b)) => Ok(()),
         (Some(_), None) => Err(Error::client(ParseError::InvalidHost)),
     }
+}
+
+/// An absolute-form target's authority must equal the Host value (ASCII
+/// case-insensitively, userinfo left out), as HAProxy checks: RFC 9112
+/// §3.2.2 tells the proxy to ignore Host then, but the server behind it may
+/// route on Host, so the two would disagree on which site is asked for.
+/// Origin-form, asterisk-form and CONNECT targets have no authority to
+/// compare (a CONNECT's authority-form is the tunnel's destination).
+fn check_authority_matches_host(target: &[u8], headers: Headers<'_>) -> Result<(), Error> {
+    let Some(authority) = absolute_form_authority(target) else {
+        return Ok(());
+    };
+    match headers.get("host") {
+        Some(host) if !host.eq_ignore_ascii_case(authority) => {
+            Err(Error::client(ParseError::HostMismatch))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The authority of `scheme://authority/...` without its userinfo, or
+/// `None` for other target forms (and for an empty authority).
+pub(crate) fn absolute_form_authority(target: &[u8]) -> Option<&[u8]> {
+    if target.first() == Some(&b'/') {
+        return None; // origin-form: the common case, decided at once
+    }
+    // `scheme "://"`: the first colon ends the scheme (which has none).
+    let colon = memchr::memchr(b':', target)?;
+    let rest = target[colon + 1..].strip_prefix(b"//")?;
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let authority = match memchr::memrchr(b'@', authority) {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    (!authority.is_empty()).then_some(authority)
 }
 
 /// RFC 9112 §3.2: the request-target is in one of four forms, depending on
@@ -1159,6 +1199,34 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn absolute_form_authority_must_match_host() {
+        let ok = parse_ok(b"GET http://Example.com/a HTTP/1.1\r\nHost: example.COM\r\n\r\n");
+        assert_eq!(ok.target(), b"http://Example.com/a");
+        parse_ok(b"GET http://a:8080?q HTTP/1.1\r\nHost: a:8080\r\n\r\n");
+        // Userinfo is not part of the compared authority (HAProxy too).
+        parse_ok(b"GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n");
+        // HTTP/1.0 may omit Host; nothing to compare.
+        parse_ok(b"GET http://a/ HTTP/1.0\r\n\r\n");
+        // No authority (no "//"): nothing to compare.
+        parse_ok(b"GET urn:x HTTP/1.1\r\nHost: a\r\n\r\n");
+        parse_ok(b"GET urn:x?y=http://b HTTP/1.1\r\nHost: a\r\n\r\n");
+        for bad in [
+            &b"GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n"[..],
+            b"GET http://a:80/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET https://a/x HTTP/1.1\r\nHost: a.evil\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\nHost:\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse_err(bad),
+                ParseError::HostMismatch,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(Error::client(ParseError::HostMismatch).status(), 400);
     }
 
     #[test]

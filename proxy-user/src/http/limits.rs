@@ -24,7 +24,7 @@ pub struct Limits {
     /// Default 64 KiB.
     pub max_head_bytes: usize,
     /// Most field lines in a head. Exceeding it gives 431. Clamped to
-    /// [`MAX_HEADERS_CEILING`]. Default 100.
+    /// [`MAX_HEADERS_CEILING`]. Default 101 (HAProxy's `tune.http.maxhdr`).
     pub max_headers: usize,
     /// Most hex digits in a chunk size, leading zeros included. 16 digits fit
     /// any u64; more gives 400 `ChunkSizeOverflow`. Default 16.
@@ -43,12 +43,16 @@ pub struct Limits {
     /// Reject (400) an HTTP/1.1 request without a Host field (RFC 9112 §3.2
     /// MUST). Multiple Host fields are always rejected. Default true.
     pub require_host: bool,
-    /// Reject (400) a request with a body (Content-Length other than 0, or any
-    /// Transfer-Encoding) when its method gives content no defined semantics
-    /// and some servers ignore it: GET, HEAD, TRACE (RFC 9110 §9.3.8: MUST NOT
-    /// have content) and CONNECT (§9.3.6). Servers that ignore such a body
-    /// would parse it as the next request, so forwarding it is a smuggling
-    /// risk. Default true.
+    /// Also reject (400) a GET or HEAD request with a body (Content-Length
+    /// other than 0, or any Transfer-Encoding). RFC 9110 §9.3.1/§9.3.2 give
+    /// such content no defined semantics, and a server that ignores it would
+    /// parse it as the next request. Off by default, like HAProxy, which
+    /// forwards a well-framed GET body (search APIs rely on it); the body
+    /// length is still decided by the strict framing rules, and the next hop
+    /// gets exactly one Content-Length or Transfer-Encoding. TRACE and
+    /// CONNECT with a body are always rejected (see
+    /// [`ParseError::BodyNotAllowed`](super::ParseError::BodyNotAllowed)).
+    /// Default false.
     pub reject_body_without_semantics: bool,
 }
 
@@ -57,13 +61,13 @@ impl Default for Limits {
         Limits {
             max_request_line: 8 * 1024,
             max_head_bytes: 64 * 1024,
-            max_headers: 100,
+            max_headers: 101,
             max_chunk_size_digits: 16,
             max_chunk_ext_bytes: 16 * 1024,
             max_trailer_bytes: 16 * 1024,
             max_body: None,
             require_host: true,
-            reject_body_without_semantics: true,
+            reject_body_without_semantics: false,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | [`pool`] | per-server idle keep-alive connections, plain or TLS ([`pool::ServerStream`]) |
 //! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
+//! | [`forwardfor`] | `option forwardfor` (header, `except`, `if-none`) per request |
 //! | [`log`] | the access log (httplog-like or JSON) |
 //! | [`exporter`] | `use-service prometheus-exporter`: live stats in Prometheus format |
 //! | [`error`] | [`error::ProxyError`]: side, status, retryable, counter |
@@ -31,6 +32,7 @@
 
 pub mod error;
 pub mod exporter;
+pub mod forwardfor;
 pub mod log;
 pub mod pool;
 pub mod queue;
@@ -79,8 +81,8 @@ pub struct FrontendCtx {
     pub default_backend: Option<Arc<BackendCtx>>,
     /// The frontend's `http-request` rules (run before the backend's).
     pub http_request: Vec<HttpRequestRule>,
-    /// `option forwardfor`.
-    pub forwardfor: bool,
+    /// `option forwardfor [...]`.
+    pub forwardfor: Option<config::ForwardFor>,
     /// Client-side timeouts.
     pub timeouts: Timeouts,
     /// `option httplog` / `log-format json`; `None`: no access log.
@@ -88,7 +90,9 @@ pub struct FrontendCtx {
     /// `option logasap` (and a log format): the line is logged when the
     /// response head is sent.
     pub logasap: bool,
-    /// Codec limits.
+    /// Codec limits: the engine's base limits with the configured ones
+    /// (`tune.bufsize`, `tune.http.maxhdr`, `http-max-request-line`,
+    /// `http-max-body-size`, `option http-reject-get-body`) applied.
     pub limits: Limits,
     /// `maxconn`.
     pub maxconn: usize,
@@ -201,7 +205,8 @@ impl Engine {
         Self::start_with_limits(cfg, Limits::default(), counters)
     }
 
-    /// [`Engine::start`] with other codec limits (e.g. `require_host: false`).
+    /// [`Engine::start`] with other base codec limits (e.g. `require_host:
+    /// false`); the limits the configuration sets still apply on top.
     pub fn start_with_limits(
         cfg: &Config,
         limits: Limits,
@@ -249,11 +254,11 @@ impl Engine {
                 routes,
                 default_backend,
                 http_request: fe.http_request.clone(),
-                forwardfor: fe.forwardfor,
+                forwardfor: fe.forwardfor.clone(),
                 timeouts: fe.timeouts,
                 log_format: fe.log_format,
                 logasap: fe.logasap && fe.log_format.is_some(),
-                limits: limits.clone(),
+                limits: configured_limits(&limits, &cfg.global, fe),
                 maxconn: fe.maxconn.map_or(DEFAULT_MAXCONN, |m| m as usize),
                 counters: counters(StatsEntity::Frontend(fe)),
                 current_sessions: AtomicU64::new(0),
@@ -296,6 +301,27 @@ impl Engine {
             c.shutdown().await;
         }
     }
+}
+
+/// The codec limits of frontend `fe`: `base` with what the configuration
+/// sets. `tune.bufsize` bounds the head as HAProxy's buffer does: the
+/// buffer minus its rewrite reserve ([`config::HEAD_REWRITE_RESERVE`]).
+fn configured_limits(base: &Limits, global: &config::Global, fe: &Frontend) -> Limits {
+    let mut limits = base.clone();
+    if let Some(bufsize) = global.tune_bufsize {
+        limits.max_head_bytes = bufsize.saturating_sub(config::HEAD_REWRITE_RESERVE) as usize;
+    }
+    if let Some(n) = global.tune_http_maxhdr {
+        limits.max_headers = usize::from(n);
+    }
+    if let Some(n) = fe.max_request_line {
+        limits.max_request_line = n as usize;
+    }
+    if fe.max_body_size.is_some() {
+        limits.max_body = fe.max_body_size;
+    }
+    limits.reject_body_without_semantics |= fe.reject_get_body;
+    limits
 }
 
 fn balance_words(be: &Backend) -> (Vec<String>, Vec<&'static str>) {
@@ -487,7 +513,7 @@ fn build_backend(
         timeouts: be.timeouts,
         retries: be.retries,
         redispatch: be.redispatch,
-        forwardfor: be.forwardfor,
+        forwardfor: be.forwardfor.clone(),
         http_request: be.http_request.clone(),
         counters: counters(StatsEntity::Backend(be)),
         queued: AtomicU64::new(0),

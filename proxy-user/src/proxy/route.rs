@@ -1,5 +1,6 @@
 //! Request routing (`use_backend … if <cond>`, `default_backend`) and the
-//! `http-request` rules (`set-header`, `del-header`, `deny`, `return`).
+//! `http-request` rules (`set-header`, `add-header`, `del-header`, `deny`,
+//! `return`).
 //!
 //! Conditions are evaluated by [`crate::config::Condition::matches`] against
 //! [`RequestRef`], a borrowed view of a parsed [`RequestHead`].
@@ -95,32 +96,60 @@ pub enum Final<'a> {
     Service(Service),
 }
 
-/// Applies `rules` in order: a later `set-header`/`del-header` of the same
-/// name overrides an earlier one. The first matching `deny` or `return`
-/// stops the evaluation and is returned: the request is then answered by
-/// the proxy, not forwarded.
+/// The header changes the matching rules asked for, in the form the head
+/// encoder takes them. Kept by the session and cleared per request, so the
+/// vectors are allocated once per connection.
+#[derive(Debug, Default)]
+pub struct HeaderEdits<'a> {
+    /// `set-header`: received fields of the name dropped, this value written.
+    pub set: Vec<(&'a str, &'a str)>,
+    /// `add-header`: written after the received fields, which are kept.
+    pub add: Vec<(&'a str, &'a str)>,
+    /// `del-header`: received fields of the name dropped.
+    pub del: Vec<&'a str>,
+}
+
+impl HeaderEdits<'_> {
+    /// Forgets the previous request's edits, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.set.clear();
+        self.add.clear();
+        self.del.clear();
+    }
+}
+
+/// Applies `rules` in order, as HAProxy applies them to the message: a
+/// `set-header` replaces what earlier rules added or set for that name, a
+/// `del-header` removes it, an `add-header` comes on top. The first matching
+/// `deny` or `return` stops the evaluation and is returned: the request is
+/// then answered by the proxy, not forwarded.
 pub fn apply_header_rules<'a>(
     rules: &'a [HttpRequestRule],
     req: &RequestRef<'_>,
-    set: &mut Vec<(&'a str, &'a str)>,
-    del: &mut Vec<&'a str>,
+    edits: &mut HeaderEdits<'a>,
 ) -> Option<Final<'a>> {
     for rule in rules {
         if !rule.condition.as_ref().is_none_or(|c| c.matches(req)) {
             continue;
         }
+        let other_name = |n: &str, name: &str| !n.eq_ignore_ascii_case(name);
         match &rule.action {
             HttpRequestAction::Deny(r) => return Some(Final::Deny(r)),
             HttpRequestAction::Return(r) => return Some(Final::Return(r)),
             HttpRequestAction::UseService(s) => return Some(Final::Service(*s)),
             HttpRequestAction::SetHeader { name, value } => {
-                set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-                del.retain(|n| !n.eq_ignore_ascii_case(name));
-                set.push((name.as_str(), value.as_str()));
+                edits.set.retain(|(n, _)| other_name(n, name));
+                edits.add.retain(|(n, _)| other_name(n, name));
+                edits.del.retain(|n| other_name(n, name));
+                edits.set.push((name.as_str(), value.as_str()));
+            }
+            HttpRequestAction::AddHeader { name, value } => {
+                edits.add.push((name.as_str(), value.as_str()));
             }
             HttpRequestAction::DelHeader { name } => {
-                set.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-                del.push(name.as_str());
+                edits.set.retain(|(n, _)| other_name(n, name));
+                edits.add.retain(|(n, _)| other_name(n, name));
+                edits.del.push(name.as_str());
             }
         }
     }
@@ -130,6 +159,52 @@ pub fn apply_header_rules<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(action: HttpRequestAction) -> HttpRequestRule {
+        HttpRequestRule {
+            action,
+            condition: None,
+            line: 1,
+        }
+    }
+
+    fn set(name: &str, value: &str) -> HttpRequestAction {
+        HttpRequestAction::SetHeader {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn add(name: &str, value: &str) -> HttpRequestAction {
+        HttpRequestAction::AddHeader {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn rules_combine_in_order_like_haproxy() {
+        let head = RequestHead::parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &Default::default())
+            .unwrap()
+            .unwrap()
+            .0;
+        let req = RequestRef::new(&head);
+        let rules = [
+            rule(add("X-A", "1")),
+            rule(add("x-a", "2")),
+            rule(set("X-B", "b")),
+            rule(add("X-B", "extra")),
+            rule(set("X-C", "c")),
+            rule(HttpRequestAction::DelHeader { name: "x-c".into() }),
+            rule(add("X-D", "d")),
+            rule(set("x-d", "only")),
+        ];
+        let mut edits = HeaderEdits::default();
+        assert!(apply_header_rules(&rules, &req, &mut edits).is_none());
+        assert_eq!(edits.set, [("X-B", "b"), ("x-d", "only")]);
+        assert_eq!(edits.add, [("X-A", "1"), ("x-a", "2"), ("X-B", "extra")]);
+        assert_eq!(edits.del, ["x-c"]);
+    }
 
     #[test]
     fn target_path_strips_query_and_authority() {

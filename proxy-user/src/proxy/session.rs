@@ -36,9 +36,10 @@ use crate::tls::{RecordSocket, ServerTlsStream};
 
 use super::error::{write_error_response, write_local_response, ErrorSide, ProxyError};
 use super::exporter;
+use super::forwardfor;
 use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
-use super::route::{apply_header_rules, choose_backend, Final, RequestRef};
+use super::route::{apply_header_rules, choose_backend, Final, HeaderEdits, RequestRef};
 use super::stream::{
     flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
     TunnelTimeouts, Upload,
@@ -170,6 +171,28 @@ impl ClientIo for UringStream {
     }
 }
 
+/// With `http-max-body-size`, the part of a chunked request body that came
+/// with the head is decoded before any server is chosen: a body already
+/// over the limit (or malformed) is refused without a byte reaching a
+/// server. With Content-Length the head alone tells, at parse time. Past
+/// the buffered bytes the limit is enforced while streaming: the server
+/// then gets a body cut short and the connection closed, never a complete
+/// request.
+fn check_buffered_chunked_body(
+    buf: &[u8],
+    limits: &crate::http::Limits,
+) -> Result<(), crate::http::Error> {
+    let mut decoder = BodyDecoder::new(Framing::Chunked, Side::Client, limits);
+    let mut offset = 0;
+    loop {
+        let step = decoder.decode(&buf[offset..])?;
+        offset += step.consumed;
+        if step.done || step.consumed == 0 {
+            return Ok(());
+        }
+    }
+}
+
 /// Serves one accepted client connection to the end. `scheme` (`http` or
 /// `https`) is what `X-Forwarded-Proto` says.
 pub(crate) async fn run<S: ClientIo>(
@@ -188,8 +211,7 @@ pub(crate) async fn run<S: ClientIo>(
         scheme,
         buf: BytesMut::new(),
         out: BytesMut::new(),
-        set: Vec::new(),
-        del: Vec::new(),
+        edits: HeaderEdits::default(),
         requests: 0,
     };
     session.serve().await;
@@ -205,8 +227,8 @@ struct Session<'f, S> {
     buf: BytesMut,
     /// Bytes to write: request heads to the server, responses to the client.
     out: BytesMut,
-    set: Vec<(&'f str, &'f str)>,
-    del: Vec<&'f str>,
+    /// Header changes of the `http-request` rules (reused per request).
+    edits: HeaderEdits<'f>,
     requests: u64,
 }
 
@@ -491,14 +513,15 @@ impl<'f, S: ClientIo> Session<'f, S> {
         o: &mut Outcome<'f>,
     ) -> Result<Next, ProxyError> {
         let fe = self.fe;
+        if head.framing() == Framing::Chunked && fe.limits.max_body.is_some() {
+            check_buffered_chunked_body(&self.buf, &fe.limits).map_err(ProxyError::BadRequest)?;
+        }
         let req = RequestRef::new(head);
-        let mut set = std::mem::take(&mut self.set);
-        let mut del = std::mem::take(&mut self.del);
-        set.clear();
-        del.clear();
+        let mut edits = std::mem::take(&mut self.edits);
+        edits.clear();
         // The frontend's rules first, as in HAProxy: a `deny` or `return`
         // there answers before a backend is chosen.
-        let mut last = apply_header_rules(&fe.http_request, &req, &mut set, &mut del);
+        let mut last = apply_header_rules(&fe.http_request, &req, &mut edits);
         let mut backend = None;
         if last.is_none() {
             match choose_backend(&fe.routes, fe.default_backend.as_ref(), &req) {
@@ -506,11 +529,10 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     o.backend = Some(b);
                     b.counters.request();
                     backend = Some(b);
-                    last = apply_header_rules(&b.http_request, &req, &mut set, &mut del);
+                    last = apply_header_rules(&b.http_request, &req, &mut edits);
                 }
                 None => {
-                    self.set = set;
-                    self.del = del;
+                    self.edits = edits;
                     return Err(ProxyError::NoBackend);
                 }
             }
@@ -523,15 +545,14 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 // connected, so the server does not see the expectation.
                 let answer_continue = head.expects_continue() && request_framing.has_body();
                 if answer_continue {
-                    del.push("expect");
+                    edits.del.push("expect");
                 }
-                self.forward_to(head, backend, &set, &del, answer_continue, o)
+                self.forward_to(head, backend, &edits, answer_continue, o)
                     .await
             }
             (None, None) => unreachable!("a backend was chosen or a rule answered"),
         };
-        self.set = set;
-        self.del = del;
+        self.edits = edits;
         result
     }
 
@@ -601,16 +622,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
         })
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the steps of one exchange share these"
-    )]
     async fn forward_to(
         &mut self,
         head: &RequestHead,
         backend: &'f Arc<BackendCtx>,
-        set: &[(&str, &str)],
-        del: &[&str],
+        edits: &HeaderEdits<'_>,
         answer_continue: bool,
         o: &mut Outcome<'f>,
     ) -> Result<Next, ProxyError> {
@@ -687,7 +703,12 @@ impl<'f, S: ClientIo> Session<'f, S> {
 
         // The request head.
         o.phase = b'H';
-        let forwarded_for = (fe.forwardfor || backend.forwardfor).then(|| self.peer.ip());
+        let forwarding = forwardfor::decide(
+            fe.forwardfor.as_ref(),
+            backend.forwardfor.as_ref(),
+            self.peer.ip(),
+            head.headers(),
+        );
         // Requests are forwarded as HTTP/1.1, which requires a Host: an
         // HTTP/1.0 request without one gets the authority of its
         // absolute-form target, else the server's address (unless a rule
@@ -695,12 +716,16 @@ impl<'f, S: ClientIo> Session<'f, S> {
         let host_value;
         let with_host: Vec<(&str, &str)>;
         let set = if head.headers().contains("host")
-            || set.iter().any(|(n, _)| n.eq_ignore_ascii_case("host"))
+            || edits
+                .set
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("host"))
         {
-            set
+            &edits.set[..]
         } else {
             host_value = default_host(head.target(), server.addr, server.tls.is_some());
-            with_host = set
+            with_host = edits
+                .set
                 .iter()
                 .copied()
                 .chain([("host", host_value.as_str())])
@@ -708,10 +733,12 @@ impl<'f, S: ClientIo> Session<'f, S> {
             &with_host
         };
         let rewrite = HeadRewrite {
-            forwarded_for,
-            forwarded_proto: forwarded_for.map(|_| self.scheme),
+            forwarded_for: forwarding.for_header.map(|_| self.peer.ip()),
+            forwarded_for_header: forwarding.for_header,
+            forwarded_proto: forwarding.proto.then_some(self.scheme),
             set_headers: set,
-            del_headers: del,
+            add_headers: &edits.add,
+            del_headers: &edits.del,
             body: request_framing_out(head.framing()),
             keep_upgrade: head.upgrade().is_some(),
             ..HeadRewrite::default()

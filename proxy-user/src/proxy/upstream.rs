@@ -81,8 +81,8 @@ pub struct BackendCtx {
     pub retries: u32,
     /// `option redispatch`.
     pub redispatch: bool,
-    /// `option forwardfor`.
-    pub forwardfor: bool,
+    /// `option forwardfor [...]`.
+    pub forwardfor: Option<crate::config::ForwardFor>,
     /// The backend's `http-request` rules.
     pub http_request: Vec<HttpRequestRule>,
     /// Stats counters of this backend.

@@ -78,6 +78,24 @@ impl Tier {
     }
 }
 
+/// Ambiguous-tier cases the default configuration forwards: a well-framed
+/// body on GET or HEAD. The guardian calls them ambiguous because a server
+/// that ignores the body of a GET would read it as the next request. RFC 9112
+/// §6.3 decides a request's body length from Content-Length/Transfer-Encoding
+/// whatever the method, HAProxy forwards these (search APIs such as
+/// Elasticsearch send GET bodies), and what reaches the origin is not
+/// ambiguous: one framing field, re-written by us, and the exact body. Servers
+/// that ignore it are protected by `option http-reject-get-body`, under which
+/// every one of these is rejected (asserted below).
+pub const AMBIGUOUS_FORWARDED_BY_DEFAULT: &[&str] = &[
+    "Get with a body and Content-Length",
+    "Get with a body and Transfer-Encoding",
+    "Head with a body and Content-Length",
+    "Head with a body and Transfer-Encoding",
+    "Has a CL in GET",
+    "Has a TE in GET",
+];
+
 /// One corpus case.
 #[derive(Debug, Clone)]
 pub struct CorpusCase {

@@ -48,7 +48,7 @@ impl Parser<'_> {
         if sec.s.mode != Mode::Http {
             // Like HAProxy, HTTP-only settings fall back to their L4 meaning
             // (or none), so consumers never see them on a tcp/udp proxy.
-            sec.s.forwardfor = false;
+            sec.s.forwardfor = None;
             if sec.s.log_format == Some(LogFormat::Http) {
                 sec.s.log_format = Some(LogFormat::Tcp);
             }
@@ -85,7 +85,10 @@ impl Parser<'_> {
                 http_request: std::mem::take(&mut http_request),
                 timeouts: s.timeouts,
                 maxconn: s.maxconn,
-                forwardfor: s.forwardfor,
+                forwardfor: s.forwardfor.clone(),
+                reject_get_body: s.reject_get_body,
+                max_request_line: s.max_request_line,
+                max_body_size: s.max_body_size,
                 log_format: s.log_format,
                 logasap: s.logasap,
                 splice_auto: s.splice_auto,
@@ -123,7 +126,7 @@ impl Parser<'_> {
                     uri,
                     expect_status: s.expect_status.map(|e| e.0),
                 }),
-                forwardfor: s.forwardfor,
+                forwardfor: s.forwardfor.clone(),
                 http_request,
             });
         }
@@ -365,32 +368,32 @@ impl Parser<'_> {
                 };
                 (HttpRequestAction::UseService(service), &a[2..])
             }
-            "set-header" | "del-header" if a.len() < 2 => {
+            "set-header" | "add-header" | "del-header" if a.len() < 2 => {
                 return Err(
                     Problem::new(act.col, format!("{} needs a header name", act.text))
                         .hint("e.g. http-request del-header X-Debug"),
                 );
             }
-            "set-header" => {
+            "set-header" | "add-header" => {
                 let [name, value, rest @ ..] = a[1..].as_ref() else {
                     return Err(Problem::new(
                         act.col,
-                        "set-header needs a header name and a value",
+                        format!("{} needs a header name and a value", act.text),
                     )
-                    .hint("e.g. http-request set-header X-Env \"prod eu\""));
+                    .hint(format!("e.g. http-request {} X-Env \"prod eu\"", act.text)));
                 };
-                check_header_name(name)?;
-                (
-                    HttpRequestAction::SetHeader {
-                        name: name.text.clone(),
-                        value: value.text.clone(),
-                    },
-                    rest,
-                )
+                check_rule_header(act, name)?;
+                check_header_value(value)?;
+                let (name, value) = (name.text.clone(), value.text.clone());
+                if act.text == "set-header" {
+                    (HttpRequestAction::SetHeader { name, value }, rest)
+                } else {
+                    (HttpRequestAction::AddHeader { name, value }, rest)
+                }
             }
             "del-header" => {
                 let name = &a[1];
-                check_header_name(name)?;
+                check_rule_header(act, name)?;
                 (
                     HttpRequestAction::DelHeader {
                         name: name.text.clone(),
@@ -398,16 +401,22 @@ impl Parser<'_> {
                     &a[2..],
                 )
             }
-            other => {
-                return Err(
-                    Problem::new(act.col, format!("unknown http-request action '{other}'"))
-                        .hint("actions: set-header, del-header, deny, return, use-service")
-                        .suggest(
-                            other,
-                            ["set-header", "del-header", "deny", "return", "use-service"],
-                        ),
-                )
-            }
+            other => return Err(Problem::new(
+                act.col,
+                format!("unknown http-request action '{other}'"),
+            )
+            .hint("actions: set-header, add-header, del-header, deny, return, use-service")
+            .suggest(
+                other,
+                [
+                    "set-header",
+                    "add-header",
+                    "del-header",
+                    "deny",
+                    "return",
+                    "use-service",
+                ],
+            )),
         };
         let condition = self.trailing_condition(line, rest, acls, used)?;
         Ok(Some(HttpRequestRule {
@@ -415,6 +424,27 @@ impl Parser<'_> {
             condition,
             line: line.number,
         }))
+    }
+}
+
+/// The header of a `set-header` / `del-header` rule: a valid name that is
+/// not one Weir writes itself from the framing or the connection.
+fn check_rule_header(act: &Word, name: &Word) -> Result<(), Problem> {
+    check_header_name(name)?;
+    if act.text == "add-header" && name.text.eq_ignore_ascii_case("host") {
+        return Err(Problem::new(
+            name.col,
+            "http-request add-header cannot add a second 'Host': a request with two is invalid (RFC 9112 §3.2)",
+        )
+        .hint("use 'http-request set-header Host VALUE'"));
+    }
+    match reserved_header_reason(&name.text) {
+        None => Ok(()),
+        Some(why) => Err(Problem::new(
+            name.col,
+            format!("http-request {} cannot change '{}': {why}", act.text, name.text),
+        )
+        .hint("Weir does not re-frame requests, so rules may not touch Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer or Upgrade; remove the rule")),
     }
 }
 

@@ -84,6 +84,24 @@ impl Parser<'_> {
                 )?;
             }
             "maxconn" => self.global.maxconn = Some(number(v, key, 1, u32::MAX.into())? as u32),
+            "tune.bufsize" => {
+                // The head limit is the buffer minus HAProxy's rewrite
+                // reserve; below 2 KiB almost no real request head fits.
+                let min = 2 * u64::from(HEAD_REWRITE_RESERVE);
+                self.global.tune_bufsize = Some(
+                    size(v, key, min, 16 << 20)
+                        .map_err(|p| p.hint(format!("from {min} bytes to 16m; the largest head accepted is tune.bufsize - {HEAD_REWRITE_RESERVE} (HAProxy's tune.maxrewrite reserve)")))?
+                        as u32,
+                );
+            }
+            "tune.http.maxhdr" => {
+                let max = crate::http::MAX_HEADERS_CEILING as u64;
+                self.global.tune_http_maxhdr = Some(number(v, key, 1, max).map_err(|p| {
+                    p.hint(format!(
+                        "1 to {max}: Weir keeps the header table of a message on the stack, sized for at most {max} fields (HAProxy allows up to 32767)"
+                    ))
+                })? as u16);
+            }
             _ => unreachable!("check_keyword lets only global keywords through"),
         }
         Ok(())
@@ -353,6 +371,24 @@ impl Parser<'_> {
                 }
                 sec.maglev = Some((size, n));
             }
+            "http-max-request-line" => {
+                let a = args(line, 1, 1)?;
+                // Shorter than "GET / HTTP/1.1" plus a little would refuse
+                // about everything; above the head limit it never applies.
+                sec.s.max_request_line = Some(size(&a[0], key, 64, 16 << 20)? as u32);
+                if sec.kind != Kind::Defaults {
+                    sec.http_only.push((key.to_string(), n));
+                }
+            }
+            "http-max-body-size" => {
+                let a = args(line, 1, 1)?;
+                // 0 lifts a limit inherited from defaults.
+                let max = size(&a[0], key, 0, 1 << 62)?;
+                sec.s.max_body_size = (max > 0).then_some(max);
+                if sec.kind != Kind::Defaults {
+                    sec.http_only.push((key.to_string(), n));
+                }
+            }
             "conntrack-size" => {
                 let a = args(line, 1, 1)?;
                 sec.conntrack = Some((number(&a[0], key, 1024, 67_108_864)? as u32, n));
@@ -370,7 +406,7 @@ impl Parser<'_> {
         enable: bool,
     ) -> Result<(), Problem> {
         let a = if enable {
-            args(line, 1, 4)?
+            args(line, 1, 6)?
         } else {
             &line.words[2..]
         };
@@ -384,13 +420,16 @@ impl Parser<'_> {
                 ))
                 .suggest(name, OPTIONS.iter().map(|o| o.0)));
         };
+        if enable && name == "httpchk" {
+            args(line, 1, 4)?; // option httpchk [METHOD] URI [VERSION]
+        }
         if allowed & sec.kind.bit() == 0 {
             return Err(Problem::new(
                 w.col,
                 format!("option '{name}' is not allowed in {}", sec.describe()),
             ));
         }
-        if name != "httpchk" {
+        if name != "httpchk" && !(name == "forwardfor" && enable) {
             if let Some(extra) = a.get(1) {
                 return Err(Problem::new(
                     extra.col,
@@ -400,7 +439,10 @@ impl Parser<'_> {
         }
         let s = &mut sec.s;
         match name {
-            "forwardfor" => s.forwardfor = enable,
+            "forwardfor" => {
+                s.forwardfor = enable.then(|| forwardfor_options(&a[1..])).transpose()?
+            }
+            "http-reject-get-body" => s.reject_get_body = enable,
             "redispatch" => s.redispatch = enable,
             "allbackups" => s.all_backups = enable,
             "logasap" => s.logasap = enable,
@@ -444,9 +486,76 @@ impl Parser<'_> {
                 };
             }
         }
-        if enable && sec.kind != Kind::Defaults && matches!(name, "forwardfor" | "httplog") {
+        if enable
+            && sec.kind != Kind::Defaults
+            && matches!(name, "forwardfor" | "httplog" | "http-reject-get-body")
+        {
             sec.http_only.push((format!("option {name}"), line.number));
         }
         Ok(())
     }
+}
+
+/// The words after `option forwardfor`: `except NETWORK`, `header NAME`,
+/// `if-none`, in any order (HAProxy's syntax).
+fn forwardfor_options(words: &[Word]) -> Result<ForwardFor, Problem> {
+    let mut ff = ForwardFor::default();
+    let mut i = 0;
+    while let Some(w) = words.get(i) {
+        let value = || {
+            words.get(i + 1).ok_or_else(|| {
+                Problem::new(w.col, format!("'{}' needs a value", w.text))
+                    .hint("usage: option forwardfor [except NETWORK] [header NAME] [if-none]")
+            })
+        };
+        match w.text.as_str() {
+            "except" => {
+                let v = value()?;
+                let net = Network::parse(&v.text).map_err(|m| {
+                    Problem::new(v.col, format!("invalid network for 'except': {m}"))
+                        .hint("an address or ADDR/LEN, e.g. 10.0.0.0/8 or 2001:db8::/32")
+                })?;
+                ff.except = Some(net);
+                i += 2;
+            }
+            "header" => {
+                let v = value()?;
+                check_header_name(v)?;
+                if let Some(why) = reserved_header_reason(&v.text) {
+                    return Err(Problem::new(
+                        v.col,
+                        format!("option forwardfor cannot write '{}': {why}", v.text),
+                    )
+                    .hint("use a name such as X-Client-IP"));
+                }
+                if v.text.eq_ignore_ascii_case("host")
+                    || v.text.eq_ignore_ascii_case("x-forwarded-proto")
+                {
+                    return Err(Problem::new(
+                        v.col,
+                        format!(
+                            "option forwardfor cannot write '{}': Weir sets it itself",
+                            v.text
+                        ),
+                    )
+                    .hint("use a name such as X-Client-IP"));
+                }
+                ff.header = v.text.clone();
+                i += 2;
+            }
+            "if-none" => {
+                ff.if_none = true;
+                i += 1;
+            }
+            other => {
+                return Err(Problem::new(
+                    w.col,
+                    format!("unknown option forwardfor argument '{other}'"),
+                )
+                .hint("usage: option forwardfor [except NETWORK] [header NAME] [if-none]")
+                .suggest(other, ["except", "header", "if-none"]))
+            }
+        }
+    }
+    Ok(ff)
 }

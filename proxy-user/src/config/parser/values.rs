@@ -120,6 +120,77 @@ pub(super) fn choice<T: Clone>(w: &Word, what: &str, options: &[(&str, T)]) -> R
     )
 }
 
+/// A size in bytes: an integer with an optional `k`, `m` or `g` suffix
+/// (1024-based, as HAProxy reads sizes), within `min..=max`.
+pub(super) fn size(w: &Word, what: &str, min: u64, max: u64) -> Result<u64, Problem> {
+    let text = w.text.as_str();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, 'b'),
+    };
+    let multiplier: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => 0,
+    };
+    let value = digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| multiplier > 0)
+        .and_then(|n| n.checked_mul(multiplier));
+    match value {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(_) => Err(
+            Problem::new(w.col, format!("{what} {text} is out of range"))
+                .hint(format!("allowed: {min} to {max} bytes")),
+        ),
+        None => Err(
+            Problem::new(w.col, format!("invalid size '{text}' for {what}"))
+                .hint("a number of bytes, optionally with a k, m or g suffix, e.g. 16k"),
+        ),
+    }
+}
+
+/// Why a header cannot be the target of `http-request set-header` /
+/// `del-header` or `option forwardfor header`: Weir writes these fields
+/// itself from the message framing and the connection state (it forwards
+/// bodies as they are, without re-framing), so a rule touching them would
+/// make the server read the body or the connection differently. `None`
+/// for every other name.
+pub(super) fn reserved_header_reason(name: &str) -> Option<&'static str> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    if is("content-length") || is("transfer-encoding") {
+        Some("it delimits the request body, which Weir forwards with the client's framing")
+    } else if is("connection")
+        || is("keep-alive")
+        || is("proxy-connection")
+        || is("te")
+        || is("trailer")
+        || is("upgrade")
+    {
+        Some("it is a hop-by-hop field that Weir writes itself for each connection")
+    } else {
+        None
+    }
+}
+
+/// A field value from the configuration: no CR, LF, NUL or other control
+/// character but HTAB (RFC 9110 §5.5). A CR or LF (the lexer turns `\r`,
+/// `\n` in double quotes into them) would end the field early and inject
+/// header lines of the value's choosing.
+pub(super) fn check_header_value(w: &Word) -> Result<(), Problem> {
+    match w.text.char_indices().find(|&(_, c)| c.is_ascii_control() && c != '\t') {
+        None => Ok(()),
+        Some((i, c)) => Err(Problem::new(
+            w.col,
+            format!("header value contains the control character {c:?} at byte {i}"),
+        )
+        .hint("CR, LF and NUL would split or end the header line; remove them (\\r \\n \\0 escapes included)")),
+    }
+}
+
 pub(super) fn duration(w: &Word) -> Result<Duration, Problem> {
     parse_duration(&w.text).map_err(|m| {
         Problem::new(w.col, m).hint("e.g. 500ms, 5s, 1m; a bare number is milliseconds")
@@ -334,6 +405,54 @@ mod tests {
             "[::1]:0".parse().unwrap()
         );
         assert_eq!(parse_addr(&word("[::1]"), true).unwrap().port(), 0);
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_ranges() {
+        assert_eq!(size(&word("16384"), "x", 1, u64::MAX).unwrap(), 16384);
+        assert_eq!(size(&word("16k"), "x", 1, u64::MAX).unwrap(), 16384);
+        assert_eq!(size(&word("2M"), "x", 1, u64::MAX).unwrap(), 2 << 20);
+        assert_eq!(size(&word("1g"), "x", 1, u64::MAX).unwrap(), 1 << 30);
+        assert!(size(&word("3k"), "x", 4096, 8192)
+            .unwrap_err()
+            .message
+            .contains("out of range"));
+        for bad in ["", "k", "1.5k", "12q", "-1", "99999999999999999999g"] {
+            assert!(
+                size(&word(bad), "x", 0, u64::MAX)
+                    .unwrap_err()
+                    .message
+                    .contains("invalid size"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_reserved() {
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "UPGRADE",
+            "TE",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Trailer",
+        ] {
+            assert!(reserved_header_reason(name).is_some(), "{name}");
+        }
+        for name in ["Host", "X-Forwarded-For", "Content-Type", "Expect"] {
+            assert!(reserved_header_reason(name).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn header_values_refuse_control_characters() {
+        assert!(check_header_value(&word("a b\tc")).is_ok());
+        for bad in ["a\r\nX-Injected: 1", "a\nb", "a\0b", "a\x7fb"] {
+            assert!(check_header_value(&word(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
