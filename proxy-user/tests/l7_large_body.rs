@@ -82,6 +82,9 @@ async fn a_256_mib_body_streams_both_ways_in_bounded_memory() {
     }
     let r = c.response().await.unwrap();
     assert_eq!((r.status, r.text()), (200, BODY.to_string()));
+    // The whole body went through: keep-alive goes on (an answer racing the
+    // last send once ended the connection here).
+    assert_eq!(r.header("connection"), None, "{}", r.head);
 
     // Download, counted as it arrives.
     c.send(

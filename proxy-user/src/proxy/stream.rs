@@ -264,6 +264,12 @@ where
         if step.done || (step.consumed > 0 && src_buf.is_empty()) || out.len() > COALESCE_LIMIT {
             match write_watching(dst, out, dst_buf, timeouts.write).await? {
                 Some(0) => return Ok(Upload::ReceiverClosed),
+                // Every byte of the body was handed to `dst` (a queued
+                // io_uring send may still be flushing) and the answer came
+                // meanwhile: a normal response to a complete body, not an
+                // early one. Calling it `Answered` would end the client's
+                // keep-alive for nothing.
+                Some(_) if step.done && out.is_empty() => return Ok(Upload::Complete),
                 Some(_) => return Ok(Upload::Answered),
                 None if step.done => return Ok(Upload::Complete),
                 None => {}
@@ -297,6 +303,7 @@ where
                 decoder.finish().map_err(|_| StreamError::SourceClosed)?;
                 return match write_watching(dst, out, dst_buf, timeouts.write).await? {
                     Some(0) => Ok(Upload::ReceiverClosed),
+                    Some(_) if out.is_empty() => Ok(Upload::Complete),
                     Some(_) => Ok(Upload::Answered),
                     None => Ok(Upload::Complete),
                 };
@@ -506,6 +513,134 @@ where
 mod tests {
     use super::*;
     use crate::http::{Framing, Limits, Side};
+
+    /// A server connection the way an io_uring stream behaves: a write is
+    /// queued at once, its flush completes later, and the server's answer
+    /// (sent once it has the whole body) can be readable before the flush
+    /// is seen to complete.
+    struct QueuedSendServer {
+        received: Vec<u8>,
+        body_len: usize,
+        flushes: usize,
+        answer: &'static [u8],
+    }
+
+    impl AsyncRead for QueuedSendServer {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.received.len() < self.body_len || self.answer.is_empty() {
+                return Poll::Pending;
+            }
+            let answer = std::mem::take(&mut self.answer);
+            buf.put_slice(answer);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for QueuedSendServer {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.received.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            // The send completes on the next turn; by then the answer is in.
+            self.flushes += 1;
+            if self.flushes == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_racing_the_last_send_still_completes_the_upload() {
+        let limits = Limits::default();
+        let mut dec = BodyDecoder::new(Framing::Length(5), Side::Client, &limits);
+        let mut client: &[u8] = b"";
+        let mut client_buf = BytesMut::from(&b"hello"[..]);
+        let mut server = QueuedSendServer {
+            received: Vec::new(),
+            body_len: 5,
+            flushes: 0,
+            answer: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        };
+        let mut server_buf = BytesMut::new();
+        let mut out = BytesMut::new();
+        let mut moved = Moved::default();
+        let t = StreamTimeouts {
+            read: None,
+            write: None,
+        };
+        let step = upload_body(
+            &mut dec,
+            &mut client,
+            &mut client_buf,
+            &mut server,
+            &mut server_buf,
+            &mut out,
+            t,
+            &mut moved,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(step, Upload::Complete), "{step:?}");
+        assert_eq!(server.received, b"hello");
+        assert!(server_buf.starts_with(b"HTTP/1.1 200 OK"));
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_sent_is_an_early_response() {
+        let limits = Limits::default();
+        let mut dec = BodyDecoder::new(Framing::Length(10), Side::Client, &limits);
+        let mut client: &[u8] = b"";
+        let mut client_buf = BytesMut::from(&b"hello"[..]);
+        // Answers after 5 of the 10 bytes: the body is not complete.
+        let mut server = QueuedSendServer {
+            received: Vec::new(),
+            body_len: 5,
+            flushes: 0,
+            answer: b"HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n",
+        };
+        let mut server_buf = BytesMut::new();
+        let mut out = BytesMut::new();
+        let mut moved = Moved::default();
+        let t = StreamTimeouts {
+            read: None,
+            write: None,
+        };
+        let step = upload_body(
+            &mut dec,
+            &mut client,
+            &mut client_buf,
+            &mut server,
+            &mut server_buf,
+            &mut out,
+            t,
+            &mut moved,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(step, Upload::Answered), "{step:?}");
+    }
 
     #[tokio::test]
     async fn rechunks_a_close_delimited_body_and_dechunks_a_chunked_one() {
