@@ -229,3 +229,31 @@ fn config_name_gives_the_default_instance() {
     assert_eq!(cfg.global.instance, "edge-7");
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+/// The config blocks of README.md (the L7 and L4 examples, the ones that
+/// start with a section keyword) are valid, so the README cannot drift
+/// from the parser.
+#[test]
+fn readme_config_examples_are_valid() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let mut checked = 0;
+    for (i, block) in readme.split("```").enumerate() {
+        // Odd pieces are inside fences; a config block starts with a section.
+        let body = block.strip_prefix('\n').unwrap_or(block);
+        let is_config = i % 2 == 1
+            && ["defaults", "frontend", "global"]
+                .iter()
+                .any(|s| body.starts_with(s));
+        if !is_config {
+            continue;
+        }
+        let path = write_temp(&format!("readme-{i}.cfg"), body);
+        if let Err(e) = config::load(&path) {
+            panic!("README.md config block {checked} is invalid: {e}\n{body}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "found {checked} config blocks in README.md");
+}
