@@ -355,6 +355,37 @@ async fn bad_chunk_size_in_a_response_cuts_the_client_off_and_counts() {
 }
 
 #[tokio::test]
+async fn a_response_broken_before_anything_was_forwarded_is_a_502() {
+    let o = Origin::start("o").await;
+    let cfg = format!(
+        "{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    default_backend b\nbackend b\n    server s {}\n",
+        o.addr
+    );
+    let proxy = start_proxy(&cfg).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /badchunk-now HTTP/1.1\r\nHost: w\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, _) = read_to_eof(&mut s, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    // HAProxy's answer: the server's 200 head never went out, a 502 did.
+    assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
+    assert!(
+        !text.contains("200 OK") && !text.contains("broken"),
+        "{text}"
+    );
+    let be = proxy.engine.backend("b").unwrap();
+    assert!(
+        eventually(|| be.counters.get(Counter::ResponseErrors) == 1).await,
+        "counted as a response error"
+    );
+    // One response per request: the 502, not the 200 as well.
+    assert_eq!(be.counters.get(Counter::Responses5xx), 1);
+    assert_eq!(be.counters.get(Counter::Responses2xx), 0);
+    assert_eq!(proxy.frontend.counters.get(Counter::Responses2xx), 0);
+}
+
+#[tokio::test]
 async fn http10_keep_alive_serves_two_requests_and_plain_http10_closes() {
     let o = Origin::start("o").await;
     let cfg = format!(

@@ -41,7 +41,7 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, HeaderEdits, RequestRef};
 use super::stream::{
-    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
+    flush, stream_body_tracked, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
     TunnelTimeouts, Upload,
 };
 use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
@@ -859,9 +859,13 @@ impl<'f, S: ClientIo> Session<'f, S> {
         );
         o.status = status;
         o.response_started = true;
-        fe.counters.response(status);
-        backend.counters.response(status);
-        server.counters.response(status);
+        // Counted once the head is on its way to the client: a body that
+        // is broken before anything was sent gets a 502 instead.
+        let count_response = || {
+            fe.counters.response(status);
+            backend.counters.response(status);
+            server.counters.response(status);
+        };
         if let Some((started, first_byte)) = o.logasap_from {
             // `option logasap`: logged now, before the body (or tunnel),
             // with the bytes and time so far (shown with a '+').
@@ -871,6 +875,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         }
 
         if framing == Framing::Tunnel {
+            count_response();
             o.phase = b'T';
             let head_len = self.out.len() as u64;
             flush(&mut self.client, &mut self.out, client_timeout)
@@ -910,7 +915,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
         // The response body.
         o.phase = b'D';
         let mut decoder = BodyDecoder::new(framing, Side::Server, &fe.limits);
-        let moved = stream_body(
+        let mut sent = false;
+        let streamed = stream_body_tracked(
             &mut decoder,
             &mut conn.stream,
             &mut conn.buf,
@@ -921,9 +927,19 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 read: server_timeout,
                 write: client_timeout,
             },
+            &mut sent,
         )
-        .await
-        .map_err(|e| match e {
+        .await;
+        if streamed.is_ok() || sent || o.logged {
+            count_response();
+        } else {
+            // Nothing reached the client (the head waited to go out with
+            // the first body bytes): the error is answered with its own
+            // status, as HAProxy answers 502 when nothing was forwarded.
+            self.out.clear();
+            o.response_started = false;
+        }
+        let moved = streamed.map_err(|e| match e {
             StreamError::Decode(e) => ProxyError::BadResponse(e),
             StreamError::SourceClosed => {
                 ProxyError::ServerAborted(std::io::ErrorKind::UnexpectedEof.into())

@@ -134,7 +134,17 @@ pub async fn flush<W: AsyncWrite + Unpin>(
 /// holds) to `dst`. `out` may hold a head not yet written: it goes out with
 /// the first piece of body. On success `src_buf` starts after the body and
 /// everything has been written.
-pub async fn stream_body<R, W>(
+///
+/// `sent` becomes true once bytes (the head in `out` included) were handed
+/// to `dst`; after an error, while it is still false, nothing of the
+/// response has reached the receiver, so the caller can still answer
+/// with an error status instead (HAProxy's 502 for a response that is
+/// broken before anything was forwarded).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "both sides of one body and their buffers"
+)]
+pub async fn stream_body_tracked<R, W>(
     decoder: &mut BodyDecoder,
     src: &mut R,
     src_buf: &mut BytesMut,
@@ -142,6 +152,7 @@ pub async fn stream_body<R, W>(
     out: &mut BytesMut,
     mode: BodyMode,
     timeouts: StreamTimeouts,
+    sent: &mut bool,
 ) -> Result<Moved, StreamError>
 where
     R: AsyncRead + Unpin,
@@ -158,6 +169,7 @@ where
             let before = out.len();
             match mode {
                 BodyMode::Pass if out.len() + step.consumed > COALESCE_LIMIT => {
+                    *sent = true;
                     flush(dst, out, timeouts.write).await?;
                     match within(timeouts.write, dst.write_all(&src_buf[..step.consumed])).await {
                         Ok(Ok(())) => moved.written += step.consumed as u64,
@@ -179,6 +191,7 @@ where
                 encode_last_chunk(out);
                 moved.written += 5;
             }
+            *sent |= !out.is_empty();
             flush(dst, out, timeouts.write).await?;
             return Ok(moved);
         }
@@ -187,6 +200,7 @@ where
         }
         // Need more input: send what we have first (the peer may wait for it).
         if out.len() > COALESCE_LIMIT / 2 || src_buf.is_empty() {
+            *sent |= !out.is_empty();
             flush(dst, out, timeouts.write).await?;
         }
         src_buf.reserve(BODY_READ_SIZE);
@@ -202,10 +216,30 @@ where
                 encode_last_chunk(out);
                 moved.written += 5;
             }
+            *sent |= !out.is_empty();
             flush(dst, out, timeouts.write).await?;
             return Ok(moved);
         }
     }
+}
+
+/// [`stream_body_tracked`] for callers that do not need to know whether
+/// anything reached `dst` before an error.
+pub async fn stream_body<R, W>(
+    decoder: &mut BodyDecoder,
+    src: &mut R,
+    src_buf: &mut BytesMut,
+    dst: &mut W,
+    out: &mut BytesMut,
+    mode: BodyMode,
+    timeouts: StreamTimeouts,
+) -> Result<Moved, StreamError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut sent = false;
+    stream_body_tracked(decoder, src, src_buf, dst, out, mode, timeouts, &mut sent).await
 }
 
 /// How [`upload_body`] stopped.

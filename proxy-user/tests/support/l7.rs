@@ -23,6 +23,7 @@
 //! | `/status/N` | status N with a short body |
 //! | `/drip/MS` | a 10-byte body: `first` with the head, `last!` MS milliseconds later |
 //! | `/badchunk` | a chunked body: the head and `5\r\nhello\r\n`, then 100 ms later a chunk size that is not hex (`zz\r\n...`) |
+//! | `/badchunk-now` | a chunked 200 whose first chunk size is not hex, head and body in one write |
 //!
 //! A number in a path (`MS`, `N`) may be followed by anything (`/drip/300?t=a`),
 //! so tests can make their paths unique.
@@ -361,6 +362,13 @@ async fn serve_request(
         }
         tokio::time::sleep(Duration::from_millis(leading_number(ms))).await;
         return stream.write_all(b"last!").await.is_ok();
+    } else if path == "/badchunk-now" {
+        // Head and a broken chunk size in one write: nothing valid to forward.
+        let r = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: {name}\r\n\r\nzz\r\nbroken\r\n0\r\n\r\n"
+        );
+        let _ = stream.write_all(r.as_bytes()).await;
+        return false;
     } else if path == "/badchunk" {
         let r = format!(
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-origin: {name}\r\n\r\n5\r\nhello\r\n"
