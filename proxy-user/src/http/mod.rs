@@ -86,5 +86,6 @@ pub use error::{Error, ParseError, Side};
 pub use framing::{
     request_framing, response_framing, response_framing_for, server_connection_reusable, Framing,
 };
+pub(crate) use head::absolute_form_authority;
 pub use head::{Header, Headers, KeepAlive, Method, RequestHead, ResponseHead, Version};
 pub use limits::{Limits, MAX_HEADERS_CEILING};

@@ -1292,23 +1292,9 @@ fn try_read_drained(socket: &TcpStream, buf: &mut BytesMut) -> std::io::Result<u
 /// absolute-form target (`http://authority/path`), else the server's
 /// address, without the scheme's default port.
 fn default_host(target: &[u8], server: SocketAddr, tls: bool) -> String {
-    if let Some(p) = memchr::memmem::find(target, b"://") {
-        let rest = &target[p + 3..];
-        let end = rest
-            .iter()
-            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
-            .unwrap_or(rest.len());
-        // Without userinfo (RFC 9110 §4.2.4: not sent).
-        let authority = &rest[..end];
-        let authority = match memchr::memrchr(b'@', authority) {
-            Some(at) => &authority[at + 1..],
-            None => authority,
-        };
-        if let Ok(a) = std::str::from_utf8(authority) {
-            if !a.is_empty() {
-                return a.to_string();
-            }
-        }
+    // Without userinfo (RFC 9110 §4.2.4: not sent).
+    if let Some(Ok(a)) = crate::http::absolute_form_authority(target).map(std::str::from_utf8) {
+        return a.to_string();
     }
     let default_port = if tls { 443 } else { 80 };
     match (server.ip(), server.port()) {

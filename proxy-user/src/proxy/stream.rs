@@ -605,17 +605,21 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_answer_racing_the_last_send_still_completes_the_upload() {
+    /// Uploads "hello" as a body of `length` bytes to a server that
+    /// answers `answer` once it has received 5 bytes.
+    async fn upload_hello(
+        length: u64,
+        answer: &'static [u8],
+    ) -> (Upload, QueuedSendServer, BytesMut) {
         let limits = Limits::default();
-        let mut dec = BodyDecoder::new(Framing::Length(5), Side::Client, &limits);
+        let mut dec = BodyDecoder::new(Framing::Length(length), Side::Client, &limits);
         let mut client: &[u8] = b"";
         let mut client_buf = BytesMut::from(&b"hello"[..]);
         let mut server = QueuedSendServer {
             received: Vec::new(),
             body_len: 5,
             flushes: 0,
-            answer: b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            answer,
         };
         let mut server_buf = BytesMut::new();
         let mut out = BytesMut::new();
@@ -636,6 +640,13 @@ mod tests {
         )
         .await
         .unwrap();
+        (step, server, server_buf)
+    }
+
+    #[tokio::test]
+    async fn an_answer_racing_the_last_send_still_completes_the_upload() {
+        let (step, server, server_buf) =
+            upload_hello(5, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
         assert!(matches!(step, Upload::Complete), "{step:?}");
         assert_eq!(server.received, b"hello");
         assert!(server_buf.starts_with(b"HTTP/1.1 200 OK"));
@@ -643,36 +654,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_before_the_body_is_sent_is_an_early_response() {
-        let limits = Limits::default();
-        let mut dec = BodyDecoder::new(Framing::Length(10), Side::Client, &limits);
-        let mut client: &[u8] = b"";
-        let mut client_buf = BytesMut::from(&b"hello"[..]);
         // Answers after 5 of the 10 bytes: the body is not complete.
-        let mut server = QueuedSendServer {
-            received: Vec::new(),
-            body_len: 5,
-            flushes: 0,
-            answer: b"HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n",
-        };
-        let mut server_buf = BytesMut::new();
-        let mut out = BytesMut::new();
-        let mut moved = Moved::default();
-        let t = StreamTimeouts {
-            read: None,
-            write: None,
-        };
-        let step = upload_body(
-            &mut dec,
-            &mut client,
-            &mut client_buf,
-            &mut server,
-            &mut server_buf,
-            &mut out,
-            t,
-            &mut moved,
-        )
-        .await
-        .unwrap();
+        let (step, _, _) =
+            upload_hello(10, b"HTTP/1.1 413 Too Large\r\ncontent-length: 0\r\n\r\n").await;
         assert!(matches!(step, Upload::Answered), "{step:?}");
     }
 
