@@ -249,6 +249,7 @@ fn config(instance: &str, forward: &str) -> String {
          frontend web4\n    guid web4\n    mode tcp\n    bind {vip4}:80 interface b0\n    xdp strict forward {forward}\n    maglev-table-size 251\n    default_backend pool4\n\
          frontend web6\n    guid web6\n    mode tcp\n    bind [{vip6}]:80 interface b0\n    xdp strict forward {forward}\n    maglev-table-size 251\n    default_backend pool6\n\
          frontend dns4\n    guid dns4\n    mode udp\n    bind {vip4}:53 interface b0\n    xdp strict forward {forward}\n    maglev-table-size 251\n    default_backend udp4\n\
+         frontend stats\n    guid stats\n    mode http\n    bind {STATS}\n    http-request use-service prometheus-exporter\n\
          {}{}{}",
         pool("pool4", 80, false, true),
         pool("pool6", 80, true, false),
@@ -256,6 +257,28 @@ fn config(instance: &str, forward: &str) -> String {
         vip4 = lab::VIP4,
         vip6 = lab::VIP6,
     )
+}
+
+/// The metrics page (`use-service prometheus-exporter`), inside the
+/// balancer namespace.
+const STATS: &str = "127.0.0.1:8404";
+
+/// The value of `series` on the metrics page, if listed.
+fn scrape(series: &str) -> Result<Option<u64>, String> {
+    let addr: SocketAddr = STATS.parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: stats\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut page = String::new();
+    s.read_to_string(&mut page)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(page.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|v| v.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }))
 }
 
 /// The whole scenario for one forwarding mode.
@@ -418,6 +441,51 @@ fn scenario(forward: &str) {
         let sent = udp.values().filter(|n| **n == format!("real{k}")).count() as u64;
         assert_eq!(real_new(*id), sent, "{forward}: UDP real id {id} new flows");
     }
+    // The same counters on the L7 metrics page, once the sync task (every
+    // second) has mirrored them from the BPF maps.
+    let expect = [
+        (
+            "weir_l4_service_new_flows_total{proxy=\"web4\"}",
+            CONNECTIONS as u64,
+        ),
+        (
+            "weir_l4_service_new_flows_total{proxy=\"dns4\"}",
+            UDP_FLOWS as u64,
+        ),
+    ];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: Vec<Option<u64>> = expect
+            .iter()
+            .map(|(series, _)| {
+                let series = series.to_string();
+                in_ns(&lab.balancer, move || scrape(&series))
+                    .unwrap_or_else(|e| panic!("{forward}: metrics page: {e}"))
+            })
+            .collect();
+        if got
+            .iter()
+            .zip(&expect)
+            .all(|(g, (_, want))| *g == Some(*want))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{forward}: metrics page {got:?}, want {expect:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let real0 = in_ns(&lab.balancer, || {
+        scrape("weir_l4_real_new_flows_total{proxy=\"web4\",server=\"real0\"}")
+    })
+    .unwrap_or_else(|e| panic!("{forward}: metrics page: {e}"));
+    assert_eq!(
+        real0,
+        Some(real_new(0)),
+        "{forward}: real0 on the metrics page"
+    );
+
     let flows = 2 * CONNECTIONS as u64 + UDP_FLOWS as u64;
     assert_eq!(
         l4("lru_misses"),

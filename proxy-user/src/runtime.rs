@@ -711,6 +711,10 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
             mirror_plan(&cfg, &registry, &entries, control),
             cfg.global.stats_sync_interval,
         ));
+        // The L7 metrics page lists the XDP services and reals too.
+        http_engine
+            .exporter()
+            .publish_l4(l4_entities(&cfg, &registry));
     }
 
     let exe = std::env::current_exe()
@@ -800,6 +804,28 @@ async fn run(cfg: Config, args: RunArgs) -> Result<()> {
 }
 
 /// Which stats object each XDP counter is mirrored into.
+/// The XDP services and their reals with their counter handles, in
+/// config order, for the metrics page.
+fn l4_entities(cfg: &Config, registry: &stats::registry::Registry) -> proxy::exporter::L4Entities {
+    let mut l4 = proxy::exporter::L4Entities::default();
+    for fe in cfg.frontends.iter().filter(|f| f.xdp.is_some()) {
+        if let Some(h) = registry.l4_services.get(&fe.name) {
+            l4.services.push((fe.name.clone(), h.clone()));
+        }
+        let servers = fe
+            .default_backend
+            .as_deref()
+            .and_then(|b| cfg.backend(b))
+            .map_or(&[][..], |b| &b.servers[..]);
+        for s in servers {
+            if let Some(h) = registry.l4_reals.get(&(fe.name.clone(), s.name.clone())) {
+                l4.reals.push((fe.name.clone(), s.name.clone(), h.clone()));
+            }
+        }
+    }
+    l4
+}
+
 fn mirror_plan(
     cfg: &Config,
     registry: &Registry,

@@ -30,6 +30,17 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, Default)]
 pub struct Exporter {
     entities: OnceLock<Entities>,
+    l4: OnceLock<L4Entities>,
+}
+
+/// The XDP services and their reals, whose counters the L4 sync task
+/// mirrors from the BPF maps (every second) into their handles.
+#[derive(Debug, Default)]
+pub struct L4Entities {
+    /// (frontend name, counters), in config order.
+    pub services: Vec<(String, EntityCounters)>,
+    /// (frontend name, real name, counters), in config order.
+    pub reals: Vec<(String, String, EntityCounters)>,
 }
 
 /// Frontends and backends, in config order.
@@ -46,6 +57,12 @@ impl Exporter {
             frontends: frontends.iter().map(Arc::downgrade).collect(),
             backends: backends.iter().map(Arc::downgrade).collect(),
         });
+    }
+
+    /// Adds the XDP services and reals to the page (the runtime calls this
+    /// once, when XDP runs).
+    pub fn publish_l4(&self, l4: L4Entities) {
+        let _ = self.l4.set(l4);
     }
 
     /// The page: every family with its HELP and TYPE lines.
@@ -176,6 +193,20 @@ impl Exporter {
                 )
             }),
         );
+        if let Some(l4) = self.l4.get() {
+            let svc_rows: Vec<Row<'_>> = l4
+                .services
+                .iter()
+                .map(|(fe, c)| Row::new(fe, None, c))
+                .collect();
+            page.counters(ObjectType::L4Service, &svc_rows);
+            let real_rows: Vec<Row<'_>> = l4
+                .reals
+                .iter()
+                .map(|(fe, real, c)| Row::new(fe, Some(real), c))
+                .collect();
+            page.counters(ObjectType::L4Real, &real_rows);
+        }
         page.out
     }
 }
@@ -226,7 +257,9 @@ impl Page {
                 let _ = writeln!(self.out, "{name}{} {}", r.labels, r.counters.get(c));
             }
         }
-        for rate in Rate::ALL {
+        // Rates are counted by the L7 request path only.
+        let rates = if ty.is_l4() { &[][..] } else { &Rate::ALL[..] };
+        for &rate in rates {
             let name = format!("weir_{t}_current_{}", rate.name());
             self.family(&name, "Events per second over the last second.", "gauge");
             for r in rows {
@@ -250,5 +283,37 @@ impl Page {
     fn family(&mut self, name: &str, help: &str, kind: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{StatsStore, StoreOptions};
+
+    #[test]
+    fn l4_services_and_reals_are_listed_with_their_counters_and_no_rates() {
+        let (store, _) = StatsStore::open(None, 0, StoreOptions::default()).unwrap();
+        let svc = store.register(None, ObjectType::L4Service);
+        let real = store.register(None, ObjectType::L4Real);
+        svc.add(Counter::PacketsIn, 7);
+        real.add(Counter::BytesOut, 1500);
+        let e = Exporter::default();
+        e.publish_l4(L4Entities {
+            services: vec![("dns".into(), svc)],
+            reals: vec![("dns".into(), "r\"1".into(), real)],
+        });
+        let page = e.render();
+        assert!(
+            page.contains("weir_l4_service_packets_in_total{proxy=\"dns\"} 7\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("weir_l4_real_bytes_out_total{proxy=\"dns\",server=\"r\\\"1\"} 1500\n"),
+            "{page}"
+        );
+        // L7-only families are not listed for L4 entities.
+        assert!(!page.contains("weir_l4_service_requests_total"), "{page}");
+        assert!(!page.contains("weir_l4_service_current_"), "{page}");
     }
 }

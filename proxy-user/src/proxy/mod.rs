@@ -191,6 +191,7 @@ pub struct Engine {
     /// [`Engine::listen_frontend`].
     workers: OnceLock<worker::Workers>,
     worker_count: usize,
+    exporter: Arc<exporter::Exporter>,
 }
 
 impl Engine {
@@ -218,9 +219,10 @@ impl Engine {
             checkers: Vec::new(),
             workers: OnceLock::new(),
             worker_count: worker::count(cfg.global.threads),
+            exporter: Arc::new(exporter::Exporter::default()),
         };
         let workers = engine.worker_count;
-        let exporter = Arc::new(exporter::Exporter::default());
+        let exporter = engine.exporter.clone();
         for fe in cfg.frontends.iter().filter(|f| f.mode == Mode::Http) {
             let mut get_backend = |name: &str| -> Result<Arc<BackendCtx>, EngineError> {
                 if let Some(b) = engine.backends.get(name) {
@@ -284,6 +286,12 @@ impl Engine {
     /// The context of `mode http` frontend `name`.
     pub fn frontend(&self, name: &str) -> Option<Arc<FrontendCtx>> {
         self.frontends.get(name).cloned()
+    }
+
+    /// The live statistics page of `use-service prometheus-exporter`
+    /// (shared by every frontend of this engine).
+    pub fn exporter(&self) -> Arc<exporter::Exporter> {
+        self.exporter.clone()
     }
 
     /// The context of backend `name`, if a `mode http` frontend uses it.
