@@ -5,10 +5,9 @@
 mod l7;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use l7::{dead_addr, send_raw, start_proxy, Client, Origin};
+use l7::{capture_access_log, dead_addr, lines_with, send_raw, start_proxy, Client, Origin};
 use proxy_user::http::Method;
 use proxy_user::stats::Counter;
 use tokio::io::AsyncReadExt;
@@ -787,26 +786,9 @@ async fn malformed_requests_get_4xx_and_never_reach_the_origin() {
     assert_eq!(proxy.frontend.counters.get(Counter::RequestErrors), 4);
 }
 
-static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct CaptureAccessLog;
-
-impl log::Log for CaptureAccessLog {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.target() == "access"
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if r.target() == "access" {
-            ACCESS_LINES.lock().unwrap().push(r.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
 #[tokio::test]
 async fn access_log_has_one_line_per_request_with_timings() {
-    let _ = log::set_logger(&CaptureAccessLog);
-    log::set_max_level(log::LevelFilter::Info);
+    capture_access_log();
     let o = Origin::start("o").await;
     let cfg = format!(
         "{DEFAULTS}\nfrontend fe\n    bind 127.0.0.1:1\n    option httplog\n    use_backend b if {{ path_beg /b }}\nbackend b\n    server s1 {}\n",
@@ -816,10 +798,8 @@ async fn access_log_has_one_line_per_request_with_timings() {
     let mut c = Client::connect(proxy.addr).await;
     assert_eq!(c.get("/b/logged").await.status, 200);
     let _ = send_raw(proxy.addr, b"GET /nothing HTTP/1.1\r\nHost: w\r\n\r\n").await;
-    let lines = ACCESS_LINES.lock().unwrap().clone();
-    let ok = lines
-        .iter()
-        .find(|l| l.contains("/b/logged"))
+    let ok = lines_with("/b/logged")
+        .pop()
         .expect("a line for the request");
     assert!(ok.contains(" fe b/s1 "), "{ok}");
     assert!(
@@ -828,10 +808,7 @@ async fn access_log_has_one_line_per_request_with_timings() {
     );
     let timings = ok.split(' ').nth(4).unwrap();
     assert_eq!(timings.split('/').count(), 5, "Tq/Tw/Tc/Tr/Ta: {ok}");
-    let nosrv = lines
-        .iter()
-        .find(|l| l.contains("/nothing"))
-        .expect("a line for the 503");
+    let nosrv = lines_with("/nothing").pop().expect("a line for the 503");
     assert!(
         nosrv.contains(" 503 ") && nosrv.contains("<NOSRV>"),
         "{nosrv}"

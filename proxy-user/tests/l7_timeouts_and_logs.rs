@@ -10,10 +10,9 @@
 #[path = "support/l7.rs"]
 mod l7;
 
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use l7::{send_raw, start_proxy, Client, Origin};
+use l7::{capture_access_log, lines_with, send_raw, start_proxy, Client, Origin};
 use proxy_user::http::{BodyDecoder, Framing, Limits, Side};
 use proxy_user::stats::{read_snapshot, Counter, ObjectType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,43 +25,6 @@ const UPGRADE: &str =
     "HTTP/1.1\r\nHost: w\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 // ---------------------------------------------------------------- helpers
-
-static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Keeps the `access` target's lines in [`ACCESS_LINES`] (one logger for
-/// the whole test binary: tests find their lines by a unique path).
-struct CaptureAccessLog;
-
-impl log::Log for CaptureAccessLog {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.target() == "access"
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if r.target() == "access" {
-            ACCESS_LINES.lock().unwrap().push(r.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn capture_access_log() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&CaptureAccessLog).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
-/// The access-log lines that contain `marker`.
-fn lines_with(marker: &str) -> Vec<String> {
-    ACCESS_LINES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(marker))
-        .cloned()
-        .collect()
-}
 
 /// Waits (at most 3 s) until `ready` holds; false if it never did.
 async fn eventually(mut ready: impl FnMut() -> bool) -> bool {

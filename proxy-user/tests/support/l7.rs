@@ -603,3 +603,42 @@ pub async fn dead_addr() -> SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Access-log lines captured by [`capture_access_log`].
+static ACCESS_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Keeps the `access` target's lines in [`ACCESS_LINES`] (one logger for
+/// the whole test binary: tests find their lines by a unique path).
+struct CaptureAccessLog;
+
+impl log::Log for CaptureAccessLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == "access"
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if r.target() == "access" {
+            ACCESS_LINES.lock().unwrap().push(r.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Captures the access log of this test binary from now on (idempotent).
+pub fn capture_access_log() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        log::set_logger(&CaptureAccessLog).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+}
+
+/// The captured access-log lines that contain `marker`.
+pub fn lines_with(marker: &str) -> Vec<String> {
+    ACCESS_LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(marker))
+        .cloned()
+        .collect()
+}
