@@ -279,3 +279,67 @@ frontend fe\n    bind 127.0.0.1:1\n    default_backend b\nbackend b
     // And an L4 error for passive health (error-limit 1, mark-down).
     assert!(!be.is_up(0), "{}", server_status(&be, 0));
 }
+
+/// A backend whose only server fails its HTTP check (`/status/503`) from
+/// the start: UP at first, DOWN after `fall 2` checks 150 ms apart.
+fn failing_check_backend(origin: SocketAddr, shutdown: bool) -> String {
+    let option = if shutdown {
+        " on-marked-down shutdown-sessions"
+    } else {
+        ""
+    };
+    format!(
+        "{DEFAULTS}
+frontend fe
+    bind 127.0.0.1:1
+    option httplog
+    default_backend b
+backend b
+    option httpchk GET /status/503
+    http-check expect status 200
+    server s1 {origin} check inter 150ms fall 2 rise 1{option}
+"
+    )
+}
+
+#[tokio::test]
+async fn on_marked_down_shutdown_sessions_cuts_the_exchange_in_flight() {
+    l7::capture_access_log();
+    let o = Origin::start("o").await;
+    let proxy = start_proxy(&failing_check_backend(o.addr, true)).await;
+    let be = proxy.engine.backend("b").unwrap();
+    let mut c = Client::connect(proxy.addr).await;
+    let started = Instant::now();
+    c.send(b"GET /slow/4000 HTTP/1.1\r\nHost: w\r\n\r\n")
+        .await;
+    // Marked DOWN after about 300 ms: the request (4 s at the origin) is
+    // cut off then, with a 502 since nothing of the response was sent.
+    let r = c.response().await.expect("an answer");
+    let took = started.elapsed();
+    assert_eq!(r.status, 502, "{}", r.head);
+    assert!(took < Duration::from_secs(2), "cut off after {took:?}");
+    assert!(!be.is_up(0));
+    assert!(c.is_closed().await, "the client connection ends");
+    assert!(
+        wait_for(Duration::from_secs(2), || {
+            !l7::lines_with("/slow/4000").is_empty()
+        })
+        .await
+    );
+    let line = &l7::lines_with("/slow/4000")[0];
+    // HAProxy's termination 'D': killed because the server went DOWN.
+    assert!(line.contains(" 502 ") && line.contains(" D"), "{line}");
+}
+
+#[tokio::test]
+async fn without_shutdown_sessions_the_exchange_in_flight_completes() {
+    let o = Origin::start("o").await;
+    let proxy = start_proxy(&failing_check_backend(o.addr, false)).await;
+    let be = proxy.engine.backend("b").unwrap();
+    let mut c = Client::connect(proxy.addr).await;
+    c.send(b"GET /slow/1200 HTTP/1.1\r\nHost: w\r\n\r\n").await;
+    let r = c.response().await.expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.head);
+    // The server did go DOWN meanwhile; only new requests avoid it.
+    assert!(!be.is_up(0));
+}

@@ -635,6 +635,9 @@ pub struct Server {
     /// `on-error fastinter|fail-check|sudden-death|mark-down`. Default
     /// fail-check.
     pub on_error: OnError,
+    /// `on-marked-down shutdown-sessions`: when health checks mark the
+    /// server DOWN, the requests in flight on it are cut off (L7 proxy).
+    pub shutdown_sessions_on_down: bool,
     /// `maxconn N`: concurrent connection limit.
     pub maxconn: Option<u32>,
     /// `maxqueue N`: requests waiting for this server at most (its own

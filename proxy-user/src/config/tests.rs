@@ -687,12 +687,27 @@ fn passive_health_errors_and_tcp_mode_warning() {
     let e = one_err(
         &web(
             "",
-            "    server s2 10.0.0.2:80 check on-marked-down shutdown-sessions",
+            "    server s2 10.0.0.2:80 check on-marked-down shutdown-backup-sessions",
         ),
         15,
-        "'on-marked-down shutdown-sessions' is not supported",
+        "unknown on-marked-down action 'shutdown-backup-sessions'",
     );
-    assert!(e.hint.unwrap().contains("remove it"));
+    assert!(e.hint.unwrap().contains("on-marked-down shutdown-sessions"));
+    let (cfg, w) = ok(&web(
+        "",
+        "    server s2 10.0.0.2:80 guid s2 check on-marked-down shutdown-sessions",
+    ));
+    assert!(w.is_empty(), "{w:?}");
+    assert!(cfg.backend("app").unwrap().servers[1].shutdown_sessions_on_down);
+    let (_, w) = ok(&web(
+        "",
+        "    server s2 10.0.0.2:80 guid s2 on-marked-down shutdown-sessions",
+    ));
+    assert!(
+        w.iter()
+            .any(|w| w.line == Some(15) && w.message.contains("has no effect: no 'check'")),
+        "{w:?}"
+    );
     let (_, w) = ok("defaults\n    timeout client 1s\n    timeout connect 1s\n    timeout server 1s\nlisten db\n    guid db\n    mode tcp\n    bind :5432\n    server s 10.0.0.1:5432 guid db-s check observe layer4\n");
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(

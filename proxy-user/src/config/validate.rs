@@ -354,6 +354,23 @@ fn advisories(config: &Config, d: &mut Diags<'_>) {
                 );
             }
         }
+        for s in b.servers.iter().filter(|s| s.shutdown_sessions_on_down) {
+            let why = if !s.check {
+                "no 'check': only health checks mark a server DOWN"
+            } else if b.mode != Mode::Http {
+                "a mode tcp/udp backend: only the L7 proxy cuts sessions off"
+            } else {
+                continue;
+            };
+            d.warn(
+                Some(s.line),
+                format!(
+                    "'on-marked-down shutdown-sessions' on server '{}/{}' has no effect: {why}",
+                    b.name, s.name
+                ),
+                None,
+            );
+        }
         let userspace = !xdp_only.get(b.name.as_str()).copied().unwrap_or(false);
         if userspace
             && b.mode != Mode::Udp

@@ -102,6 +102,10 @@ pub enum ProxyError {
     /// The server did not answer (or stalled) within `timeout server`.
     #[error("server timeout")]
     ServerTimeout,
+    /// Health checks marked the server DOWN during the exchange and it has
+    /// `on-marked-down shutdown-sessions`: the exchange was cut off.
+    #[error("server marked down (on-marked-down shutdown-sessions)")]
+    ServerMarkedDown,
     /// A bug: the exchange panicked. The client gets a 500 and the
     /// connection is closed; the process goes on.
     #[error("internal error: {0}")]
@@ -126,7 +130,8 @@ impl ProxyError {
             | ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
             | ProxyError::ServerAborted(_)
-            | ProxyError::ServerTimeout => ErrorSide::Server,
+            | ProxyError::ServerTimeout
+            | ProxyError::ServerMarkedDown => ErrorSide::Server,
         }
     }
 
@@ -146,7 +151,8 @@ impl ProxyError {
             | ProxyError::ConnectTimeout { .. } => Some(503),
             ProxyError::StaleConnection
             | ProxyError::BadResponse(_)
-            | ProxyError::ServerAborted(_) => Some(502),
+            | ProxyError::ServerAborted(_)
+            | ProxyError::ServerMarkedDown => Some(502),
             ProxyError::ServerTimeout => Some(504),
             ProxyError::Internal(_) => Some(500),
         }
@@ -178,7 +184,8 @@ impl ProxyError {
             ProxyError::ClientTimeout(_) => Some(Counter::Timeouts),
             ProxyError::ClientAborted(_) => None,
             ProxyError::NoBackend => Some(Counter::Denied),
-            ProxyError::Internal(_) => None,
+            // Cut off by configuration, not a failure of the server's answer.
+            ProxyError::Internal(_) | ProxyError::ServerMarkedDown => None,
             ProxyError::NoServer
             | ProxyError::QueueTimeout { .. }
             | ProxyError::QueueFull { .. }
@@ -215,6 +222,7 @@ impl ProxyError {
             | ProxyError::NoServer
             | ProxyError::QueueTimeout { .. }
             | ProxyError::QueueFull { .. }
+            | ProxyError::ServerMarkedDown
             | ProxyError::Internal(_) => None,
         }
     }
@@ -247,6 +255,8 @@ impl ProxyError {
             ProxyError::ConnectTimeout { .. } | ProxyError::ServerTimeout => b's',
             ProxyError::BadResponse(_) => b'P',
             ProxyError::ServerAborted(_) => b'S',
+            // HAProxy's 'D': killed because the server went DOWN.
+            ProxyError::ServerMarkedDown => b'D',
             ProxyError::Internal(_) => b'I',
         };
         [who, phase]

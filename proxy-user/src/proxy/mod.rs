@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::balance::{
     Algorithm, BackupPolicy, BalanceError, BuildContext, ConnTracker, Server as BalanceServer,
@@ -500,6 +500,8 @@ fn build_backend(
                 addr: s.addr,
                 maxconn: s.maxconn,
                 maxqueue: s.maxqueue,
+                shutdown_sessions_on_down: s.shutdown_sessions_on_down,
+                marked_down: Notify::new(),
                 queued: AtomicU64::new(0),
                 check_index,
                 counters: counters(StatsEntity::Server(be, s)),
@@ -585,6 +587,12 @@ async fn follow_health(
                 if change.to == Health::Down {
                     ::log::warn!("{change}");
                     s.counters.inc(Counter::DownTransitions);
+                    if s.shutdown_sessions_on_down {
+                        // Exchanges in flight end (session.rs). Idle pooled
+                        // connections stay: they belong to the workers'
+                        // rings, and a DOWN server is not picked anyway.
+                        s.marked_down.notify_waiters();
+                    }
                     if change.active_up == 0 && change.backup_up == 0 {
                         ::log::error!("backend {} has no server available!", backend.name);
                         backend.counters.inc(Counter::DownTransitions);

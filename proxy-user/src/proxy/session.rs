@@ -44,7 +44,7 @@ use super::stream::{
     flush, stream_body_tracked, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
     TunnelTimeouts, Upload,
 };
-use super::upstream::{BackendCtx, SERVER_BUF_SIZE};
+use super::upstream::{BackendCtx, ServerSlot, SERVER_BUF_SIZE};
 use super::FrontendCtx;
 
 /// Read buffer allocated for a client connection once it sends something.
@@ -630,7 +630,6 @@ impl<'f, S: ClientIo> Session<'f, S> {
         answer_continue: bool,
         o: &mut Outcome<'f>,
     ) -> Result<Next, ProxyError> {
-        let fe = self.fe;
         let key = match &backend.hash_on {
             Some(on) => {
                 let target = std::str::from_utf8(head.target()).unwrap_or("");
@@ -647,7 +646,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         let mut excluded: Vec<usize> = Vec::new();
         let mut retries_left = backend.retries;
         let mut same_server = None;
-        let (slot, mut conn) = loop {
+        let (slot, conn) = loop {
             let slot = match same_server.take() {
                 Some(slot) => slot,
                 None => {
@@ -697,6 +696,43 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 }
             }
         };
+        let server = &backend.servers[slot.server];
+        if !server.shutdown_sessions_on_down {
+            return self
+                .exchange(head, backend, edits, answer_continue, slot, conn, o)
+                .await;
+        }
+        // `on-marked-down shutdown-sessions`: the exchange is cut off when
+        // health checks mark this server DOWN (HAProxy's termination 'D').
+        // Registered before the exchange starts, so no notice is missed.
+        let killed = server.marked_down.notified();
+        let mut killed = std::pin::pin!(killed);
+        killed.as_mut().enable();
+        let exchange = self.exchange(head, backend, edits, answer_continue, slot, conn, o);
+        tokio::select! {
+            biased;
+            done = exchange => done,
+            () = killed => Err(ProxyError::ServerMarkedDown),
+        }
+    }
+
+    /// Sends the request on `conn` to the server of `slot` and relays the
+    /// response: one exchange, once a server and a connection are there.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the steps of one exchange share these"
+    )]
+    async fn exchange(
+        &mut self,
+        head: &RequestHead,
+        backend: &'f Arc<BackendCtx>,
+        edits: &HeaderEdits<'_>,
+        answer_continue: bool,
+        slot: ServerSlot,
+        mut conn: ServerConn,
+        o: &mut Outcome<'f>,
+    ) -> Result<Next, ProxyError> {
+        let fe = self.fe;
         let server_idx = slot.server;
         let server = &backend.servers[server_idx];
         server.counters.request();

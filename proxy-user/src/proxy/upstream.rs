@@ -16,6 +16,7 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use crate::uring::UringStream;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::balance::{Choice, ConnGuard, HashOn, SelectKey, ServerIdx, SharedBalancer};
@@ -43,6 +44,11 @@ pub struct ServerCtx {
     pub addr: SocketAddr,
     /// `maxconn`: concurrent requests at most; more wait in a queue.
     pub maxconn: Option<u32>,
+    /// `on-marked-down shutdown-sessions`: exchanges in flight are cut off
+    /// when health checks mark the server DOWN.
+    pub shutdown_sessions_on_down: bool,
+    /// Notified (all waiters) when health checks mark the server DOWN.
+    pub marked_down: Notify,
     /// `maxqueue`: requests waiting in this server's own queue at most;
     /// `None`: unlimited.
     pub maxqueue: Option<u32>,

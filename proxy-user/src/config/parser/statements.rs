@@ -151,7 +151,7 @@ pub(super) fn parse_server_opts(
         let value = || {
             words.get(i + 1).ok_or_else(|| {
                 Problem::new(w.col, format!("server option '{}' needs a value", w.text))
-                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [observe layer4|layer7] [error-limit N] [on-error ACTION] [maxconn N] [maxqueue N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
+                    .hint("usage: server NAME ADDR:PORT [weight N] [check] [inter DUR] [fastinter DUR] [downinter DUR] [rise N] [fall N] [observe layer4|layer7] [error-limit N] [on-error ACTION] [on-marked-down shutdown-sessions] [maxconn N] [maxqueue N] [backup] [guid G] [ssl] [verify none|required] [ca-file F] [sni STR]")
             })
         };
         let mut takes_value = true;
@@ -203,14 +203,14 @@ pub(super) fn parse_server_opts(
             }
             "on-marked-down" => {
                 let v = value()?;
-                return Err(Problem::new(
-                    w.col,
-                    format!("'on-marked-down {}' is not supported", v.text),
-                )
-                .hint(
-                    "remove it: sessions on a server marked DOWN run to completion \
-                     (only new requests avoid it)",
-                ));
+                if v.text != "shutdown-sessions" {
+                    return Err(Problem::new(
+                        v.col,
+                        format!("unknown on-marked-down action '{}'", v.text),
+                    )
+                    .hint("on-marked-down shutdown-sessions (the only action)"));
+                }
+                o.shutdown_sessions_on_down = Some(true);
             }
             "maxconn" => o.maxconn = Some(number(value()?, "maxconn", 1, u32::MAX.into())? as u32),
             // HAProxy: 0 means no limit.
@@ -300,6 +300,7 @@ pub(super) fn resolve_server(
         observe: o.observe.flatten(),
         error_limit: o.error_limit.unwrap_or(server_defaults::ERROR_LIMIT),
         on_error: o.on_error.unwrap_or_default(),
+        shutdown_sessions_on_down: o.shutdown_sessions_on_down.unwrap_or(false),
         maxconn: o.maxconn,
         maxqueue: o.maxqueue.filter(|&n| n > 0),
         backup: o.backup.unwrap_or(false),
