@@ -310,8 +310,7 @@ async fn on_marked_down_shutdown_sessions_cuts_the_exchange_in_flight() {
     let be = proxy.engine.backend("b").unwrap();
     let mut c = Client::connect(proxy.addr).await;
     let started = Instant::now();
-    c.send(b"GET /slow/4000 HTTP/1.1\r\nHost: w\r\n\r\n")
-        .await;
+    c.send(b"GET /slow/4000 HTTP/1.1\r\nHost: w\r\n\r\n").await;
     // Marked DOWN after about 300 ms: the request (4 s at the origin) is
     // cut off then, with a 502 since nothing of the response was sent.
     let r = c.response().await.expect("an answer");
