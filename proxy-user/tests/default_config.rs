@@ -8,32 +8,16 @@
 //! temporary path, so the test neither collides with a running instance
 //! nor needs root (`--no-xdp`: the XDP part is tested in bpf-tests).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/weir_process.rs"]
+mod weir_process;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use weir_process::{free_port, Weir};
 
 use proxy_user::stats::{read_snapshot, Counter, ObjectType};
-
-/// The weir process, killed (by its PID) when the test ends, even on failure.
-struct Weir(Child);
-
-impl Drop for Weir {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `text` with `from` replaced by `to`, which must occur in it.
 fn replace(text: &str, from: &str, to: &str) -> String {
@@ -80,26 +64,7 @@ fn the_default_config_balances_over_its_demo_origins_and_counts() {
     let path = dir.path().join("weir.cfg");
     std::fs::write(&path, cfg).unwrap();
 
-    let mut weir = Weir(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--no-xdp", "-f"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start weir"),
-    );
-    let mut out = BufReader::new(weir.0.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut banner = String::new();
-    while !banner.contains("Stop with") {
-        assert!(Instant::now() < deadline, "no banner: {banner}");
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "weir exited: {banner}"
-        );
-        banner.push_str(&line);
-    }
+    let _weir = Weir::start(&path);
 
     // Round robin over the two demo origins.
     let web: SocketAddr = format!("127.0.0.1:{web}").parse().unwrap();

@@ -4,35 +4,17 @@
 //! established connection keeps working.
 
 mod tls_support;
+#[path = "support/weir_process.rs"]
+mod weir_process;
 
 use std::{
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener},
-    process::{Child, Command, Stdio},
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use tls_support::{handshake, http_get, KeyKind, TestCa};
-
-struct Weir(Child);
-
-impl Drop for Weir {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use weir_process::{free_port, Weir};
 
 #[tokio::test]
 async fn weir_terminates_tls_by_sni_and_reloads_certificates_on_sighup() {
@@ -59,26 +41,7 @@ async fn weir_terminates_tls_by_sni_and_reloads_certificates_on_sighup() {
         ),
     )
     .unwrap();
-    let mut weir = Weir(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["run", "--no-xdp", "-f"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start weir"),
-    );
-    let mut out = BufReader::new(weir.0.stdout.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut banner = String::new();
-    while !banner.contains("Stop with") {
-        assert!(Instant::now() < deadline, "no banner: {banner}");
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "weir exited: {banner}"
-        );
-        banner.push_str(&line);
-    }
+    let mut weir = Weir::start(&cfg);
     let addr: SocketAddr = format!("127.0.0.1:{fe}").parse().unwrap();
     let client = Arc::new(ca.client_config());
 
@@ -98,7 +61,7 @@ async fn weir_terminates_tls_by_sni_and_reloads_certificates_on_sighup() {
     ca.leaf(&["a.weir.test", "new.weir.test"], KeyKind::EcdsaP256)
         .write_bundle(&ca, &a);
     // SAFETY: kill(2) on the PID of the child we spawned.
-    unsafe { libc::kill(weir.0.id() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(weir.pid() as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let c = handshake(addr, client.clone(), Some("a.weir.test"))
@@ -118,10 +81,10 @@ async fn weir_terminates_tls_by_sni_and_reloads_certificates_on_sighup() {
     assert!(reply.contains("hello from o1"), "{reply}");
 
     // SAFETY: as above.
-    unsafe { libc::kill(weir.0.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(weir.pid() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = weir.0.try_wait().unwrap() {
+        if let Some(status) = weir.try_wait() {
             assert!(status.success(), "exit status {status}");
             break;
         }
