@@ -41,7 +41,7 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, HeaderEdits, RequestRef};
 use super::stream::{
-    flush, stream_body_tracked, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
+    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
     TunnelTimeouts, Upload,
 };
 use super::upstream::{BackendCtx, ServerSlot, SERVER_BUF_SIZE};
@@ -952,7 +952,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
         o.phase = b'D';
         let mut decoder = BodyDecoder::new(framing, Side::Server, &fe.limits);
         let mut sent = false;
-        let streamed = stream_body_tracked(
+        let streamed = stream_body(
             &mut decoder,
             &mut conn.stream,
             &mut conn.buf,

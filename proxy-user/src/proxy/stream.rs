@@ -144,7 +144,7 @@ pub async fn flush<W: AsyncWrite + Unpin>(
     clippy::too_many_arguments,
     reason = "both sides of one body and their buffers"
 )]
-pub async fn stream_body_tracked<R, W>(
+pub async fn stream_body<R, W>(
     decoder: &mut BodyDecoder,
     src: &mut R,
     src_buf: &mut BytesMut,
@@ -221,25 +221,6 @@ where
             return Ok(moved);
         }
     }
-}
-
-/// [`stream_body_tracked`] for callers that do not need to know whether
-/// anything reached `dst` before an error.
-pub async fn stream_body<R, W>(
-    decoder: &mut BodyDecoder,
-    src: &mut R,
-    src_buf: &mut BytesMut,
-    dst: &mut W,
-    out: &mut BytesMut,
-    mode: BodyMode,
-    timeouts: StreamTimeouts,
-) -> Result<Moved, StreamError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut sent = false;
-    stream_body_tracked(decoder, src, src_buf, dst, out, mode, timeouts, &mut sent).await
 }
 
 /// How [`upload_body`] stopped.
@@ -680,6 +661,7 @@ mod tests {
             &mut out,
             BodyMode::Rechunk,
             t,
+            &mut false,
         )
         .await
         .unwrap();
@@ -697,6 +679,7 @@ mod tests {
             &mut out,
             BodyMode::Dechunk,
             t,
+            &mut false,
         )
         .await
         .unwrap();
@@ -724,6 +707,7 @@ mod tests {
             &mut out,
             BodyMode::Pass,
             t,
+            &mut false,
         )
         .await;
         assert!(matches!(r, Err(StreamError::SourceClosed)), "{r:?}");
