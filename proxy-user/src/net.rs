@@ -66,3 +66,10 @@ fn set_int_option(
 pub fn set_nodelay(socket: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
     set_int_option(socket, libc::TCP_NODELAY, 1)
 }
+
+/// Sets `TCP_CORK` on `socket`: partial segments wait (at most 200 ms)
+/// for more data, a shutdown or the close, which then sends the last
+/// bytes and the FIN in one segment.
+pub fn set_cork(socket: &impl std::os::fd::AsRawFd) -> std::io::Result<()> {
+    set_int_option(socket, libc::TCP_CORK, 1)
+}

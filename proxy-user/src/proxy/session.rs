@@ -141,11 +141,24 @@ pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {
     fn uring(&mut self) -> Option<&mut UringStream> {
         None
     }
+
+    /// The next write is the last before our side closes or shuts down:
+    /// where it is cheap, its final bytes then leave with the FIN in one
+    /// segment instead of two (about two packets fewer per `Connection:
+    /// close` request, counting the client's acknowledgements). Nothing
+    /// but the close or a shutdown may follow that write.
+    fn fin_with_next_write(&mut self) {}
 }
 
 impl ClientIo for TcpStream {
     fn plain_socket(&self) -> Option<&TcpStream> {
         Some(self)
+    }
+
+    /// `TCP_CORK`: one system call, for a packet fewer to send and to
+    /// acknowledge.
+    fn fin_with_next_write(&mut self) {
+        let _ = crate::net::set_cork(self);
     }
 }
 
@@ -169,6 +182,11 @@ impl ClientIo for UringStream {
     fn uring(&mut self) -> Option<&mut UringStream> {
         Some(self)
     }
+
+    /// `MSG_MORE` on that send: no system call of its own.
+    fn fin_with_next_write(&mut self) {
+        self.fin_with_next_send();
+    }
 }
 
 /// With `http-max-body-size`, the part of a chunked request body that came
@@ -190,6 +208,16 @@ fn check_buffered_chunked_body(
         if step.done || step.consumed == 0 {
             return Ok(());
         }
+    }
+}
+
+/// Is all of a response body with `framing` already in `buf` (so that
+/// the whole response goes to the client in one write)?
+fn body_is_buffered(framing: Framing, buf: &[u8]) -> bool {
+    match framing {
+        Framing::Empty => true,
+        Framing::Length(n) => buf.len() as u64 >= n,
+        _ => false,
     }
 }
 
@@ -595,6 +623,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
             connection,
             &mut self.out,
         );
+        if !keep {
+            self.client.fin_with_next_write();
+        }
         o.status = status;
         o.response_started = true;
         fe.counters.response(status);
@@ -893,6 +924,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
             },
             &mut self.out,
         );
+        if !keep && framing != Framing::Tunnel && body_is_buffered(framing, &conn.buf) {
+            // The whole response goes out in the next write, and the
+            // connection closes after it.
+            self.client.fin_with_next_write();
+        }
         o.status = status;
         o.response_started = true;
         // Counted once the head is on its way to the client: a body that
@@ -1205,6 +1241,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
         if let Some(status) = e.status() {
             self.out.clear();
             write_error_response(status, &mut self.out);
+            // A shutdown follows the error response.
+            self.client.fin_with_next_write();
             let out = std::mem::take(&mut self.out);
             if self.write_client(&out, o).await.is_ok() {
                 let _ = self.client.shutdown().await;

@@ -422,6 +422,38 @@ impl Driver {
         }
     }
 
+    /// Gives up on send `id`, the last before `socket` closes, and queues
+    /// the close at once (not when the send completes): both then go to the
+    /// kernel in the same submission, in order. The send holds its own
+    /// reference to the socket, so the connection is only torn down (and
+    /// its FIN sent, with the send's last bytes) once the send is done. The
+    /// send must not be resent (`MSG_WAITALL`): the descriptor number may
+    /// be reused after the close.
+    fn forget_last_send(&mut self, id: OpId, socket: OwnedFd) {
+        let op = &mut self.ops[id];
+        if op.state != State::InFlight {
+            self.forget(id, false, Some(socket));
+            return;
+        }
+        op.state = State::Orphan;
+        op.waker = None;
+        op.send_fd = -1;
+        let sqe = io_uring::opcode::Close::new(types::Fd(socket.as_raw_fd()))
+            .build()
+            .user_data(IGNORED_TAG);
+        // `push`, not `push_ignored`: with the queue full it submits what
+        // is queued (the send first) to make room, so the close never runs
+        // ahead of the send.
+        if self.push(sqe).is_ok() {
+            let _ = socket.into_raw_fd();
+        } else if self.ops[id].state == State::Orphan {
+            // Closed once the send completes instead.
+            self.ops[id].close_fd = Some(socket);
+        }
+        // Else the send completed while `push` made room (only `submit`
+        // reuses a slot): nothing refers to the socket, dropped here.
+    }
+
     /// Closes `socket` through the ring: no system call of its own, and
     /// the descriptor number stays taken until the close has run.
     fn close(&mut self, socket: OwnedFd) {
@@ -632,6 +664,14 @@ pub(crate) fn submit_accept(sqe: squeue::Entry, hold: Vec<u8>) -> io::Result<OpI
         Ok(id)
     })
     .unwrap_or_else(|| Err(io::Error::other("no io_uring on this thread")))
+}
+
+/// Abandons the last send before a close and closes the socket right
+/// behind it (see [`Driver::forget_last_send`]).
+pub(crate) fn forget_last_send(id: OpId, socket: OwnedFd) {
+    let mut socket = Some(socket);
+    with(|d| d.forget_last_send(id, socket.take().expect("taken once")));
+    // No ring here: the socket closes on drop (its send cannot run either).
 }
 
 /// Abandons an operation (see [`Driver::forget`]).

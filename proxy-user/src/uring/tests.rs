@@ -335,6 +335,80 @@ async fn the_last_write_before_a_close_arrives_whole_with_the_end_of_stream() {
     }
 }
 
+/// Segments `socket` has received (`TCP_INFO`'s `tcpi_segs_in`).
+fn segments_in(socket: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid tcp_info.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+/// Sends `data` (with the FIN hint or not), then closes or shuts down;
+/// returns what the peer read up to the end of stream and how many
+/// segments it received.
+async fn send_last(data: &[u8], hint: bool, shutdown: bool) -> (Vec<u8>, u32) {
+    let (l, addr) = pair();
+    let mut s = UringStream::connect(addr).await.unwrap();
+    let peer = accept(&l);
+    if hint {
+        s.fin_with_next_send();
+    }
+    s.write_all(data).await.unwrap();
+    s.flush().await.unwrap();
+    if shutdown {
+        s.shutdown().await.unwrap();
+    }
+    let reader = std::thread::spawn(move || {
+        let mut peer = peer;
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all)
+            .map(|_| (all, segments_in(&peer)))
+    });
+    // Closed while the peer reads (kept open until then when shutting down).
+    let mut s = Some(s);
+    if !shutdown {
+        s = None;
+    }
+    while !reader.is_finished() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(s);
+    reader.join().unwrap().expect("EOF, not a reset")
+}
+
+#[tokio::test]
+async fn the_last_send_before_the_close_leaves_with_the_fin() {
+    assert!(here());
+    let response = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+    for shutdown in [false, true] {
+        let (plain, plain_segments) = send_last(response, false, shutdown).await;
+        let (hinted, hinted_segments) = send_last(response, true, shutdown).await;
+        assert_eq!(plain, response);
+        assert_eq!(hinted, response);
+        assert_eq!(
+            hinted_segments,
+            plain_segments - 1,
+            "data and FIN in one segment (shutdown: {shutdown})"
+        );
+    }
+    // A send larger than a segment still arrives whole, then the end.
+    let big: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
+    let (got, _) = send_last(&big, true, false).await;
+    assert!(got == big, "{} bytes received of {}", got.len(), big.len());
+}
+
 #[tokio::test]
 async fn unread_bytes_in_the_socket_are_seen() {
     assert!(here());
