@@ -12,8 +12,8 @@
 //!   go to the kernel in the same `io_uring_enter`. One send at a time; the
 //!   next write, a flush or a shutdown waits for it, and its error (if
 //!   any) is reported there. Short sends are completed by the driver.
-//! * The last response of a connection that closes after it can go out
-//!   with the FIN in one segment: see [`UringStream::fin_with_next_send`].
+//! * The last send before a close can go out with the FIN in one segment
+//!   (a flush does not wait for it): see [`UringStream::fin_with_next_send`].
 //! * Drop: a pending receive is cancelled; a pending send still finishes.
 //!   The descriptor is closed only once the ring is done with it, so a
 //!   queued operation can never reach a reused descriptor number.
