@@ -834,7 +834,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
             {
                 if conn.reused {
-                    conn = self.fresh_connection(backend, server_idx, o).await?;
+                    conn = Box::pin(self.fresh_connection(backend, server_idx, o)).await?;
                     continue;
                 }
                 return Err(ProxyError::ServerAborted(e));
@@ -877,7 +877,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 }
                 Err(ProxyError::StaleConnection) if resend_allowed => {
                     resend_allowed = false;
-                    conn = self.fresh_connection(backend, server_idx, o).await?;
+                    conn = Box::pin(self.fresh_connection(backend, server_idx, o)).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -1118,7 +1118,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
     }
 
     /// A new (not pooled) connection to the same server, after a pooled
-    /// one turned out to be closed.
+    /// one turned out to be closed. Callers box it: its future (a connect
+    /// with its timeout, maybe TLS) would otherwise make every request's
+    /// boxed exchange about 700 bytes larger, for a path few requests take.
     async fn fresh_connection(
         &mut self,
         backend: &BackendCtx,
