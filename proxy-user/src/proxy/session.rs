@@ -924,7 +924,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
             },
             &mut self.out,
         );
-        if !keep && framing != Framing::Tunnel && body_is_buffered(framing, &conn.buf) {
+        if !keep && body_is_buffered(framing, &conn.buf) {
             // The whole response goes out in the next write, and the
             // connection closes after it.
             self.client.fin_with_next_write();

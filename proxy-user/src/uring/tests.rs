@@ -377,10 +377,7 @@ async fn send_last(data: &[u8], hint: bool, shutdown: bool) -> (Vec<u8>, u32) {
             .map(|_| (all, segments_in(&peer)))
     });
     // Closed while the peer reads (kept open until then when shutting down).
-    let mut s = Some(s);
-    if !shutdown {
-        s = None;
-    }
+    let s = shutdown.then_some(s);
     while !reader.is_finished() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
