@@ -506,8 +506,18 @@ impl Driver {
     /// One turn: submit, run ready work, reap. The eventfd is off while
     /// it runs: what completes meanwhile is reaped here, and whatever
     /// completes after `reap` is seen by [`Driver::idle`].
+    ///
+    /// Without anything to submit or any task work waiting (completions
+    /// already posted, as after a wake-up whose task work ran on the way
+    /// out of `epoll_wait`), reaping needs no system call.
     fn turn(&mut self) -> io::Result<bool> {
-        let submitted = self.ring.submission().len();
+        let (submitted, kernel_work) = {
+            let sq = self.ring.submission();
+            (sq.len(), sq.taskrun() || sq.cq_overflow())
+        };
+        if submitted == 0 && !kernel_work {
+            return Ok(self.reap());
+        }
         self.ring.completion().disable_eventfd();
         let entered = self.enter();
         let reaped = self.reap();
@@ -518,11 +528,14 @@ impl Driver {
 
     /// Nothing to do until the eventfd fires: no queued submission, no
     /// completion posted (while the eventfd was off, or since), no task
-    /// work the kernel is waiting to run.
+    /// work the kernel is waiting to run, no completions it holds back for
+    /// want of room.
     fn idle(&mut self) -> bool {
-        self.ring.submission().is_empty()
-            && !self.ring.submission().taskrun()
-            && self.ring.completion().is_empty()
+        let nothing_queued = {
+            let sq = self.ring.submission();
+            sq.is_empty() && !sq.taskrun() && !sq.cq_overflow()
+        };
+        nothing_queued && self.ring.completion().is_empty()
     }
 }
 
