@@ -748,7 +748,7 @@ async fn accept_loop(
     listener_counters: Option<crate::stats::EntityCounters>,
     limit: Arc<Semaphore>,
 ) {
-    let listener = match Listener::new(listener) {
+    let mut listener = match Listener::new(listener) {
         Ok(l) => l,
         Err(e) => {
             ::log::error!("{}: cannot serve a listener: {e}", frontend.name);
@@ -834,7 +834,7 @@ impl Listener {
         Ok(Listener::Epoll(listener))
     }
 
-    async fn accept(&self) -> std::io::Result<(Accepted, SocketAddr)> {
+    async fn accept(&mut self) -> std::io::Result<(Accepted, SocketAddr)> {
         match self {
             Listener::Ring(l) => l.accept().await.map(|(s, peer)| (Accepted::Ring(s), peer)),
             Listener::Epoll(l) => l.accept().await.map(|(s, peer)| (Accepted::Epoll(s), peer)),

@@ -7,12 +7,21 @@
 //! to set `TCP_NODELAY`. Here the accept is one more operation in the
 //! ring's batch, the socket comes back non-blocking, and `TCP_NODELAY` is
 //! inherited from the listener.
+//!
+//! Several accepts are kept in flight: when connections arrive in a burst,
+//! one `io_uring_enter` accepts up to [`ACCEPTS_IN_FLIGHT`] of them. With a
+//! single accept, each connection of the burst cost a trip through the
+//! ring of its own (an `io_uring_enter` per connection). The kernel wakes
+//! only one waiting accept per new connection (exclusive wait), so the
+//! extra ones cost nothing while they wait.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{
     Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
 };
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::task::Poll;
 
 use io_uring::{opcode, types};
 
@@ -23,11 +32,18 @@ use super::UringStream;
 /// Room for the peer's address (a `sockaddr_storage`), then its length.
 const ADDR_ROOM: usize = std::mem::size_of::<libc::sockaddr_storage>();
 
+/// Accepts queued on the ring at once. A connection they accept before
+/// the owner asks for it waits here, as it would in the kernel's backlog.
+pub(crate) const ACCEPTS_IN_FLIGHT: usize = 16;
+
 /// A listening socket served by this thread's ring. Its connections must
 /// stay on this thread (as every [`UringStream`]).
 #[derive(Debug)]
 pub struct UringListener {
     socket: TcpListener,
+    /// Accepts queued on the ring, oldest first. Dropped with the
+    /// listener: cancelled, and connections they accepted are closed.
+    accepts: VecDeque<PendingOp>,
 }
 
 impl UringListener {
@@ -36,15 +52,58 @@ impl UringListener {
     /// `TCP_NODELAY` on it, which accepted connections inherit.
     pub fn new(socket: TcpListener) -> io::Result<UringListener> {
         crate::net::set_nodelay(&socket)?;
-        Ok(UringListener { socket })
+        Ok(UringListener {
+            socket,
+            accepts: VecDeque::with_capacity(ACCEPTS_IN_FLIGHT),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
 
-    /// The next connection and its peer's address.
-    pub async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
+    /// The next connection and its peer's address. Cancel-safe: dropping
+    /// the future loses no connection (it stays queued here).
+    pub async fn accept(&mut self) -> io::Result<(UringStream, SocketAddr)> {
+        while self.accepts.len() < ACCEPTS_IN_FLIGHT {
+            let op = self.queue_accept()?;
+            self.accepts.push_back(op);
+        }
+        let accepts = &mut self.accepts;
+        let done = std::future::poll_fn(|cx| {
+            // Every pending accept keeps the waker, so any of them
+            // finishing wakes this task.
+            let mut ready = None;
+            for (i, op) in accepts.iter_mut().enumerate() {
+                if let Poll::Ready(done) = op.poll(cx) {
+                    ready = Some((i, done));
+                    break;
+                }
+            }
+            match ready {
+                Some((i, done)) => {
+                    accepts.remove(i);
+                    Poll::Ready(done)
+                }
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        if done.result < 0 {
+            return Err(io::Error::from_raw_os_error(-done.result));
+        }
+        // SAFETY: a new connection nobody else owns.
+        let socket = unsafe { TcpStream::from_raw_fd(done.result) };
+        driver::delay_first_ack(done.result);
+        let peer = match parse_sockaddr(&done.hold) {
+            Some(peer) => peer,
+            None => socket.peer_addr()?,
+        };
+        Ok((UringStream::new(socket)?, peer))
+    }
+
+    /// Queues one accept on the ring.
+    fn queue_accept(&self) -> io::Result<PendingOp> {
         let mut hold = vec![0u8; ADDR_ROOM + std::mem::size_of::<libc::socklen_t>()];
         let len = ADDR_ROOM as libc::socklen_t;
         hold[ADDR_ROOM..].copy_from_slice(&len.to_ne_bytes());
@@ -63,22 +122,10 @@ impl UringListener {
         let id = driver::submit_accept(sqe, hold)?;
         // Dropped before completion: cancelled, and a connection that was
         // accepted anyway is closed by the driver.
-        let mut pending = PendingOp {
+        Ok(PendingOp {
             id: Some(id),
             socket: None,
-        };
-        let done = std::future::poll_fn(|cx| pending.poll(cx)).await;
-        if done.result < 0 {
-            return Err(io::Error::from_raw_os_error(-done.result));
-        }
-        // SAFETY: a new connection nobody else owns.
-        let socket = unsafe { TcpStream::from_raw_fd(done.result) };
-        driver::delay_first_ack(done.result);
-        let peer = match parse_sockaddr(&done.hold) {
-            Some(peer) => peer,
-            None => socket.peer_addr()?,
-        };
-        Ok((UringStream::new(socket)?, peer))
+        })
     }
 }
 

@@ -383,6 +383,7 @@ impl Drop for UringStream {
 
 /// An operation whose future may be dropped before it completes: it is
 /// then cancelled, and the socket is closed once the ring lets go of it.
+#[derive(Debug)]
 pub(super) struct PendingOp {
     pub(super) id: Option<OpId>,
     pub(super) socket: Option<TcpStream>,

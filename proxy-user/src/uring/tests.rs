@@ -226,7 +226,7 @@ async fn an_idle_pooled_connection_is_usable_until_the_server_closes_it() {
 async fn a_ring_listener_accepts_with_the_peer_address_and_nodelay() {
     assert!(here());
     for bind in ["127.0.0.1:0", "[::1]:0"] {
-        let l = UringListener::new(TcpListener::bind(bind).unwrap()).unwrap();
+        let mut l = UringListener::new(TcpListener::bind(bind).unwrap()).unwrap();
         let addr = l.local_addr().unwrap();
         let client = TcpStream::connect(addr).unwrap();
         let (mut s, peer) = tokio::time::timeout(Duration::from_secs(5), l.accept())
@@ -255,36 +255,14 @@ async fn a_ring_listener_accepts_with_the_peer_address_and_nodelay() {
         assert_eq!(&got, b"hi");
         // Dropped: closed through the ring, which the client sees as EOF.
         drop(s);
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let reader = std::thread::spawn(move || client.read(&mut [0u8; 8]).unwrap());
-        while !reader.is_finished() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(reader.join().unwrap(), 0, "{bind}: EOF after the drop");
+        assert_eq!(sees_eof(client).await, 0, "{bind}: EOF after the drop");
     }
 }
 
-#[tokio::test]
-async fn an_abandoned_accept_leaves_no_connection_open() {
-    assert!(here());
-    let l = UringListener::new(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
-    let addr = l.local_addr().unwrap();
-    // Waiting, then dropped: cancelled.
-    assert!(tokio::time::timeout(Duration::from_millis(20), l.accept())
-        .await
-        .is_err());
-    // A connection accepted in the kernel whose future is dropped before
-    // it is polled again is closed by the driver: the client sees EOF.
-    let mut client = TcpStream::connect(addr).unwrap();
-    let accept = l.accept();
-    drop(accept);
-    let mut fut = Box::pin(l.accept());
-    // Poll once so the accept is queued, let the driver run it, then drop it.
-    assert!(futures_poll_once(fut.as_mut()).await.is_none());
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    drop(fut);
+/// Waits (without blocking the runtime) until `client` reads the end of
+/// the stream.
+async fn sees_eof(client: TcpStream) -> usize {
+    let mut client = client;
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -292,11 +270,64 @@ async fn an_abandoned_accept_leaves_no_connection_open() {
     while !reader.is_finished() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    reader.join().unwrap()
+}
+
+#[tokio::test]
+async fn a_dropped_accept_loses_no_connection_and_a_dropped_listener_closes_them() {
+    assert!(here());
+    let mut l = UringListener::new(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    // Waiting, then dropped: nothing lost, nothing to lose.
+    assert!(tokio::time::timeout(Duration::from_millis(20), l.accept())
+        .await
+        .is_err());
+    // A connection accepted in the kernel after its future was dropped
+    // stays queued in the listener: the next accept returns it.
+    let client = TcpStream::connect(addr).unwrap();
+    let mut fut = Box::pin(l.accept());
+    // Poll once (the connection is not reaped yet: only the driver task,
+    // which has not run since, does that), let the driver run, drop it.
+    assert!(futures_poll_once(fut.as_mut()).await.is_none());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(fut);
+    let (_s, peer) = tokio::time::timeout(Duration::from_secs(5), l.accept())
+        .await
+        .expect("the queued connection")
+        .unwrap();
+    assert_eq!(peer, client.local_addr().unwrap());
+    // Accepted by the ring but never handed out: closed with the listener.
+    let orphan = TcpStream::connect(addr).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(l);
     assert_eq!(
-        reader.join().unwrap(),
+        sees_eof(orphan).await,
         0,
         "the orphaned connection was closed"
     );
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_the_accepts_in_flight_is_accepted_whole() {
+    assert!(here());
+    let n = 3 * super::listener::ACCEPTS_IN_FLIGHT + 1;
+    let mut l = UringListener::new(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    let clients: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut want: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    let mut got = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let (s, peer) = tokio::time::timeout(Duration::from_secs(5), l.accept())
+            .await
+            .expect("accepted in time")
+            .unwrap();
+        got.push(peer);
+        streams.push(s);
+    }
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "each connection accepted once");
 }
 
 /// Polls `fut` once: its output if it was ready.
