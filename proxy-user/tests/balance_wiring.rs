@@ -3,7 +3,7 @@
 //! rebuilds from checker events, and Maglev table refresh for the XDP map.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -33,21 +33,9 @@ fn picks_stay_valid_while_rebuilding_concurrently() {
     let all = backend(8);
     let lb = Arc::new(SharedBalancer::new(&Algorithm::LeastConn, &all, ctx).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            let lb = lb.clone();
-            thread::spawn(move || {
-                for _ in 0..20_000 {
-                    let idx = lb.select(SelectKey::None, |_| true).expect("never empty");
-                    assert!(idx < 8);
-                    // What a request does: count the connection while it runs.
-                    let _guard = lb.conns().acquire(idx);
-                }
-            })
-        })
-        .collect();
+    let rebuilds = Arc::new(AtomicUsize::new(0));
     let rebuilder = {
-        let (lb, stop) = (lb.clone(), stop.clone());
+        let (lb, stop, rebuilds) = (lb.clone(), stop.clone(), rebuilds.clone());
         thread::spawn(move || {
             let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -55,15 +43,40 @@ fn picks_stay_valid_while_rebuilding_concurrently() {
                 let set = if k % 2 == 0 { &all[..4] } else { &all[..] };
                 lb.rebuild(set).unwrap();
                 k += 1;
+                rebuilds.store(k, Ordering::Relaxed);
             }
             k
         })
     };
+    // The pickers go on until they have overlapped with some rebuilds (on
+    // a busy 2-core machine the rebuilder may start late), within 10 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (lb, rebuilds) = (lb.clone(), rebuilds.clone());
+            thread::spawn(move || {
+                let mut picks = 0;
+                while picks < 20_000
+                    || (rebuilds.load(Ordering::Relaxed) < 100
+                        && std::time::Instant::now() < deadline)
+                {
+                    let idx = lb.select(SelectKey::None, |_| true).expect("never empty");
+                    assert!(idx < 8);
+                    // What a request does: count the connection while it runs.
+                    let _guard = lb.conns().acquire(idx);
+                    picks += 1;
+                }
+            })
+        })
+        .collect();
     for w in workers {
         w.join().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
-    assert!(rebuilder.join().unwrap() > 0);
+    assert!(
+        rebuilder.join().unwrap() >= 100,
+        "the rebuilder ran alongside the pickers"
+    );
     assert!((0..8).all(|i| conns.active(i) == 0), "every guard released");
 }
 
