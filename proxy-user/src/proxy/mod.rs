@@ -39,6 +39,7 @@ pub mod queue;
 pub mod route;
 pub mod session;
 pub mod stream;
+pub mod timer;
 pub mod upstream;
 pub mod worker;
 

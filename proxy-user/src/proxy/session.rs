@@ -44,6 +44,7 @@ use super::stream::{
     flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
     TunnelTimeouts, Upload,
 };
+use super::timer::WaitTimer;
 use super::upstream::{BackendCtx, ServerSlot, SERVER_BUF_SIZE};
 use super::FrontendCtx;
 
@@ -241,6 +242,7 @@ pub(crate) async fn run<S: ClientIo>(
         out: BytesMut::new(),
         edits: HeaderEdits::default(),
         requests: 0,
+        timer: WaitTimer::default(),
     };
     session.serve().await;
     fe.current_sessions.fetch_sub(1, Ordering::Relaxed);
@@ -258,6 +260,8 @@ struct Session<'f, S> {
     /// Header changes of the `http-request` rules (reused per request).
     edits: HeaderEdits<'f>,
     requests: u64,
+    /// The timer of the waits for a request and for a response head.
+    timer: WaitTimer,
 }
 
 impl<'f, S: ClientIo> Session<'f, S> {
@@ -390,10 +394,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                         give_back(&mut self.buf);
                         give_back(&mut self.out);
                         let wait = std::future::poll_fn(|cx| stream.poll_ready(cx));
-                        match idle_deadline {
-                            Some(d) => tokio::time::timeout_at(d, wait).await,
-                            None => Ok(wait.await),
-                        }
+                        self.timer.within_at(idle_deadline, wait).await
                     }
                 };
                 match ready {
@@ -420,10 +421,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     self.buf.reserve(CLIENT_BUF_SIZE);
                 }
                 let read = self.client.read_buf(&mut self.buf);
-                let got = match idle_deadline {
-                    Some(d) => tokio::time::timeout_at(d, read).await,
-                    None => Ok(read.await),
-                };
+                let got = self.timer.within_at(idle_deadline, read).await;
                 match got {
                     Err(_) if first => {
                         return Err(ProxyError::ClientTimeout("waiting for the request"))
@@ -445,10 +443,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
                         // buffers are given back until the next request.
                         give_back(&mut self.buf);
                         give_back(&mut self.out);
-                        match idle_deadline {
-                            Some(d) => tokio::time::timeout_at(d, readable).await,
-                            None => Ok(readable.await),
-                        }
+                        self.timer.within_at(idle_deadline, readable).await
                     }
                 };
                 match ready {
@@ -513,12 +508,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 head_timeout.map(|t| started + t)
             });
             let read = self.client.read_buf(&mut self.buf);
-            let n = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, read).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(ProxyError::ClientTimeout("receiving the request head")),
-                },
-                None => read.await,
+            let Ok(n) = self.timer.within_at(deadline, read).await else {
+                return Err(ProxyError::ClientTimeout("receiving the request head"));
             };
             match n {
                 Ok(0) if self.buf.iter().all(|b| b.is_ascii_whitespace()) => return Ok(None),
@@ -829,7 +820,9 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 conn.stream.write_all(&self.out).await?;
                 conn.stream.flush().await // a TLS record may still be buffered
             };
-            if let Err(e) = within(server_timeout, send)
+            if let Err(e) = self
+                .timer
+                .within(server_timeout, send)
                 .await
                 .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
             {
@@ -950,9 +943,14 @@ impl<'f, S: ClientIo> Session<'f, S> {
             count_response();
             o.phase = b'T';
             let head_len = self.out.len() as u64;
-            flush(&mut self.client, &mut self.out, client_timeout)
-                .await
-                .map_err(|_| ProxyError::ClientAborted(std::io::ErrorKind::BrokenPipe.into()))?;
+            flush(
+                &mut self.client,
+                &mut self.out,
+                client_timeout,
+                &mut self.timer,
+            )
+            .await
+            .map_err(|_| ProxyError::ClientAborted(std::io::ErrorKind::BrokenPipe.into()))?;
             let idle = backend.timeouts.tunnel.or(fe.timeouts.tunnel).or(
                 match (client_timeout, server_timeout) {
                     (Some(c), Some(s)) => Some(c.max(s)),
@@ -998,6 +996,7 @@ impl<'f, S: ClientIo> Session<'f, S> {
             StreamTimeouts {
                 read: server_timeout,
                 write: client_timeout,
+                timer: &mut self.timer,
             },
             &mut sent,
         )
@@ -1066,10 +1065,10 @@ impl<'f, S: ClientIo> Session<'f, S> {
         answered_continue: bool,
         o: &mut Outcome<'f>,
     ) -> Result<bool, StreamError> {
-        let timeouts = StreamTimeouts {
-            read: self.fe.timeouts.client,
-            write: o.backend.and_then(|b| b.timeouts.server),
-        };
+        let (read, write) = (
+            self.fe.timeouts.client,
+            o.backend.and_then(|b| b.timeouts.server),
+        );
         let mut moved = super::stream::Moved::default();
         let result = loop {
             let step = upload_body(
@@ -1079,7 +1078,11 @@ impl<'f, S: ClientIo> Session<'f, S> {
                 &mut conn.stream,
                 &mut conn.buf,
                 &mut self.out,
-                timeouts,
+                StreamTimeouts {
+                    read,
+                    write,
+                    timer: &mut self.timer,
+                },
                 &mut moved,
             )
             .await;
@@ -1172,7 +1175,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
             if conn.buf.capacity() - conn.buf.len() < 1024 {
                 conn.buf.reserve(SERVER_BUF_SIZE);
             }
-            match within(server_timeout, conn.stream.read_buf(&mut conn.buf)).await {
+            let read = conn.stream.read_buf(&mut conn.buf);
+            match self.timer.within(server_timeout, read).await {
                 Err(_) => return Err(ProxyError::ServerTimeout),
                 Ok(Ok(0)) | Ok(Err(_)) if !received && conn.reused => {
                     return Err(ProxyError::StaleConnection)

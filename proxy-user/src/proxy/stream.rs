@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::timer::WaitTimer;
 use crate::http::{encode_chunk, encode_last_chunk, BodyDecoder};
 
 /// Read size while streaming a body.
@@ -66,13 +67,15 @@ pub enum StreamError {
     SinkTimeout,
 }
 
-/// Timeouts of one streaming direction.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamTimeouts {
+/// Timeouts of one streaming direction, and the connection's timer that
+/// each wait resets (see [`WaitTimer`]).
+#[derive(Debug)]
+pub struct StreamTimeouts<'t> {
     /// Inactivity of the sender.
     pub read: Option<Duration>,
     /// Inactivity of the receiver.
     pub write: Option<Duration>,
+    pub timer: &'t mut WaitTimer,
 }
 
 /// Bytes moved by [`stream_body`].
@@ -107,11 +110,12 @@ pub async fn flush<W: AsyncWrite + Unpin>(
     dst: &mut W,
     out: &mut BytesMut,
     limit: Option<Duration>,
+    timer: &mut WaitTimer,
 ) -> Result<(), StreamError> {
     // The flush matters for TLS writers (a record may still sit in the TLS
     // layer); for a TCP socket it is free.
     if out.is_empty() {
-        return match within(limit, dst.flush()).await {
+        return match timer.within(limit, dst.flush()).await {
             Ok(r) => r.map_err(StreamError::SinkIo),
             Err(_) => Err(StreamError::SinkTimeout),
         };
@@ -120,7 +124,7 @@ pub async fn flush<W: AsyncWrite + Unpin>(
         dst.write_all(out).await?;
         dst.flush().await
     };
-    match within(limit, write).await {
+    match timer.within(limit, write).await {
         Ok(Ok(())) => {
             out.clear();
             Ok(())
@@ -151,7 +155,7 @@ pub async fn stream_body<R, W>(
     dst: &mut W,
     out: &mut BytesMut,
     mode: BodyMode,
-    timeouts: StreamTimeouts,
+    timeouts: StreamTimeouts<'_>,
     sent: &mut bool,
 ) -> Result<Moved, StreamError>
 where
@@ -170,8 +174,9 @@ where
             match mode {
                 BodyMode::Pass if out.len() + step.consumed > COALESCE_LIMIT => {
                     *sent = true;
-                    flush(dst, out, timeouts.write).await?;
-                    match within(timeouts.write, dst.write_all(&src_buf[..step.consumed])).await {
+                    flush(dst, out, timeouts.write, timeouts.timer).await?;
+                    let write = dst.write_all(&src_buf[..step.consumed]);
+                    match timeouts.timer.within(timeouts.write, write).await {
                         Ok(Ok(())) => moved.written += step.consumed as u64,
                         Ok(Err(e)) => return Err(StreamError::SinkIo(e)),
                         Err(_) => return Err(StreamError::SinkTimeout),
@@ -192,7 +197,7 @@ where
                 moved.written += 5;
             }
             *sent |= !out.is_empty();
-            flush(dst, out, timeouts.write).await?;
+            flush(dst, out, timeouts.write, timeouts.timer).await?;
             return Ok(moved);
         }
         if step.consumed > 0 && !src_buf.is_empty() {
@@ -201,10 +206,14 @@ where
         // Need more input: send what we have first (the peer may wait for it).
         if out.len() > COALESCE_LIMIT / 2 || src_buf.is_empty() {
             *sent |= !out.is_empty();
-            flush(dst, out, timeouts.write).await?;
+            flush(dst, out, timeouts.write, timeouts.timer).await?;
         }
         src_buf.reserve(BODY_READ_SIZE);
-        let n = match within(timeouts.read, src.read_buf(src_buf)).await {
+        let n = match timeouts
+            .timer
+            .within(timeouts.read, src.read_buf(src_buf))
+            .await
+        {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Err(StreamError::SourceIo(e)),
             Err(_) => return Err(StreamError::SourceTimeout),
@@ -217,7 +226,7 @@ where
                 moved.written += 5;
             }
             *sent |= !out.is_empty();
-            flush(dst, out, timeouts.write).await?;
+            flush(dst, out, timeouts.write, timeouts.timer).await?;
             return Ok(moved);
         }
     }
@@ -261,7 +270,7 @@ pub async fn upload_body<R, S>(
     dst: &mut S,
     dst_buf: &mut BytesMut,
     out: &mut BytesMut,
-    timeouts: StreamTimeouts,
+    timeouts: StreamTimeouts<'_>,
     moved: &mut Moved,
 ) -> Result<Upload, StreamError>
 where
@@ -277,7 +286,7 @@ where
             src_buf.advance(step.consumed);
         }
         if step.done || (step.consumed > 0 && src_buf.is_empty()) || out.len() > COALESCE_LIMIT {
-            match write_watching(dst, out, dst_buf, timeouts.write).await? {
+            match write_watching(dst, out, dst_buf, timeouts.write, timeouts.timer).await? {
                 Some(0) => return Ok(Upload::ReceiverClosed),
                 // Every byte of the body was handed to `dst` (a queued
                 // io_uring send may still be flushing) and the answer came
@@ -305,7 +314,7 @@ where
                 .map(|r| Ok(r.map(Watched::Source).map_err(StreamError::SourceIo)))
         });
         let waited: io::Result<Result<Watched, StreamError>> =
-            match within(timeouts.read, wait).await {
+            match timeouts.timer.within(timeouts.read, wait).await {
                 Ok(r) => r,
                 Err(_) => return Err(StreamError::SourceTimeout),
             };
@@ -316,7 +325,9 @@ where
             Ok(Ok(Watched::Source(0))) => {
                 // Request bodies are never delimited by the close.
                 decoder.finish().map_err(|_| StreamError::SourceClosed)?;
-                return match write_watching(dst, out, dst_buf, timeouts.write).await? {
+                return match write_watching(dst, out, dst_buf, timeouts.write, timeouts.timer)
+                    .await?
+                {
                     Some(0) => Ok(Upload::ReceiverClosed),
                     Some(_) if out.is_empty() => Ok(Upload::Complete),
                     Some(_) => Ok(Upload::Answered),
@@ -336,6 +347,7 @@ async fn write_watching<S>(
     out: &mut BytesMut,
     dst_buf: &mut BytesMut,
     limit: Option<Duration>,
+    timer: &mut WaitTimer,
 ) -> Result<Option<usize>, StreamError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -356,7 +368,7 @@ where
             Poll::Pending => return Poll::Pending,
         }
     });
-    match within(limit, write).await {
+    match timer.within(limit, write).await {
         Ok(r) => r.map_err(StreamError::SinkIo),
         Err(_) => Err(StreamError::SinkTimeout),
     }
@@ -605,10 +617,7 @@ mod tests {
         let mut server_buf = BytesMut::new();
         let mut out = BytesMut::new();
         let mut moved = Moved::default();
-        let t = StreamTimeouts {
-            read: None,
-            write: None,
-        };
+        let mut timer = WaitTimer::default();
         let step = upload_body(
             &mut dec,
             &mut client,
@@ -616,7 +625,11 @@ mod tests {
             &mut server,
             &mut server_buf,
             &mut out,
-            t,
+            StreamTimeouts {
+                read: None,
+                write: None,
+                timer: &mut timer,
+            },
             &mut moved,
         )
         .await
@@ -649,10 +662,7 @@ mod tests {
         let mut dst = Vec::new();
         let mut out = BytesMut::new();
         let mut dec = BodyDecoder::new(Framing::CloseDelimited, Side::Server, &limits);
-        let t = StreamTimeouts {
-            read: None,
-            write: None,
-        };
+        let mut timer = WaitTimer::default();
         stream_body(
             &mut dec,
             &mut src,
@@ -660,7 +670,11 @@ mod tests {
             &mut dst,
             &mut out,
             BodyMode::Rechunk,
-            t,
+            StreamTimeouts {
+                read: None,
+                write: None,
+                timer: &mut timer,
+            },
             &mut false,
         )
         .await
@@ -678,7 +692,11 @@ mod tests {
             &mut dst,
             &mut out,
             BodyMode::Dechunk,
-            t,
+            StreamTimeouts {
+                read: None,
+                write: None,
+                timer: &mut timer,
+            },
             &mut false,
         )
         .await
@@ -695,10 +713,7 @@ mod tests {
         let mut dst = Vec::new();
         let mut out = BytesMut::new();
         let mut dec = BodyDecoder::new(Framing::Length(10), Side::Server, &limits);
-        let t = StreamTimeouts {
-            read: None,
-            write: None,
-        };
+        let mut timer = WaitTimer::default();
         let r = stream_body(
             &mut dec,
             &mut src,
@@ -706,7 +721,11 @@ mod tests {
             &mut dst,
             &mut out,
             BodyMode::Pass,
-            t,
+            StreamTimeouts {
+                read: None,
+                write: None,
+                timer: &mut timer,
+            },
             &mut false,
         )
         .await;
