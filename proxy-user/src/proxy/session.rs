@@ -41,8 +41,8 @@ use super::log::{emit, AccessRecord};
 use super::pool::ServerConn;
 use super::route::{apply_header_rules, choose_backend, Final, HeaderEdits, RequestRef};
 use super::stream::{
-    flush, stream_body, tunnel, upload_body, within, BodyMode, StreamError, StreamTimeouts,
-    TunnelTimeouts, Upload,
+    flush, stream_body, tunnel, upload_body, BodyMode, StreamError, StreamTimeouts, TunnelTimeouts,
+    Upload,
 };
 use super::timer::WaitTimer;
 use super::upstream::{BackendCtx, ServerSlot, SERVER_BUF_SIZE};
@@ -260,7 +260,7 @@ struct Session<'f, S> {
     /// Header changes of the `http-request` rules (reused per request).
     edits: HeaderEdits<'f>,
     requests: u64,
-    /// The timer of the waits for a request and for a response head.
+    /// The timer every wait of this connection resets (see [`WaitTimer`]).
     timer: WaitTimer,
 }
 
@@ -1193,7 +1193,8 @@ impl<'f, S: ClientIo> Session<'f, S> {
     }
 
     async fn write_client(&mut self, bytes: &[u8], o: &mut Outcome<'f>) -> Result<(), ProxyError> {
-        match within(self.fe.timeouts.client, self.client.write_all(bytes)).await {
+        let write = self.client.write_all(bytes);
+        match self.timer.within(self.fe.timeouts.client, write).await {
             Ok(Ok(())) => {
                 o.bytes_out += bytes.len() as u64;
                 Ok(())

@@ -75,6 +75,7 @@ pub struct StreamTimeouts<'t> {
     pub read: Option<Duration>,
     /// Inactivity of the receiver.
     pub write: Option<Duration>,
+    /// The connection's timer, reset by each wait.
     pub timer: &'t mut WaitTimer,
 }
 
@@ -85,24 +86,6 @@ pub struct Moved {
     pub read: u64,
     /// Written to the receiver (including anything pending in `out`).
     pub written: u64,
-}
-
-/// `io` within `limit` (no limit: as is). An operation that completes on
-/// its first poll (most writes, reads of data already there) never touches
-/// the timer wheel.
-pub async fn within<T>(
-    limit: Option<Duration>,
-    io: impl std::future::Future<Output = io::Result<T>>,
-) -> Result<io::Result<T>, tokio::time::error::Elapsed> {
-    let mut io = std::pin::pin!(io);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(io.as_mut().poll(cx))).await;
-    if let std::task::Poll::Ready(done) = first {
-        return Ok(done);
-    }
-    match limit {
-        Some(d) => tokio::time::timeout(d, io).await,
-        None => Ok(io.await),
-    }
 }
 
 /// Writes `out` to `dst` and clears it.

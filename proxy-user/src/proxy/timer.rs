@@ -88,59 +88,54 @@ impl WaitTimer {
 mod tests {
     use super::*;
 
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    /// Waits `limit` for a sleep of `wait`: what came out, and how long it took.
+    async fn wait_for(
+        timer: &mut WaitTimer,
+        limit: Option<Duration>,
+        wait: Duration,
+    ) -> (Result<(), TimedOut>, Duration) {
+        let started = Instant::now();
+        let done = timer.within(limit, tokio::time::sleep(wait)).await;
+        (done, started.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn each_wait_has_its_own_deadline() {
         let mut timer = WaitTimer::default();
         // Over at once: no timer is made.
-        assert_eq!(
-            timer
-                .within(Some(Duration::from_secs(1)), async { 7 })
-                .await,
-            Ok(7)
-        );
+        assert_eq!(timer.within(Some(secs(1)), async { 7 }).await, Ok(7));
         assert!(timer.0.is_none());
-        // A wait longer than its limit times out at the limit.
+        // A wait longer than its limit times out at the limit; reused with
+        // a later limit, then an earlier one, each wait is held to its own.
+        for limit in [2, 5, 1] {
+            let got = wait_for(&mut timer, Some(secs(limit)), secs(10)).await;
+            assert_eq!(got, (Err(TimedOut), secs(limit)), "limit {limit} s");
+        }
         let started = Instant::now();
-        let slow = tokio::time::sleep(Duration::from_secs(10));
+        let slow = tokio::time::sleep(secs(10));
         assert_eq!(
-            timer.within(Some(Duration::from_secs(2)), slow).await,
+            timer.within_at(Some(started + secs(3)), slow).await,
             Err(TimedOut)
         );
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
-        // Reused with a later deadline, then an earlier one: each wait is
-        // held to its own.
-        let started = Instant::now();
-        let slow = tokio::time::sleep(Duration::from_secs(10));
-        assert_eq!(
-            timer.within(Some(Duration::from_secs(5)), slow).await,
-            Err(TimedOut)
-        );
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
-        let started = Instant::now();
-        let slow = tokio::time::sleep(Duration::from_secs(10));
-        assert_eq!(
-            timer
-                .within_at(Some(started + Duration::from_secs(1)), slow)
-                .await,
-            Err(TimedOut)
-        );
-        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(started.elapsed(), secs(3));
         // A wait that ends before its deadline is not cut short, and the
         // timer left behind does not fire into the next wait.
-        let quick = tokio::time::sleep(Duration::from_secs(1));
         assert_eq!(
-            timer.within(Some(Duration::from_secs(3)), quick).await,
-            Ok(())
+            wait_for(&mut timer, Some(secs(3)), secs(1)).await,
+            (Ok(()), secs(1))
         );
-        let started = Instant::now();
-        let slow = tokio::time::sleep(Duration::from_secs(4));
         assert_eq!(
-            timer.within(Some(Duration::from_secs(30)), slow).await,
-            Ok(())
+            wait_for(&mut timer, Some(secs(30)), secs(4)).await,
+            (Ok(()), secs(4))
         );
-        assert_eq!(started.elapsed(), Duration::from_secs(4));
         // No limit: as is.
-        let slow = tokio::time::sleep(Duration::from_secs(100));
-        assert_eq!(timer.within(None, slow).await, Ok(()));
+        assert_eq!(
+            wait_for(&mut timer, None, secs(100)).await,
+            (Ok(()), secs(100))
+        );
     }
 }
