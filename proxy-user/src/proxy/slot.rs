@@ -1,0 +1,176 @@
+//! [`SlotBox`]: a boxed future whose heap slot is reused by the next one.
+//!
+//! Each request's exchange (`Session::forward`) runs boxed, so that an idle
+//! keep-alive connection's task does not carry its 2.3 KB of state. A
+//! `Box` of that size is past glibc's per-thread cache (1 KiB), so every
+//! request paid a full `malloc`/`free` for it. A `SlotBox` gives its memory
+//! back to a per-thread list of free slots instead, where the next request
+//! of this thread finds it.
+
+use std::alloc::Layout;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context, Poll};
+
+/// Free slots kept per thread at most (each the size of one exchange).
+const FREE_SLOTS_MAX: usize = 64;
+
+/// Heap memory of a given layout, not holding a value.
+struct FreeSlot {
+    layout: Layout,
+    ptr: NonNull<u8>,
+}
+
+impl Drop for FreeSlot {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was allocated with `layout` (see `SlotBox::new`) and
+        // holds no value.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+thread_local! {
+    static FREE_SLOTS: RefCell<Vec<FreeSlot>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Memory for `layout` (non-zero size): a free slot of this thread, else
+/// a new allocation.
+fn take_slot(layout: Layout) -> NonNull<u8> {
+    let reused = FREE_SLOTS
+        .try_with(|free| {
+            let mut free = free.borrow_mut();
+            let i = free.iter().rposition(|s| s.layout == layout)?;
+            let slot = free.swap_remove(i);
+            let ptr = slot.ptr;
+            std::mem::forget(slot);
+            Some(ptr)
+        })
+        .ok()
+        .flatten();
+    reused.unwrap_or_else(|| {
+        // SAFETY: the layout's size is not zero (checked by the caller).
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
+    })
+}
+
+/// Keeps `ptr` (allocated with `layout`, holding no value) for the next
+/// [`take_slot`] of this thread, or frees it.
+fn give_slot(layout: Layout, ptr: NonNull<u8>) {
+    let slot = FreeSlot { layout, ptr };
+    // If the list is full or the thread is exiting, `slot` is dropped:
+    // freed.
+    let _ = FREE_SLOTS.try_with(|free| {
+        let mut free = free.borrow_mut();
+        if free.len() < FREE_SLOTS_MAX {
+            free.push(slot);
+        }
+    });
+}
+
+/// A future on the heap, pinned there, like `Pin<Box<F>>`; its memory is
+/// reused by the next `SlotBox` of the same size on this thread.
+pub struct SlotBox<F> {
+    ptr: NonNull<F>,
+}
+
+// SAFETY: a `SlotBox` owns its `F` as a `Box` would.
+unsafe impl<F: Send> Send for SlotBox<F> {}
+// SAFETY: as above; `&SlotBox` gives no access to `F`.
+unsafe impl<F: Sync> Sync for SlotBox<F> {}
+
+impl<F> SlotBox<F> {
+    pub fn new(value: F) -> SlotBox<F> {
+        SlotBox::new_with(|| value)
+    }
+
+    /// [`SlotBox::new`] of what `make` returns, written straight into the
+    /// slot: a future's full size is not copied from the stack.
+    #[inline(always)]
+    pub fn new_with(make: impl FnOnce() -> F) -> SlotBox<F> {
+        let layout = Layout::new::<F>();
+        let ptr = if layout.size() == 0 {
+            NonNull::dangling()
+        } else {
+            take_slot(layout).cast::<F>()
+        };
+        // SAFETY: `ptr` is valid for writes of an `F` and suitably aligned.
+        unsafe { ptr.as_ptr().write(make()) };
+        SlotBox { ptr }
+    }
+}
+
+impl<F> Drop for SlotBox<F> {
+    fn drop(&mut self) {
+        let layout = Layout::new::<F>();
+        // SAFETY: `ptr` holds the `F` written by `new`, dropped only here.
+        unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
+        if layout.size() != 0 {
+            give_slot(layout, self.ptr.cast());
+        }
+    }
+}
+
+impl<F: Future> Future for SlotBox<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: the `F` stays at `ptr` until it is dropped in place: it is
+        // never moved, so it is pinned.
+        let inner = unsafe { Pin::new_unchecked(&mut *self.ptr.as_ptr()) };
+        inner.poll(cx)
+    }
+}
+
+// The `F` does not move when the `SlotBox` does.
+impl<F> Unpin for SlotBox<F> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[tokio::test]
+    async fn a_slot_is_reused_by_the_next_future_of_its_size() {
+        let (a, b) = ([7u8; 3000], [9u8; 3000]);
+        let first = SlotBox::new(async move { a[1] });
+        let addr = first.ptr.as_ptr() as usize;
+        assert_eq!(first.await, 7);
+        // Same size and alignment: the same memory.
+        let second = SlotBox::new(async move { b[2] });
+        assert_eq!(second.ptr.as_ptr() as usize, addr);
+        assert_eq!(second.await, 9);
+    }
+
+    #[test]
+    fn dropping_a_slot_box_drops_its_value_once() {
+        let counted = Rc::new(());
+        let boxed = SlotBox::new({
+            let c = counted.clone();
+            async move { Rc::strong_count(&c) }
+        });
+        assert_eq!(Rc::strong_count(&counted), 2);
+        drop(boxed);
+        assert_eq!(Rc::strong_count(&counted), 1);
+        // An empty future (no memory) works too.
+        let unit = SlotBox::new(std::future::ready(()));
+        drop(unit);
+    }
+
+    #[test]
+    fn a_full_free_list_frees_what_comes_back() {
+        let boxes: Vec<_> = (0..FREE_SLOTS_MAX + 10)
+            .map(|i| SlotBox::new(std::future::ready([i as u64; 300])))
+            .collect();
+        drop(boxes);
+        let kept = FREE_SLOTS.with(|f| {
+            f.borrow()
+                .iter()
+                .filter(|s| s.layout == Layout::new::<std::future::Ready<[u64; 300]>>())
+                .count()
+        });
+        assert_eq!(kept, FREE_SLOTS_MAX);
+    }
+}
