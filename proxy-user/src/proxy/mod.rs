@@ -68,6 +68,7 @@ use crate::tls::{
 
 use queue::Queues;
 use route::Route;
+use slot::SlotBox;
 use upstream::{BackendCtx, ServerCtx};
 
 /// Client connections served at once per listener when the frontend sets no `maxconn`.
@@ -770,39 +771,40 @@ async fn accept_loop(
                 }
                 let fe = frontend.clone();
                 // One spawn site per stream type, so a plain connection's
-                // task is not sized for a TLS stream.
+                // task is not sized for a TLS stream. The task's state lives
+                // in a reused slot ([`slot::SlotBox`]), built in place there.
                 match (stream, &tls) {
                     (Accepted::Ring(stream), None) => {
-                        tokio::spawn(async move {
+                        tokio::spawn(SlotBox::new_with(|| async move {
                             session::run(fe, stream, peer, "http").await;
                             drop(permit);
-                        });
+                        }));
                     }
                     (Accepted::Epoll(stream), None) => {
-                        tokio::spawn(async move {
+                        tokio::spawn(SlotBox::new_with(|| async move {
                             session::run(fe, stream, peer, "http").await;
                             drop(permit);
-                        });
+                        }));
                     }
                     (Accepted::Ring(stream), Some(acceptor)) => {
                         let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
+                        tokio::spawn(SlotBox::new_with(|| async move {
                             // A failed handshake is counted and logged by the acceptor.
                             if let Ok(stream) = acceptor.accept(stream).await {
                                 session::run(fe, stream, peer, "https").await;
                             }
                             drop(permit);
-                        });
+                        }));
                     }
                     (Accepted::Epoll(stream), Some(acceptor)) => {
                         let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
+                        tokio::spawn(SlotBox::new_with(|| async move {
                             // A failed handshake is counted and logged by the acceptor.
                             if let Ok(stream) = acceptor.accept(RecordSocket(stream)).await {
                                 session::run(fe, stream, peer, "https").await;
                             }
                             drop(permit);
-                        });
+                        }));
                     }
                 }
             }
