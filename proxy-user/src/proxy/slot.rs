@@ -12,6 +12,7 @@
 use std::alloc::Layout;
 use std::cell::RefCell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
@@ -90,6 +91,8 @@ fn give_slot(layout: Layout, ptr: NonNull<u8>) {
 /// reused by the next `SlotBox` of the same size on this thread.
 pub struct SlotBox<F> {
     ptr: NonNull<F>,
+    /// It owns an `F` (for the drop check and auto traits), as `Box<F>` does.
+    _owns: PhantomData<F>,
 }
 
 // SAFETY: a `SlotBox` owns its `F` as a `Box` would.
@@ -114,7 +117,10 @@ impl<F> SlotBox<F> {
         };
         // SAFETY: `ptr` is valid for writes of an `F` and suitably aligned.
         unsafe { ptr.as_ptr().write(make()) };
-        SlotBox { ptr }
+        SlotBox {
+            ptr,
+            _owns: PhantomData,
+        }
     }
 }
 
