@@ -101,11 +101,7 @@ unsafe impl<F: Send> Send for SlotBox<F> {}
 unsafe impl<F: Sync> Sync for SlotBox<F> {}
 
 impl<F> SlotBox<F> {
-    pub fn new(value: F) -> SlotBox<F> {
-        SlotBox::new_with(|| value)
-    }
-
-    /// [`SlotBox::new`] of what `make` returns, written straight into the
+    /// A `SlotBox` of what `make` returns, written straight into the
     /// slot: a future's full size is not copied from the stack.
     #[inline(always)]
     pub fn new_with(make: impl FnOnce() -> F) -> SlotBox<F> {
@@ -127,7 +123,7 @@ impl<F> SlotBox<F> {
 impl<F> Drop for SlotBox<F> {
     fn drop(&mut self) {
         let layout = Layout::new::<F>();
-        // SAFETY: `ptr` holds the `F` written by `new`, dropped only here.
+        // SAFETY: `ptr` holds the `F` written by `new_with`, dropped only here.
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
         if layout.size() != 0 {
             give_slot(layout, self.ptr.cast());
@@ -157,11 +153,11 @@ mod tests {
     #[tokio::test]
     async fn a_slot_is_reused_by_the_next_future_of_its_size() {
         let (a, b) = ([7u8; 3000], [9u8; 3000]);
-        let first = SlotBox::new(async move { a[1] });
+        let first = SlotBox::new_with(|| async move { a[1] });
         let addr = first.ptr.as_ptr() as usize;
         assert_eq!(first.await, 7);
         // Same size and alignment: the same memory.
-        let second = SlotBox::new(async move { b[2] });
+        let second = SlotBox::new_with(|| async move { b[2] });
         assert_eq!(second.ptr.as_ptr() as usize, addr);
         assert_eq!(second.await, 9);
     }
@@ -169,22 +165,20 @@ mod tests {
     #[test]
     fn dropping_a_slot_box_drops_its_value_once() {
         let counted = Rc::new(());
-        let boxed = SlotBox::new({
-            let c = counted.clone();
-            async move { Rc::strong_count(&c) }
-        });
+        let c = counted.clone();
+        let boxed = SlotBox::new_with(|| async move { Rc::strong_count(&c) });
         assert_eq!(Rc::strong_count(&counted), 2);
         drop(boxed);
         assert_eq!(Rc::strong_count(&counted), 1);
         // An empty future (no memory) works too.
-        let unit = SlotBox::new(std::future::ready(()));
+        let unit = SlotBox::new_with(|| std::future::ready(()));
         drop(unit);
     }
 
     #[test]
     fn a_full_free_list_frees_what_comes_back() {
         let boxes: Vec<_> = (0..FREE_SLOTS_MAX + 10)
-            .map(|i| SlotBox::new(std::future::ready([i as u64; 300])))
+            .map(|i| SlotBox::new_with(|| std::future::ready([i as u64; 300])))
             .collect();
         drop(boxes);
         let layout = Layout::new::<std::future::Ready<[u64; 300]>>();
