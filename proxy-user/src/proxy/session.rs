@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -304,83 +305,102 @@ impl<'f, S: ClientIo> Session<'f, S> {
                     return;
                 }
             };
-            let (head, first_byte, tq) = head;
-            self.requests += 1;
-            let mut o = Outcome {
-                tq: Some(tq),
-                bytes_in: head.raw().len() as u64,
-                phase: b'R',
-                logasap_from: self.fe.logasap.then_some((started, first_byte)),
-                ..Outcome::default()
-            };
-            self.fe.counters.request();
-            // Boxed: the exchange's state lives only while a request is in
-            // flight, so an idle keep-alive connection's task stays small;
-            // its memory is reused by the next request ([`SlotBox`]).
-            // A panic in it (a bug) is answered with a 500 and closes this
-            // connection only.
+            // One request, from its head to the end of its response, in a
+            // heap slot the thread's next request reuses ([`SlotBox`]): its
+            // state (with the exchange's, about 3 KB) lives only while a
+            // request is in flight, so an idle keep-alive connection's task
+            // holds no more than the wait for a head needs.
             //
             // Bound by `let` before the await: a temporary lives to the end
             // of its statement, so in `Box::pin(f).await` the moved-out
             // future `f` would still take room in this task.
-            let exchange = CatchUnwind(SlotBox::new_with(|| self.forward(&head, &mut o)));
-            let exchange = exchange.await;
-            let next = match exchange {
-                Ok(Ok(next)) => next,
-                Ok(Err(e)) => {
-                    let fail = Box::pin(self.fail(&e, &mut o));
-                    fail.await;
-                    Next::CloseLingering
-                }
-                Err(panic) => {
-                    let e = ProxyError::Internal(panic);
-                    log::error!("{} {}: {e}", self.fe.name, self.peer);
-                    let fail = Box::pin(self.fail(&e, &mut o));
-                    fail.await;
-                    Next::CloseLingering
-                }
-            };
-            self.count_bytes(&o);
-            if !o.logged {
-                self.log(&o, started, first_byte, Some(&head), None);
-            }
-            // Bytes past this request (a client that pipelined after asking
-            // to close): closing now would reset the connection and could
-            // lose the response, so drain them first.
-            let next = match next {
-                Next::Close
-                    if !self.buf.is_empty()
-                        || self.client.uring().is_some_and(|s| s.has_unread_input()) =>
-                {
-                    Next::CloseLingering
-                }
-                next => next,
-            };
-            match next {
-                Next::KeepAlive => {}
-                Next::Close => {
-                    if self.client.uring().is_some() {
-                        // Closing the socket (through the ring) sends the
-                        // FIN: a shutdown first would only add a system call.
-                        let _ = self.client.flush().await;
-                    } else {
-                        let _ = self.client.shutdown().await;
-                    }
-                    return;
-                }
-                Next::CloseLingering => {
-                    let _ = self.client.shutdown().await;
-                    // Boxed: its scratch buffer must not size every
-                    // connection's task.
-                    let linger = Box::pin(self.linger());
-                    linger.await;
-                    return;
-                }
-            }
-            if self.out.capacity() > KEEP_BUF_CAPACITY {
-                self.out = BytesMut::new();
+            let request = SlotBox::new_with(|| self.request(head, started));
+            if request.await.is_break() {
+                return;
             }
         }
+    }
+
+    /// Serves one request, from its head (with when its first byte came and
+    /// how long it took) to the end of its response. `Break`: the
+    /// connection was closed after it.
+    async fn request(
+        &mut self,
+        head: (RequestHead, Instant, Duration),
+        started: SystemTime,
+    ) -> ControlFlow<()> {
+        let (head, first_byte, tq) = head;
+        self.requests += 1;
+        let mut o = Outcome {
+            tq: Some(tq),
+            bytes_in: head.raw().len() as u64,
+            phase: b'R',
+            logasap_from: self.fe.logasap.then_some((started, first_byte)),
+            ..Outcome::default()
+        };
+        self.fe.counters.request();
+        // A panic in the exchange (a bug) is answered with a 500 and closes
+        // this connection only.
+        let exchange = {
+            let forward = std::pin::pin!(self.forward(&head, &mut o));
+            CatchUnwind(forward).await
+        };
+        let next = match exchange {
+            Ok(Ok(next)) => next,
+            Ok(Err(e)) => {
+                let fail = Box::pin(self.fail(&e, &mut o));
+                fail.await;
+                Next::CloseLingering
+            }
+            Err(panic) => {
+                let e = ProxyError::Internal(panic);
+                log::error!("{} {}: {e}", self.fe.name, self.peer);
+                let fail = Box::pin(self.fail(&e, &mut o));
+                fail.await;
+                Next::CloseLingering
+            }
+        };
+        self.count_bytes(&o);
+        if !o.logged {
+            self.log(&o, started, first_byte, Some(&head), None);
+        }
+        // Bytes past this request (a client that pipelined after asking
+        // to close): closing now would reset the connection and could
+        // lose the response, so drain them first.
+        let next = match next {
+            Next::Close
+                if !self.buf.is_empty()
+                    || self.client.uring().is_some_and(|s| s.has_unread_input()) =>
+            {
+                Next::CloseLingering
+            }
+            next => next,
+        };
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => {
+                if self.client.uring().is_some() {
+                    // Closing the socket (through the ring) sends the
+                    // FIN: a shutdown first would only add a system call.
+                    let _ = self.client.flush().await;
+                } else {
+                    let _ = self.client.shutdown().await;
+                }
+                return ControlFlow::Break(());
+            }
+            Next::CloseLingering => {
+                let _ = self.client.shutdown().await;
+                // Boxed: its scratch buffer must not size every
+                // request's slot.
+                let linger = Box::pin(self.linger());
+                linger.await;
+                return ControlFlow::Break(());
+            }
+        }
+        if self.out.capacity() > KEEP_BUF_CAPACITY {
+            self.out = BytesMut::new();
+        }
+        ControlFlow::Continue(())
     }
 
     /// Reads one request head. `Ok(None)`: the client closed (or idled
