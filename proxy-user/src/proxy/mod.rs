@@ -12,7 +12,7 @@
 //! | [`session`] | the client loop: head, route, forward, keep-alive, pipelining |
 //! | [`upstream`] | server choice, `maxconn` queue, connect, retries/redispatch steps |
 //! | [`pool`] | per-server idle keep-alive connections, plain or TLS ([`pool::ServerStream`]) |
-//! | [`slot`] | [`slot::SlotBox`]: the boxed exchange future, its memory reused per thread |
+//! | [`slot`] | [`slot::SlotBox`]: boxed request and task futures, their memory reused per thread |
 //! | [`stream`] | body streaming (pass, re-chunk, de-chunk) and the upgrade tunnel |
 //! | [`route`] | `use_backend` conditions and `http-request` header rules |
 //! | [`forwardfor`] | `option forwardfor` (header, `except`, `if-none`) per request |

@@ -1,13 +1,13 @@
 //! [`SlotBox`]: a boxed future whose heap slot is reused by the next one.
 //!
-//! Each request's exchange (`Session::forward`) runs boxed, so that an idle
-//! keep-alive connection's task does not carry its 2.3 KB of state. A
-//! `Box` of that size is past glibc's per-thread cache (1 KiB), so every
+//! Each request (`Session::request`, with its exchange) runs boxed, so
+//! that an idle keep-alive connection's task does not carry its 2.8 KB of
+//! state. A `Box` of that size is past glibc's per-thread cache (1 KiB), so every
 //! request paid a full `malloc`/`free` for it. A `SlotBox` gives its memory
 //! back to a per-thread list of free slots instead, where the next request
 //! of this thread finds it. A connection's task is held the same way: a
 //! small tokio task points to it, so tokio's own moves of the task (in at
-//! spawn, out at the end) copy a pointer, not the session's 1.6-5.5 KB.
+//! spawn, out at the end) copy a pointer, not the session's 1.1-5 KB.
 
 use std::alloc::Layout;
 use std::cell::RefCell;
