@@ -818,7 +818,8 @@ async fn accept_loop(
 
 /// A frontend's listening socket, accepting through this thread's io_uring
 /// when it has one, else through tokio's epoll. Either way accepted
-/// connections have `TCP_NODELAY`, inherited from the listener.
+/// connections inherit `TCP_NODELAY` and delayed first ACKs
+/// ([`crate::net::set_delayed_first_ack`]) from the listener.
 enum Listener {
     Ring(crate::uring::UringListener),
     Epoll(TcpListener),
@@ -831,6 +832,7 @@ enum Accepted {
 
 impl Listener {
     fn new(listener: TcpListener) -> std::io::Result<Listener> {
+        crate::net::set_delayed_first_ack(&listener)?;
         if crate::uring::here() {
             // Out of tokio's epoll: the ring does the waiting.
             return crate::uring::UringListener::new(listener.into_std()?).map(Listener::Ring);

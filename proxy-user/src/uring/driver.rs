@@ -483,26 +483,6 @@ impl Driver {
         true
     }
 
-    /// Turns quick ACKs off on `fd` through the ring (see
-    /// [`delay_first_ack`]); best effort, its completion is ignored.
-    fn delay_first_ack(&mut self, fd: i32) {
-        /// The option's value; static, since the kernel reads it when the
-        /// operation is issued, after this function has returned.
-        static OFF: libc::c_int = 0;
-        let sqe = io_uring::opcode::SetSockOpt::new(
-            types::Fd(fd),
-            libc::IPPROTO_TCP as u32,
-            libc::TCP_QUICKACK as u32,
-            std::ptr::addr_of!(OFF).cast(),
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-        .build()
-        .user_data(IGNORED_TAG);
-        // SAFETY: the value it names is a static. A full queue only loses
-        // the optimisation.
-        let _ = unsafe { self.push_ignored(&sqe) };
-    }
-
     /// One turn: submit, run ready work, reap. The eventfd is off while
     /// it runs: what completes meanwhile is reaped here, and whatever
     /// completes after `reap` is seen by [`Driver::idle`].
@@ -653,19 +633,6 @@ pub(crate) fn close(socket: OwnedFd) {
         }
     });
     // No ring here (or the thread is ending): `socket` closes on drop.
-}
-
-/// Turns quick ACKs off on a just-accepted connection, through the ring
-/// (no system call of its own), as HAProxy's `option tcp-smart-accept`
-/// does in HTTP mode: the client sends its request at once, and the ACK
-/// for it then rides on the response instead of leaving as a packet of its
-/// own (one packet fewer per connection, and the work of sending and
-/// receiving it). Queued before the connection's first receive, so it
-/// takes effect before the request is read. Best effort: a kernel without
-/// socket commands in io_uring (before 6.7) fails it, and nothing else
-/// changes.
-pub(crate) fn delay_first_ack(fd: i32) {
-    with(|d| d.delay_first_ack(fd));
 }
 
 /// Queues an accept on this thread's ring: like [`submit`], and if the

@@ -94,7 +94,6 @@ impl UringListener {
         }
         // SAFETY: a new connection nobody else owns.
         let socket = unsafe { TcpStream::from_raw_fd(done.result) };
-        driver::delay_first_ack(done.result);
         let peer = match parse_sockaddr(&done.hold) {
             Some(peer) => peer,
             None => socket.peer_addr()?,
