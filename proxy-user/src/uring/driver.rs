@@ -89,8 +89,6 @@ struct Op {
     send_fd: i32,
     /// A socket whose owner went away, closed when this completes.
     close_fd: Option<OwnedFd>,
-    /// An accept: if its owner went away, the socket it returns is closed.
-    accept: bool,
 }
 
 /// What a finished operation returned.
@@ -308,11 +306,6 @@ impl Driver {
                         recycle = true;
                     }
                     closes.extend(op.close_fd.take());
-                    if op.accept && result >= 0 {
-                        // SAFETY: the connection this accept returned; nobody
-                        // else has seen it.
-                        closes.push(unsafe { OwnedFd::from_raw_fd(result) });
-                    }
                     *op = Op::default();
                     self.free.push(id);
                 }
@@ -391,14 +384,8 @@ impl Driver {
                         self.bufs.publish();
                     }
                 }
-                let accepted = (op.accept && op.result >= 0).then_some(op.result);
                 *op = Op::default();
                 self.free.push(id);
-                if let Some(fd) = accepted {
-                    // SAFETY: the connection this accept returned; its owner
-                    // never took it.
-                    self.close(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
                 if let Some(socket) = socket {
                     self.close(socket);
                 }
@@ -633,17 +620,6 @@ pub(crate) fn close(socket: OwnedFd) {
         }
     });
     // No ring here (or the thread is ending): `socket` closes on drop.
-}
-
-/// Queues an accept on this thread's ring: like [`submit`], and if the
-/// operation is abandoned, the connection it returns is closed.
-pub(crate) fn submit_accept(sqe: squeue::Entry, hold: Vec<u8>) -> io::Result<OpId> {
-    with(|d| {
-        let id = d.submit(sqe, hold, -1)?;
-        d.ops[id].accept = true;
-        Ok(id)
-    })
-    .unwrap_or_else(|| Err(io::Error::other("no io_uring on this thread")))
 }
 
 /// Abandons the last send before a close and closes the socket right
