@@ -816,9 +816,9 @@ async fn accept_loop(
     }
 }
 
-/// A frontend's listening socket, accepting through this thread's io_uring
-/// when it has one, else through tokio's epoll. Either way accepted
-/// connections inherit `TCP_NODELAY` and delayed first ACKs
+/// A frontend's listening socket. Its connections are served by this
+/// thread's io_uring when it has one, else by tokio's epoll; either way
+/// they inherit `TCP_NODELAY` and delayed first ACKs
 /// ([`crate::net::set_delayed_first_ack`]) from the listener.
 enum Listener {
     Ring(crate::uring::UringListener),
@@ -834,7 +834,8 @@ impl Listener {
     fn new(listener: TcpListener) -> std::io::Result<Listener> {
         crate::net::set_delayed_first_ack(&listener)?;
         if crate::uring::here() {
-            // Out of tokio's epoll: the ring does the waiting.
+            // Accepted with accept4 (see `uring::listener` for why not
+            // through the ring); the connections never enter epoll.
             return crate::uring::UringListener::new(listener.into_std()?).map(Listener::Ring);
         }
         crate::net::set_nodelay(&listener)?;

@@ -30,7 +30,7 @@ use tokio::io::Interest;
 
 use super::UringStream;
 
-/// Room for the peer's address (a `sockaddr_storage`), then its length.
+/// Room for the peer's address (a `sockaddr_storage`).
 const ADDR_ROOM: usize = std::mem::size_of::<libc::sockaddr_storage>();
 
 /// A listening socket whose connections are served by this thread's ring.
@@ -61,14 +61,13 @@ impl UringListener {
     /// The next connection and its peer's address. Cancel-safe: a
     /// connection not accepted yet waits in the kernel's backlog.
     pub async fn accept(&mut self) -> io::Result<(UringStream, SocketAddr)> {
-        let mut hold = [0u8; ADDR_ROOM + std::mem::size_of::<libc::socklen_t>()];
         loop {
             let mut ready = self.socket.readable().await?;
             // Readiness stays set until accept4 says EAGAIN, so a burst of
             // connections is accepted without waiting in between.
-            match ready.try_io(|l| accept4(l.get_ref(), &mut hold)) {
-                Ok(Ok(socket)) => {
-                    let peer = match parse_sockaddr(&hold) {
+            match ready.try_io(|l| accept4(l.get_ref())) {
+                Ok(Ok((socket, peer))) => {
+                    let peer = match peer {
                         Some(peer) => peer,
                         None => socket.peer_addr()?,
                     };
@@ -81,15 +80,16 @@ impl UringListener {
     }
 }
 
-/// One `accept4`, non-blocking and close-on-exec; the peer's address and
-/// its length go into `hold` (as [`parse_sockaddr`] reads them).
-fn accept4(listener: &TcpListener, hold: &mut [u8; ADDR_ROOM + 4]) -> io::Result<TcpStream> {
+/// One `accept4`, non-blocking and close-on-exec: the connection and its
+/// peer's address (`None` if not IPv4 or IPv6).
+fn accept4(listener: &TcpListener) -> io::Result<(TcpStream, Option<SocketAddr>)> {
+    let mut addr = [0u8; ADDR_ROOM];
     let mut len = ADDR_ROOM as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes of address into `hold`.
+    // SAFETY: the kernel writes at most `len` bytes of address into `addr`.
     let fd = unsafe {
         libc::accept4(
             listener.as_raw_fd(),
-            hold.as_mut_ptr().cast(),
+            addr.as_mut_ptr().cast(),
             &mut len,
             libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
         )
@@ -97,16 +97,17 @@ fn accept4(listener: &TcpListener, hold: &mut [u8; ADDR_ROOM + 4]) -> io::Result
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    hold[ADDR_ROOM..].copy_from_slice(&len.to_ne_bytes());
     // SAFETY: a new connection nobody else owns.
-    Ok(unsafe { TcpStream::from_raw_fd(fd) })
+    let socket = unsafe { TcpStream::from_raw_fd(fd) };
+    Ok((
+        socket,
+        parse_sockaddr(&addr[..(len as usize).min(ADDR_ROOM)]),
+    ))
 }
 
-/// The peer address an accept wrote into `hold` (`None` if it is not an
-/// IPv4 or IPv6 one).
-fn parse_sockaddr(hold: &[u8]) -> Option<SocketAddr> {
-    let len = libc::socklen_t::from_ne_bytes(hold.get(ADDR_ROOM..ADDR_ROOM + 4)?.try_into().ok()?);
-    let addr = hold.get(..(len as usize).min(ADDR_ROOM))?;
+/// The address in `addr`, the bytes of a `sockaddr` (`None` if it is not
+/// an IPv4 or IPv6 one).
+fn parse_sockaddr(addr: &[u8]) -> Option<SocketAddr> {
     let family = libc::sa_family_t::from_ne_bytes(addr.get(..2)?.try_into().ok()?);
     match i32::from(family) {
         libc::AF_INET if addr.len() >= std::mem::size_of::<libc::sockaddr_in>() => {
