@@ -73,6 +73,16 @@ impl UringListener {
                     };
                     return Ok((UringStream::new(socket)?, peer));
                 }
+                // A connection reset before it was accepted, or a signal:
+                // nothing wrong with the listener.
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
