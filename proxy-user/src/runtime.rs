@@ -37,6 +37,7 @@ pub fn main(command: Command) -> Result<ExitCode> {
             };
             init_logging(cfg.global.log_level);
             crate::uring::set_enabled(cfg.global.io_uring);
+            crate::uring::coalesce::set_max(cfg.global.tune_accept_coalesce);
             // `threads 1`: everything on the main thread (a current-thread
             // runtime: no hand-off between the main thread and one worker,
             // no work-stealing bookkeeping per wake-up).

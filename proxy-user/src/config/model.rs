@@ -102,7 +102,15 @@ pub struct Global {
     /// `tune.http.maxhdr N`: most header fields in a request or response
     /// (431 / 502 above). `None`: 101, HAProxy's default.
     pub tune_http_maxhdr: Option<u16>,
+    /// `tune.accept-coalesce DURATION`: the longest pause an io_uring L7
+    /// worker takes, under heavy connection churn, before it sleeps, to
+    /// accept new connections in batches (see `uring::coalesce`). `0`
+    /// turns it off. Default 200 µs.
+    pub tune_accept_coalesce: Duration,
 }
+
+/// Upper bound of `tune.accept-coalesce`.
+pub const MAX_ACCEPT_COALESCE: Duration = Duration::from_millis(10);
 
 /// Bytes of `tune.bufsize` HAProxy keeps free for header rewrites (its
 /// default `tune.maxrewrite`), so the largest head is `tune.bufsize - 1024`:
@@ -139,6 +147,7 @@ impl Global {
             demo_origins: Vec::new(),
             tune_bufsize: None,
             tune_http_maxhdr: None,
+            tune_accept_coalesce: crate::uring::coalesce::DEFAULT_MAX,
         }
     }
 }

@@ -106,6 +106,7 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw("demo-origin", G, "demo-origin NAME ADDR:PORT [ADDR:PORT...]"),
     kw("tune.bufsize", G, "tune.bufsize SIZE"),
     kw("tune.http.maxhdr", G, "tune.http.maxhdr N"),
+    kw("tune.accept-coalesce", G, "tune.accept-coalesce DURATION|0"),
     kw("http-max-request-line", D | F | L, "http-max-request-line SIZE"),
     kw("http-max-body-size", D | F | L, "http-max-body-size SIZE|0"),
     kw("mode", PROXY, "mode tcp|http|udp"),

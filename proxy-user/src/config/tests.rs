@@ -1253,6 +1253,21 @@ fn codec_limits_are_configurable() {
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(cfg.global.tune_bufsize, Some(32 * 1024));
     assert_eq!(cfg.global.tune_http_maxhdr, Some(50));
+    assert_eq!(
+        cfg.global.tune_accept_coalesce,
+        crate::uring::coalesce::DEFAULT_MAX
+    );
+    for (text, want) in [
+        ("0", Duration::ZERO),
+        ("50us", Duration::from_micros(50)),
+        ("1", Duration::from_millis(1)),
+    ] {
+        let (cfg, _) = ok(&format!(
+            "global\n    tune.accept-coalesce {text}\n{}",
+            web("", "")
+        ));
+        assert_eq!(cfg.global.tune_accept_coalesce, want, "{text}");
+    }
     let fe = cfg.frontend("web").unwrap();
     assert_eq!(fe.max_request_line, Some(2048));
     assert_eq!(fe.max_body_size, Some(10 << 20));
@@ -1270,6 +1285,15 @@ fn codec_limits_are_configurable() {
 fn codec_limit_errors_explain_the_range() {
     let e = one_err("global\n    tune.http.maxhdr 300\n", 2, "out of range");
     assert!(e.hint.unwrap().contains("256"));
+    let e = one_err("global\n    tune.bufsize 1000\n", 2, "out of range");
+    assert!(e.hint.unwrap().contains("tune.bufsize - 1024"));
+    let e = one_err("global\n    tune.accept-coalesce 20ms\n", 2, "out of range");
+    assert!(e.hint.unwrap().contains("10ms"));
+    one_err(
+        "global\n    tune.accept-coalesce 5x\n",
+        2,
+        "invalid duration unit",
+    );
     let e = one_err("global\n    tune.bufsize 1000\n", 2, "out of range");
     assert!(e.hint.unwrap().contains("tune.bufsize - 1024"));
     one_err("global\n    tune.bufsize lots\n", 2, "invalid size");

@@ -56,6 +56,8 @@ impl Workers {
         for index in 0..n.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // Accept coalescing: maybe a short pause in the ring first.
+                .on_thread_park(crate::uring::before_park)
                 .build()?;
             let handle = rt.handle().clone();
             let (stop, stopped) = oneshot::channel::<()>();

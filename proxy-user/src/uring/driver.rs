@@ -36,6 +36,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use io_uring::{cqueue, squeue, types, IoUring};
 use tokio::io::unix::AsyncFd;
@@ -660,5 +661,27 @@ pub(crate) fn recycle(bid: u16) {
     with(|d| {
         d.bufs.push(bid);
         d.bufs.publish();
+    });
+}
+
+/// Waits in this thread's ring, up to `limit`, for a completion, if the
+/// ring has nothing to do ([`super::coalesce`]'s pause). Only the ring's
+/// own completions end it early: the listeners, in tokio's epoll, do not.
+/// A completion signals the eventfd as usual, so the driver task runs
+/// right after.
+pub(crate) fn wait_for_completion(limit: Duration) {
+    let _ = DRIVER.try_with(|d| {
+        let Ok(mut d) = d.try_borrow_mut() else {
+            return;
+        };
+        let Some(d) = d.as_mut() else { return };
+        if !d.idle() {
+            return;
+        }
+        let ts = types::Timespec::from(limit);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        // ETIME (nothing completed) and EINTR (a signal) both just end
+        // the pause.
+        let _ = d.ring.submitter().submit_with_args(1, &args);
     });
 }

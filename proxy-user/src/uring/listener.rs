@@ -71,6 +71,7 @@ impl UringListener {
                         Some(peer) => peer,
                         None => socket.peer_addr()?,
                     };
+                    super::coalesce::accepted();
                     return Ok((UringStream::new(socket)?, peer));
                 }
                 // A connection reset before it was accepted, or a signal:

@@ -3,14 +3,18 @@
 //! turns it off (HAProxy's `noepoll`, `nosplice` style).
 //!
 //! [`driver`] owns each worker thread's ring; [`UringStream`] is the
-//! connection type the sessions read and write.
+//! connection type the sessions read and write; [`coalesce`] decides
+//! whether a worker pauses in its ring before it sleeps, to accept new
+//! connections in batches.
 
+pub mod coalesce;
 mod driver;
 mod listener;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use coalesce::before_park;
 pub use listener::UringListener;
 pub use stream::UringStream;
 

@@ -499,3 +499,49 @@ async fn a_completion_wakes_the_driver_without_a_timer() {
         times[ROUNDS - 1]
     );
 }
+
+/// The accept-coalescing pause waits in the ring: a completion ends it
+/// early, and with nothing in flight it lasts its whole length.
+#[tokio::test]
+async fn the_pause_before_parking_ends_at_a_completion_or_at_its_limit() {
+    assert!(here());
+    // Nothing in flight: the pause lasts its limit.
+    let started = std::time::Instant::now();
+    super::driver::wait_for_completion(Duration::from_millis(30));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(25),
+        "returned after {waited:?}"
+    );
+
+    // A receive in flight, answered 20 ms later: the pause ends then, not
+    // at its 10 s limit.
+    let (l, addr) = pair();
+    let mut s = UringStream::connect(addr).await.unwrap();
+    let mut peer = accept(&l);
+    let mut b = [0u8; 1];
+    let mut read = Box::pin(s.read(&mut b));
+    assert!(futures_poll_once(&mut read).await.is_none());
+    // Let the driver task submit the receive.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        peer.write_all(b"x").unwrap();
+        peer
+    });
+    let started = std::time::Instant::now();
+    super::driver::wait_for_completion(Duration::from_secs(10));
+    let waited = started.elapsed();
+    let _peer = writer.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(10) && waited < Duration::from_secs(5),
+        "the pause ended after {waited:?}"
+    );
+    let n = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("the read completes")
+        .unwrap();
+    assert_eq!((n, b[0]), (1, b'x'));
+}

@@ -102,6 +102,14 @@ impl Parser<'_> {
                     ))
                 })? as u16);
             }
+            "tune.accept-coalesce" => {
+                let d = duration(v)?;
+                if d > MAX_ACCEPT_COALESCE {
+                    return Err(Problem::new(v.col, format!("'{}' is out of range", v.text))
+                        .hint("0 (off) to 10ms; the default is 200us: a longer pause only delays connections more"));
+                }
+                self.global.tune_accept_coalesce = d;
+            }
             _ => unreachable!("check_keyword lets only global keywords through"),
         }
         Ok(())
