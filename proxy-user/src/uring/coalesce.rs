@@ -194,6 +194,12 @@ impl Coalescer {
             Phase::Control if rate < MIN_RATE => Phase::Resting { left: 1 },
             Phase::Control if rate > self.paused_rate * (1.0 + HURT) => {
                 let left = self.rest;
+                ::log::debug!(
+                    "accept coalescing: {rate:.0} connections/s without a pause, \
+                     {:.0} with one; not pausing for {} ms",
+                    self.paused_rate,
+                    u128::from(left) * EPOCH.as_millis()
+                );
                 self.rest = (self.rest * 2).min(MAX_REST);
                 Phase::Resting { left }
             }
