@@ -34,15 +34,15 @@ use std::time::{Duration, Instant};
 
 /// Length of one measurement: long enough to count hundreds of
 /// connections at the rates where pausing pays.
-pub(crate) const EPOCH: Duration = Duration::from_millis(25);
+const EPOCH: Duration = Duration::from_millis(25);
 /// Accepted connections per second (per worker) below which the worker
 /// never pauses: there, wake-ups are too rare to be worth a delay.
-pub(crate) const MIN_RATE: f64 = 2000.0;
+const MIN_RATE: f64 = 2000.0;
 /// Paused epochs between two control epochs (without a pause).
-pub(crate) const CONTROL_EVERY: u16 = 8;
+const CONTROL_EVERY: u16 = 8;
 /// A control epoch faster than the paused ones by more than this
 /// (relative) means pausing slows the clients down.
-pub(crate) const HURT: f64 = 0.12;
+const HURT: f64 = 0.12;
 /// Connections a pause is sized to gather at the current rate.
 const TARGET_BATCH: f64 = 4.0;
 /// Epochs without pausing after pausing was found to hurt, doubled each
@@ -113,7 +113,7 @@ enum Phase {
 
 /// The pause controller of one worker.
 #[derive(Debug)]
-pub(crate) struct Coalescer {
+struct Coalescer {
     phase: Phase,
     epoch_start: Option<Instant>,
     /// Connections accepted in this epoch.
@@ -142,12 +142,12 @@ impl Default for Coalescer {
 }
 
 impl Coalescer {
-    pub(crate) fn accepted(&mut self) {
+    fn accepted(&mut self) {
         self.accepts = self.accepts.saturating_add(1);
     }
 
     /// How long to pause before sleeping now (ends an epoch when due).
-    pub(crate) fn pause(&mut self, now: Instant, max: Duration) -> Duration {
+    fn pause(&mut self, now: Instant, max: Duration) -> Duration {
         if max.is_zero() {
             *self = Coalescer::default();
             return Duration::ZERO;
@@ -170,7 +170,7 @@ impl Coalescer {
 
     /// Is the next epoch a paused one?
     #[cfg(test)]
-    pub(crate) fn pausing(&self) -> bool {
+    fn pausing(&self) -> bool {
         matches!(self.phase, Phase::Paused { .. })
     }
 

@@ -7,7 +7,7 @@
 //! whether a worker pauses in its ring before it sleeps, to accept new
 //! connections in batches.
 
-pub mod coalesce;
+pub(crate) mod coalesce;
 mod driver;
 mod listener;
 mod stream;
