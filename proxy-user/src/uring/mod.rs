@@ -2,8 +2,8 @@
 //! sides), on by default where the kernel allows it; `global noiouring`
 //! turns it off (HAProxy's `noepoll`, `nosplice` style).
 //!
-//! [`driver`] owns each worker thread's ring; [`UringStream`] is the
-//! connection type the sessions read and write; [`coalesce`] decides
+//! `driver` owns each worker thread's ring; [`UringStream`] is the
+//! connection type the sessions read and write; `coalesce` decides
 //! whether a worker pauses in its ring before it sleeps, to accept new
 //! connections in batches.
 
